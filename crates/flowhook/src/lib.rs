@@ -1,1 +1,24 @@
-//! placeholder
+//! # flowhook
+//!
+//! An approval-workflow task center whose every task event is pushed, Yida-signed, in order and
+//! never lost, to the organisation's own services.
+//!
+//! ## Layout
+//! - [`config`]: defaults < file < `FLOWHOOK_*` environment < flags, validated at start.
+//! - [`telemetry`]: `tracing` logs and the Prometheus registry.
+//! - [`store`]: SQLite (default) or PostgreSQL, migrations per backend, durable commits.
+//! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
+//! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
+//! - [`cli`]: the commands of the `flowhook` binary (`serve`, `migrate`, `sign`, `verify`).
+//!
+//! Signing and payloads live in the `flowhook-sign` crate, which receivers use on their own.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;

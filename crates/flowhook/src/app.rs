@@ -1,0 +1,113 @@
+//! Building and running the service: open the store, migrate, bind, serve until told to stop.
+//!
+//! `Application::build` takes an address that may be port 0 and exposes the bound one, so tests
+//! run the real application exactly as `flowhook serve` does.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::{redact_url, Config};
+use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+}
+
+impl Application {
+    /// Opens (creating if needed) and migrates the database, then binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(
+            &config.database_url,
+            config.database_max_connections,
+            config.database_connect_timeout(),
+        )
+        .await?;
+        let report = store.migrate().await?;
+        let installation = store.installation_id().await?;
+        tracing::info!(
+            database = %redact_url(&config.database_url),
+            schema_from = report.before,
+            schema_to = report.after,
+            %installation,
+            "database ready"
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Self {
+            listener,
+            state: AppState {
+                store,
+                metrics: Metrics::new(),
+            },
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the
+    /// configured grace) and closes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = http::router(self.state.clone(), self.config.body_limit_bytes);
+        let addr = self.local_addr();
+        tracing::info!(%addr, "listening");
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+        let grace = self.config.shutdown_grace();
+        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        tokio::select! {
+            result = &mut server => result.context("HTTP server failed")?,
+            _ = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
+        }
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,275 @@
+//! The `flowhook` command line: `serve`, `migrate`, `sign`, `verify`, `config`.
+//!
+//! Configuration flags are global so every command reads the same configuration; errors
+//! surface as one line on stderr and a non-zero exit status.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use flowhook_sign::event::EventKind;
+use flowhook_sign::receive::{RawRequest, SystemTokens, Verifier};
+use flowhook_sign::wire::{self, BodyEncoding};
+use flowhook_sign::yida;
+
+use crate::app::{shutdown_signal, Application};
+use crate::config::{redact_url, Config, Overrides, DEFAULTS_TOML};
+use crate::store::Store;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "flowhook", version, about = "Approval task center with reliable, Yida-compatible task event push")]
+pub struct Cli {
+    /// A TOML configuration file (keys as in `flowhook config defaults`).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// sqlite://FILE (default sqlite://flowhook.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or flowhook=debug,info.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (migrates the database first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Compute a Yida signature: prints the sorted keys, the signing string and the sign.
+    Sign {
+        /// The application's systemToken.
+        #[arg(long, env = "FLOWHOOK_SIGN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print only the sign.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Parameters as KEY=VALUE (the value may contain `=`).
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        params: Vec<String>,
+    },
+    /// Check a captured callback body: says `valid`, or why not (exit status 1).
+    Verify {
+        /// A systemToken to try (repeat for several, e.g. during a rotation).
+        #[arg(long = "token", env = "FLOWHOOK_SIGN_TOKEN", hide_env_values = true, required = true)]
+        tokens: Vec<String>,
+        /// How the body is encoded.
+        #[arg(long, value_enum, default_value_t = Encoding::Form)]
+        encoding: Encoding,
+        /// Also check the parameters of this event (created, finished, cancelled, deleted, cc).
+        #[arg(long)]
+        kind: Option<String>,
+        /// With --kind: refuse a `dateTime` further than this from now (default: not checked,
+        /// as captured bodies are usually old).
+        #[arg(long, value_name = "SECONDS", requires = "kind")]
+        max_skew_secs: Option<u64>,
+        /// The body file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
+    /// Show configuration.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the compiled-in defaults, every key commented.
+    Defaults,
+    /// Print the effective configuration (passwords hidden).
+    Show,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Encoding {
+    Form,
+    Json,
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            database_url: self.database_url.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
+
+    fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref(), &self.overrides())?)
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Serve => {
+            let config = cli.load_config()?;
+            telemetry::init_logging(&config);
+            let app = Application::build(config).await?;
+            app.run_until_stopped(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = cli.load_config()?;
+            telemetry::init_logging(&config);
+            let store = Store::connect(
+                &config.database_url,
+                config.database_max_connections,
+                config.database_connect_timeout(),
+            )
+            .await?;
+            let report = store.migrate().await?;
+            store.close().await;
+            println!(
+                "{}: schema version {} -> {}",
+                redact_url(&config.database_url),
+                report.before,
+                report.after
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign {
+            token,
+            quiet,
+            params,
+        } => {
+            let params = params
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("`{p}` is not KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let sorted = yida::sorted_params(&params)?;
+            let sign = yida::sign(&params, token)?;
+            if !quiet {
+                let keys: Vec<&str> = sorted.iter().map(|(k, _)| *k).collect();
+                println!("sorted keys: {}", keys.join(", "));
+                println!("signing string: {}", yida::signing_string(&params, token)?);
+            }
+            println!("sign: {sign}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            tokens,
+            encoding,
+            kind,
+            max_skew_secs,
+            file,
+        } => {
+            let body = read_body(file.as_ref())?;
+            let encoding = match encoding {
+                Encoding::Form => BodyEncoding::Form,
+                Encoding::Json => BodyEncoding::Json,
+            };
+            let verdict = verify_body(&body, encoding, tokens, kind.as_deref(), *max_skew_secs)?;
+            match verdict {
+                Ok(what) => {
+                    println!("valid: {what}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    println!("invalid: {why}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Config { what } => {
+            match what {
+                ConfigCommand::Defaults => print!("{DEFAULTS_TOML}"),
+                ConfigCommand::Show => {
+                    let mut config = cli.load_config()?;
+                    config.database_url = redact_url(&config.database_url);
+                    print!("{}", toml_of(&config)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn toml_of(config: &Config) -> anyhow::Result<String> {
+    let value = serde_json::to_value(config)?;
+    let mut out = String::new();
+    for (k, v) in value.as_object().context("a config is an object")? {
+        out.push_str(&format!("{k} = {v}\n"));
+    }
+    Ok(out)
+}
+
+fn read_body(file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    match file {
+        Some(path) if path.as_os_str() != "-" => {
+            body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        _ => {
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("cannot read standard input")?;
+        }
+    }
+    // A captured body often ends with the newline an editor or `echo` added.
+    while body.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        body.pop();
+    }
+    Ok(body)
+}
+
+/// Tokens given on the command line apply to whatever app the body names.
+struct AnyApp<'a>(&'a [String]);
+
+impl SystemTokens for AnyApp<'_> {
+    fn tokens(&self, _app_type: &str) -> Vec<String> {
+        self.0.to_vec()
+    }
+}
+
+/// `Ok(Ok(description))` when valid, `Ok(Err(reason))` when not; `Err` for a usage error.
+fn verify_body(
+    body: &[u8],
+    encoding: BodyEncoding,
+    tokens: &[String],
+    kind: Option<&str>,
+    max_skew_secs: Option<u64>,
+) -> anyhow::Result<Result<String, String>> {
+    let Some(kind) = kind else {
+        let params = match wire::decode(body, encoding) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        return Ok(yida::verify_any(&params, tokens.iter().map(String::as_str))
+            .map(|()| format!("signature matches ({} parameters)", params.len()))
+            .map_err(|e| e.to_string()));
+    };
+    let kind: EventKind = kind.parse()?;
+    let request = RawRequest {
+        content_type: Some(encoding.content_type()),
+        body,
+        headers: &[],
+    };
+    let skew = std::time::Duration::from_secs(max_skew_secs.unwrap_or(100 * 365 * 24 * 3600));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    Ok(Verifier::new(&AnyApp(tokens))
+        .max_skew(skew)
+        .verify(kind, &request, now_ms)
+        .map(|v| format!("{} of app {}", v.event.kind(), v.event.app_type()))
+        .map_err(|e| e.to_string()))
+}

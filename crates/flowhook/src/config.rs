@@ -1,0 +1,233 @@
+//! Configuration: compiled-in commented defaults (`config/default.toml`) < optional TOML file <
+//! `FLOWHOOK_*` environment < command-line flags, validated before anything starts.
+//!
+//! A bad configuration stops the process with one line naming the key and the problem; an
+//! unknown key in a file is an error (a typo must not silently fall back to a default).
+//! Unknown `FLOWHOOK_*` variables are ignored: tests and tools use that prefix too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The defaults, with a comment on every key; printed by `flowhook config defaults`.
+pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
+
+/// Every configuration key (the names of the file, `FLOWHOOK_<KEY>` and `--<key>`).
+pub const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "database_max_connections",
+    "database_connect_timeout_secs",
+    "log_format",
+    "log_level",
+    "body_limit_bytes",
+    "shutdown_grace_secs",
+];
+
+/// The validated configuration. Every field is documented in `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub database_connect_timeout_secs: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+/// A configuration that cannot be used; its `Display` is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0}: not found")]
+    FileNotFound(PathBuf),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Where a database URL points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Config {
+    /// The compiled-in defaults alone.
+    pub fn defaults() -> Self {
+        Figment::from(Toml::string(DEFAULTS_TOML))
+            .extract()
+            .expect("the compiled-in defaults are a valid configuration")
+    }
+
+    /// Loads defaults < `file` < environment < `flags` and validates the result.
+    pub fn load(file: Option<&std::path::Path>, flags: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::FileNotFound(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("FLOWHOOK_").only(KEYS))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, why: String| Err(ConfigError::Invalid(format!("`{key}`: {why}")));
+        if let Err(why) = database_kind(&self.database_url) {
+            return invalid("database_url", why);
+        }
+        if self.database_max_connections == 0 {
+            return invalid("database_max_connections", "must be at least 1".into());
+        }
+        if self.body_limit_bytes < 1024 {
+            return invalid("body_limit_bytes", "must be at least 1024".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return invalid("log_level", format!("`{}` is not a log filter: {e}", self.log_level));
+        }
+        Ok(())
+    }
+
+    pub fn database_kind(&self) -> DatabaseKind {
+        database_kind(&self.database_url).expect("validated")
+    }
+
+    pub fn database_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_connect_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// The backend of a database URL, or why it is not one Flowhook can use.
+pub fn database_kind(url: &str) -> Result<DatabaseKind, String> {
+    let shown = redact_url(url);
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Err(format!(
+            "`{shown}` is not a URL: use sqlite://FILE or postgres://USER@HOST/DB"
+        ));
+    };
+    match scheme {
+        "sqlite" if !rest.trim_start_matches('/').is_empty() => Ok(DatabaseKind::Sqlite),
+        "sqlite" => Err(format!("`{shown}` names no file")),
+        "postgres" | "postgresql" => match url::Url::parse(url) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(DatabaseKind::Postgres),
+            Ok(_) => Err(format!("`{shown}` names no host")),
+            Err(e) => Err(format!("`{shown}` is not a valid URL: {e}")),
+        },
+        other => Err(format!(
+            "unsupported scheme `{other}` in `{shown}`: use sqlite://FILE or postgres://USER@HOST/DB"
+        )),
+    }
+}
+
+/// The URL with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn one_line(e: &figment::Error) -> String {
+    // figment chains several errors; the first says which key and where.
+    e.clone()
+        .into_iter()
+        .next()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| e.to_string())
+        .replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_every_key_is_documented() {
+        let c = Config::defaults();
+        c.validate().unwrap();
+        assert_eq!(c.database_kind(), DatabaseKind::Sqlite);
+        for key in KEYS {
+            assert!(
+                DEFAULTS_TOML.contains(&format!("\n{key} = ")),
+                "{key} in default.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn file_then_flags_override_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "log_level = \"debug\"\nlisten = \"127.0.0.1:9\"\n").unwrap();
+        let flags = Overrides {
+            listen: Some("127.0.0.1:10".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), &flags).unwrap();
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.listen.port(), 10);
+
+        std::fs::write(&file, "databse_url = \"sqlite://x.db\"\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("databse_url"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn database_urls_are_checked_and_passwords_hidden() {
+        assert_eq!(database_kind("sqlite://f.db"), Ok(DatabaseKind::Sqlite));
+        assert_eq!(database_kind("sqlite:f.db"), Ok(DatabaseKind::Sqlite));
+        assert_eq!(
+            database_kind("postgresql://u@h/db"),
+            Ok(DatabaseKind::Postgres)
+        );
+        let e = database_kind("mysql://u:hunter2@h/db").unwrap_err();
+        assert!(e.contains("unsupported scheme `mysql`") && !e.contains("hunter2"), "{e}");
+        assert!(database_kind("flowhook.db").is_err());
+        assert!(database_kind("sqlite://").is_err());
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+}

@@ -1,0 +1,166 @@
+//! Persistence: one [`Store`] over SQLite (embedded default, one node) or PostgreSQL (many
+//! nodes), with each backend's SQL and migrations kept in its own module and directory.
+//!
+//! Durability is not negotiable: SQLite runs in WAL mode with `synchronous=FULL`, so a commit is
+//! on disk before it is acknowledged; PostgreSQL keeps its own `fsync`/`synchronous_commit`.
+//! Throughput will come from group commit, never from relaxing either.
+//!
+//! Migrations are applied at start (and by `flowhook migrate`); a database whose schema is newer
+//! than this binary knows is refused rather than written to.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::{database_kind, redact_url, DatabaseKind};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Storage errors. Messages never contain a database password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL: {0}")]
+    BadUrl(String),
+    #[error("cannot open the database {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "the database schema is at version {database}, newer than this Flowhook knows ({known}); \
+         run a Flowhook of that version or newer"
+    )]
+    SchemaTooNew { database: i64, known: i64 },
+    #[error("migration failed")]
+    Migrate(#[from] MigrateError),
+    #[error("database error")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Opens one connection first, so an unreachable database fails at once with its real cause
+/// (a pool would retry until its timeout and report only "timed out").
+async fn probe<C: sqlx::Connection>(
+    options: &C::Options,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    let conn = tokio::time::timeout(timeout, C::connect_with(options))
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    conn.close().await
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub before: i64,
+    pub after: i64,
+}
+
+/// The database, whichever backend.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Opens a pool; a SQLite file is created if missing. Does not migrate.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let kind = database_kind(url).map_err(StoreError::BadUrl)?;
+        let connect_err = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        Ok(match kind {
+            DatabaseKind::Sqlite => Store::Sqlite(
+                sqlite::connect(url, max_connections, connect_timeout)
+                    .await
+                    .map_err(connect_err)?,
+            ),
+            DatabaseKind::Postgres => Store::Postgres(
+                postgres::connect(url, max_connections, connect_timeout)
+                    .await
+                    .map_err(connect_err)?,
+            ),
+        })
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        match self {
+            Store::Sqlite(_) => DatabaseKind::Sqlite,
+            Store::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self {
+            Store::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Store::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// The newest schema version this binary carries.
+    pub fn known_schema_version(&self) -> i64 {
+        self.migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The newest schema version applied to the database (0 for an empty database).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(match self {
+            Store::Sqlite(pool) => sqlite::schema_version(pool).await?,
+            Store::Postgres(pool) => postgres::schema_version(pool).await?,
+        })
+    }
+
+    /// Refuses a database whose schema is newer than this binary knows.
+    pub async fn check_schema_not_newer(&self) -> Result<i64, StoreError> {
+        let database = self.schema_version().await?;
+        let known = self.known_schema_version();
+        if database > known {
+            return Err(StoreError::SchemaTooNew { database, known });
+        }
+        Ok(database)
+    }
+
+    /// Applies every pending migration (PostgreSQL: under an advisory lock, so nodes starting
+    /// together do not race).
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let before = self.check_schema_not_newer().await?;
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        let after = self.schema_version().await?;
+        Ok(MigrationReport { before, after })
+    }
+
+    /// The id created with the schema; the same across restarts and nodes.
+    pub async fn installation_id(&self) -> Result<String, StoreError> {
+        Ok(match self {
+            Store::Sqlite(pool) => sqlite::meta(pool, "installation_id").await?,
+            Store::Postgres(pool) => postgres::meta(pool, "installation_id").await?,
+        })
+    }
+
+    /// Closes the pool, waiting for connections to be returned (SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(pool) => pool.close().await,
+            Store::Postgres(pool) => pool.close().await,
+        }
+    }
+}

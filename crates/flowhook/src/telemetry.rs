@@ -1,0 +1,91 @@
+//! Logging (`tracing`, text or JSON) and the Prometheus metrics registry.
+//!
+//! Each [`Metrics`] owns its registry (no global recorder), so several applications can run in
+//! one test process. Labels are bounded: the route *template*, never the raw path.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::config::{Config, LogFormat};
+
+/// Installs the global `tracing` subscriber (once per process; later calls are no-ops).
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Labels of the HTTP metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The matched route template (`/api/v1/…/{id}`), or `unmatched`.
+    pub route: String,
+    pub status: u16,
+}
+
+type HistogramFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
+
+/// The metrics of one running application.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistogramFamily,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        registry.register(
+            "flowhook_build",
+            "Flowhook version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "flowhook_http_requests",
+            "HTTP requests answered",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        registry.register(
+            "flowhook_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            http_duration.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            http_requests,
+            http_duration,
+        }
+    }
+
+    /// The Prometheus text exposition (OpenMetrics).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
