@@ -374,7 +374,8 @@ impl TaskEvent {
             })
         };
         let task_json = |text: String| {
-            serde_json::from_str::<Value>(&text).map_err(|e| PayloadError::TaskNotJson(e.to_string()))
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| PayloadError::TaskNotJson(e.to_string()))
         };
         let event = match kind {
             EventKind::Created => {
@@ -448,7 +449,11 @@ mod tests {
     fn the_seed_example_parses_and_renders_every_field_with_its_type() {
         let seed: Value = serde_json::from_str(SEED_TASK).unwrap();
         let task: TaskRecord = serde_json::from_value(seed.clone()).unwrap();
-        assert!(task.extra.is_empty(), "every seed field is typed: {:?}", task.extra);
+        assert!(
+            task.extra.is_empty(),
+            "every seed field is typed: {:?}",
+            task.extra
+        );
         assert_eq!(task.data_map["numberField_l4s57vma"].as_deref(), Some("1"));
         let rendered: Value = serde_json::to_value(&task).unwrap();
         for (key, value) in seed.as_object().unwrap() {
@@ -466,7 +471,9 @@ mod tests {
             app_type: "APP_X".into(),
             title: Some("张红的请假".into()),
             data_map: [("n".to_string(), Some("3".to_string())), ("e".into(), None)].into(),
-            extra: [("futureField".to_string(), Value::from(1))].into_iter().collect(),
+            extra: [("futureField".to_string(), Value::from(1))]
+                .into_iter()
+                .collect(),
             ..Default::default()
         };
         let ended = TaskEnded {

@@ -202,7 +202,9 @@ impl<'t, T: SystemTokens + ?Sized> Verifier<'t, T> {
         }
         let meta = DeliveryMeta {
             event_id: request.header(headers::EVENT_ID).map(str::to_owned),
-            attempt: request.header(headers::ATTEMPT).and_then(|v| v.parse().ok()),
+            attempt: request
+                .header(headers::ATTEMPT)
+                .and_then(|v| v.parse().ok()),
             seq: request.header(headers::SEQ).and_then(|v| v.parse().ok()),
             backfill: request
                 .header(headers::BACKFILL)
@@ -226,7 +228,10 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn tokens() -> HashMap<String, Vec<String>> {
-        HashMap::from([("APP_X".to_string(), vec!["NEW".to_string(), "OLD".to_string()])])
+        HashMap::from([(
+            "APP_X".to_string(),
+            vec!["NEW".to_string(), "OLD".to_string()],
+        )])
     }
 
     fn finished() -> TaskEvent {
@@ -270,19 +275,71 @@ mod tests {
         };
         let good = signed(&finished(), NOW, "NEW");
         let cases: Vec<(Result<VerifiedEvent, ReceiveError>, &str, u16)> = vec![
-            (check(EventKind::Finished, Some("text/plain"), &good), "unsupported_content_type", 415),
-            (check(EventKind::Finished, FORM, &good[..good.len() / 2]), "missing_parameter", 400),
-            (check(EventKind::Finished, FORM, &good.replace("sign=", "sign=0")), "bad_signature", 401),
-            (check(EventKind::Finished, FORM, &signed(&finished(), NOW, "WRONG")), "bad_signature", 401),
-            (check(EventKind::Finished, FORM, &signed(&finished(), NOW - 300_001, "NEW")), "stale_date_time", 401),
-            (check(EventKind::Finished, FORM, &signed(&finished(), NOW + 300_001, "NEW")), "future_date_time", 401),
-            (check(EventKind::Finished, FORM, &good.replace("APP_X", "APP_Y")), "unknown_app", 401),
-            (check(EventKind::Created, FORM, "task=%7Bnot&dateTime=1"), "task_not_json", 400),
-            (check(EventKind::Finished, FORM, "a=%GG"), "malformed_body", 400),
+            (
+                check(EventKind::Finished, Some("text/plain"), &good),
+                "unsupported_content_type",
+                415,
+            ),
+            (
+                check(EventKind::Finished, FORM, &good[..good.len() / 2]),
+                "missing_parameter",
+                400,
+            ),
+            (
+                check(EventKind::Finished, FORM, &good.replace("sign=", "sign=0")),
+                "bad_signature",
+                401,
+            ),
+            (
+                check(
+                    EventKind::Finished,
+                    FORM,
+                    &signed(&finished(), NOW, "WRONG"),
+                ),
+                "bad_signature",
+                401,
+            ),
+            (
+                check(
+                    EventKind::Finished,
+                    FORM,
+                    &signed(&finished(), NOW - 300_001, "NEW"),
+                ),
+                "stale_date_time",
+                401,
+            ),
+            (
+                check(
+                    EventKind::Finished,
+                    FORM,
+                    &signed(&finished(), NOW + 300_001, "NEW"),
+                ),
+                "future_date_time",
+                401,
+            ),
+            (
+                check(EventKind::Finished, FORM, &good.replace("APP_X", "APP_Y")),
+                "unknown_app",
+                401,
+            ),
+            (
+                check(EventKind::Created, FORM, "task=%7Bnot&dateTime=1"),
+                "task_not_json",
+                400,
+            ),
+            (
+                check(EventKind::Finished, FORM, "a=%GG"),
+                "malformed_body",
+                400,
+            ),
         ];
         for (i, (result, code, status)) in cases.into_iter().enumerate() {
             let err = result.expect_err(code);
-            assert_eq!((i, err.code(), err.http_status()), (i, code, status), "{err}");
+            assert_eq!(
+                (i, err.code(), err.http_status()),
+                (i, code, status),
+                "{err}"
+            );
         }
         let created = TaskEvent::Created(TaskRecord {
             app_type: "APP_X".into(),

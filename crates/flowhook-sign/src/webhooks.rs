@@ -207,7 +207,13 @@ mod tests {
             Err(WebhookError::NoMatchingSignature)
         );
         assert_eq!(
-            verify(&[old.clone()], lookup(&h), b"task=2", 1_010, DEFAULT_TOLERANCE),
+            verify(
+                std::slice::from_ref(&old),
+                lookup(&h),
+                b"task=2",
+                1_010,
+                DEFAULT_TOLERANCE
+            ),
             Err(WebhookError::NoMatchingSignature)
         );
     }
@@ -221,13 +227,27 @@ mod tests {
             (HEADER_TIMESTAMP, "1000".to_string()),
             (HEADER_SIGNATURE, sig),
         ];
-        let ok = |now| verify(&[s.clone()], lookup(&h), b"", now, DEFAULT_TOLERANCE);
+        let ok = |now| {
+            verify(
+                std::slice::from_ref(&s),
+                lookup(&h),
+                b"",
+                now,
+                DEFAULT_TOLERANCE,
+            )
+        };
         assert_eq!(ok(1_300), Ok(()));
         assert_eq!(ok(1_301), Err(WebhookError::TimestampTooOld(301)));
         assert_eq!(ok(699), Err(WebhookError::TimestampTooNew(301)));
         let missing = [(HEADER_ID, "m".to_string())];
         assert_eq!(
-            verify(&[s.clone()], lookup(&missing), b"", 1_000, DEFAULT_TOLERANCE),
+            verify(
+                std::slice::from_ref(&s),
+                lookup(&missing),
+                b"",
+                1_000,
+                DEFAULT_TOLERANCE
+            ),
             Err(WebhookError::MissingHeader(HEADER_TIMESTAMP))
         );
     }

@@ -152,7 +152,10 @@ mod tests {
         assert!(decode(br#"{"a":"1""#, BodyEncoding::Json).is_err());
         assert_eq!(
             decode(b"a=x+y&b=", BodyEncoding::Form).unwrap(),
-            [("a".to_string(), "x y".to_string()), ("b".into(), "".into())]
+            [
+                ("a".to_string(), "x y".to_string()),
+                ("b".into(), "".into())
+            ]
         );
         assert_eq!(
             BodyEncoding::from_content_type("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),

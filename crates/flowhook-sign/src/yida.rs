@@ -64,9 +64,13 @@ pub fn sorted_params<K: AsRef<str>, V: AsRef<str>>(
         }
     }
     // `sign` itself differing only in case from another key ("Sign") is just as ambiguous.
-    if let Some((k, _)) = params.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).find(|(k, _)| {
-        *k != SIGN_PARAM && java_case_insensitive_cmp(k, SIGN_PARAM) == Ordering::Equal
-    }) {
+    if let Some((k, _)) = params
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .find(|(k, _)| {
+            *k != SIGN_PARAM && java_case_insensitive_cmp(k, SIGN_PARAM) == Ordering::Equal
+        })
+    {
         return Err(SignError::KeysEqualIgnoringCase(
             SIGN_PARAM.to_owned(),
             k.to_owned(),
@@ -202,7 +206,10 @@ mod tests {
         );
         assert_eq!(
             sign(&[("taskId", "1"), ("TaskId", "2")], "t"),
-            Err(SignError::KeysEqualIgnoringCase("TaskId".into(), "taskId".into()))
+            Err(SignError::KeysEqualIgnoringCase(
+                "TaskId".into(),
+                "taskId".into()
+            ))
         );
         assert!(matches!(
             sign(&[("Sign", "1"), ("a", "2")], "t"),

@@ -29,7 +29,11 @@ fn params(v: &Vector) -> Vec<(String, String)> {
 #[test]
 fn every_jdk_vector_passes() {
     let vectors = vectors();
-    assert!(vectors.len() >= 6, "the vector file has {} vectors", vectors.len());
+    assert!(
+        vectors.len() >= 6,
+        "the vector file has {} vectors",
+        vectors.len()
+    );
     for v in &vectors {
         let p = params(v);
         let sorted: Vec<&str> = yida::sorted_params(&p)
@@ -44,11 +48,20 @@ fn every_jdk_vector_passes() {
             "{}: signing string",
             v.name
         );
-        assert_eq!(yida::sign(&p, &v.system_token).unwrap(), v.sign, "{}: sign", v.name);
+        assert_eq!(
+            yida::sign(&p, &v.system_token).unwrap(),
+            v.sign,
+            "{}: sign",
+            v.name
+        );
 
         let mut signed = p.clone();
         signed.push(("sign".into(), v.sign.to_uppercase()));
         assert_eq!(yida::verify(&signed, &v.system_token), Ok(()), "{}", v.name);
-        assert!(yida::verify(&signed, "not-the-token").is_err(), "{}", v.name);
+        assert!(
+            yida::verify(&signed, "not-the-token").is_err(),
+            "{}",
+            v.name
+        );
     }
 }

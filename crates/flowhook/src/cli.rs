@@ -20,7 +20,11 @@ use crate::store::Store;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "flowhook", version, about = "Approval task center with reliable, Yida-compatible task event push")]
+#[command(
+    name = "flowhook",
+    version,
+    about = "Approval task center with reliable, Yida-compatible task event push"
+)]
 pub struct Cli {
     /// A TOML configuration file (keys as in `flowhook config defaults`).
     #[arg(long, global = true, value_name = "FILE")]
@@ -62,7 +66,12 @@ pub enum Command {
     /// Check a captured callback body: says `valid`, or why not (exit status 1).
     Verify {
         /// A systemToken to try (repeat for several, e.g. during a rotation).
-        #[arg(long = "token", env = "FLOWHOOK_SIGN_TOKEN", hide_env_values = true, required = true)]
+        #[arg(
+            long = "token",
+            env = "FLOWHOOK_SIGN_TOKEN",
+            hide_env_values = true,
+            required = true
+        )]
         tokens: Vec<String>,
         /// How the body is encoded.
         #[arg(long, value_enum, default_value_t = Encoding::Form)]

@@ -117,7 +117,10 @@ impl Config {
             return invalid("body_limit_bytes", "must be at least 1024".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            return invalid("log_level", format!("`{}` is not a log filter: {e}", self.log_level));
+            return invalid(
+                "log_level",
+                format!("`{}` is not a log filter: {e}", self.log_level),
+            );
         }
         Ok(())
     }
@@ -225,7 +228,10 @@ mod tests {
             Ok(DatabaseKind::Postgres)
         );
         let e = database_kind("mysql://u:hunter2@h/db").unwrap_err();
-        assert!(e.contains("unsupported scheme `mysql`") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("unsupported scheme `mysql`") && !e.contains("hunter2"),
+            "{e}"
+        );
         assert!(database_kind("flowhook.db").is_err());
         assert!(database_kind("sqlite://").is_err());
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");

@@ -42,10 +42,15 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(health::router())
         .merge(operations::router())
         .fallback(|| async { error::ApiError::not_found("no such resource") })
-        .layer(middleware::map_response(error::json_errors))
+        // Layers run outside-in from the last added: tracing, metrics (final status), JSON
+        // errors (so the limits' own 413 is JSON too), then the body limits.
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(RequestBodyLimitLayer::new(body_limit_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

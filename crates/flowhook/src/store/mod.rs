@@ -111,11 +111,7 @@ impl Store {
 
     /// The newest schema version this binary carries.
     pub fn known_schema_version(&self) -> i64 {
-        self.migrator()
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0)
+        self.migrator().iter().map(|m| m.version).max().unwrap_or(0)
     }
 
     /// The newest schema version applied to the database (0 for an empty database).

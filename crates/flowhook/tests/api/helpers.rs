@@ -1,0 +1,167 @@
+//! Test harness: a fresh database per test (a SQLite file in a temporary directory, or a new
+//! PostgreSQL database when `FLOWHOOK_TEST_POSTGRES` names a server) and the real application
+//! spawned on port 0.
+
+use std::net::SocketAddr;
+
+use flowhook::config::Config;
+use flowhook::Application;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The variable that enables the PostgreSQL runs: a URL of a server where databases may be
+/// created, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
+pub const POSTGRES_ENV: &str = "FLOWHOOK_TEST_POSTGRES";
+
+/// Runs one async check on SQLite and, when enabled, on PostgreSQL, as two tests.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($check:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            $check($crate::helpers::TestDb::sqlite().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres() {
+            match $crate::helpers::TestDb::postgres().await {
+                Some(db) => $check(db).await,
+                None => eprintln!(
+                    "not run: set {} to run this on PostgreSQL",
+                    $crate::helpers::POSTGRES_ENV
+                ),
+            }
+        }
+    };
+}
+
+/// A database of its own for one test; dropped with it.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("flowhook.db").display());
+        Self {
+            url,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A fresh database on the server named by `FLOWHOOK_TEST_POSTGRES`; `None` when unset.
+    /// Panics when set but unusable: a misbehaving PostgreSQL must fail the run, not skip it.
+    pub async fn postgres() -> Option<Self> {
+        let admin = std::env::var(POSTGRES_ENV).ok()?;
+        let name = format!("flowhook_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin} is set but unusable: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        conn.close().await.ok();
+        let mut url = url::Url::parse(&admin).expect("FLOWHOOK_TEST_POSTGRES is a URL");
+        url.set_path(&format!("/{name}"));
+        Some(Self {
+            url: url.to_string(),
+            _dir: None,
+            postgres: Some((admin, name)),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// A configuration for this database, listening on an ephemeral port.
+    pub fn config(&self) -> Config {
+        let mut config = Config::defaults();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.database_url = self.url.clone();
+        config.database_max_connections = 4;
+        config.shutdown_grace_secs = 5;
+        config
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop is synchronous and may run inside a runtime: clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The real application, serving on 127.0.0.1 until stopped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: flowhook::store::Store,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(config: Config) -> Self {
+        let app = Application::build(config)
+            .await
+            .expect("the application builds");
+        let addr = app.local_addr();
+        let store = app.store().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            store,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops the server as SIGINT would and waits for it to finish.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .expect("server task")
+            .expect("clean stop");
+    }
+}

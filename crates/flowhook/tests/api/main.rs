@@ -1,0 +1,6 @@
+//! Integration tests: the real application on port 0, real databases (SQLite always,
+//! PostgreSQL when `FLOWHOOK_TEST_POSTGRES` is set), real HTTP.
+
+mod helpers;
+mod operations;
+mod storage;

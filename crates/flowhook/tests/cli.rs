@@ -1,0 +1,359 @@
+//! The `flowhook` binary as a user runs it: `sign` and `verify` against the JDK vectors,
+//! `serve` in an empty directory (start, answer, Ctrl-C, restart on the same file), and bad
+//! configuration failing fast with one line.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
+
+fn flowhook(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).args(args);
+    // The developer's own settings must not leak into what is tested.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLOWHOOK_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Runs to completion, bounded in time.
+fn run(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flowhook starts");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("flowhook finished within 30 s")
+        .expect("output collected")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Vector {
+    name: String,
+    system_token: String,
+    params: serde_json::Map<String, serde_json::Value>,
+    sign: String,
+}
+
+fn vectors() -> Vec<Vector> {
+    serde_json::from_str(include_str!(
+        "../../flowhook-sign/tests/data/yida-sign.json"
+    ))
+    .unwrap()
+}
+
+fn key_values(v: &Vector) -> Vec<String> {
+    v.params
+        .iter()
+        .map(|(k, val)| format!("{k}={}", val.as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn sign_reproduces_every_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    for v in vectors() {
+        let kv = key_values(&v);
+        let mut args = vec!["sign", "--token", &v.system_token];
+        args.extend(kv.iter().map(String::as_str));
+        let out = run(flowhook(dir.path(), &args));
+        assert!(out.status.success(), "{}: {:?}", v.name, out);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            stdout.lines().last(),
+            Some(format!("sign: {}", v.sign).as_str()),
+            "{}: {stdout}",
+            v.name
+        );
+    }
+}
+
+#[test]
+fn verify_says_valid_or_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v.name == "finish-task")
+        .unwrap();
+    let mut params: Vec<(String, String)> = v
+        .params
+        .iter()
+        .map(|(k, val)| (k.clone(), val.as_str().unwrap().to_owned()))
+        .collect();
+    params.push(("sign".into(), v.sign.clone()));
+    let body = flowhook_sign::wire::encode(&params, flowhook_sign::wire::BodyEncoding::Form);
+    std::fs::write(dir.path().join("good.txt"), format!("{body}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        body.replace("10245689123", "10245689999"),
+    )
+    .unwrap();
+
+    let token = v.system_token.as_str();
+    let ok = run(flowhook(
+        dir.path(),
+        &["verify", "--token", token, "--kind", "finished", "good.txt"],
+    ));
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "valid: task.finished of app APP_RY60OCRF33Z7534XYZ"
+    );
+
+    let bad = run(flowhook(
+        dir.path(),
+        &["verify", "--token", token, "bad.txt"],
+    ));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).starts_with("invalid: the signature does not match"),
+        "{bad:?}"
+    );
+
+    let wrong_kind = run(flowhook(
+        dir.path(),
+        &["verify", "--token", token, "--kind", "created", "good.txt"],
+    ));
+    assert_eq!(wrong_kind.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&wrong_kind.stdout).trim(),
+        "invalid: parameter `task` is missing"
+    );
+
+    let stale = run(flowhook(
+        dir.path(),
+        &[
+            "verify",
+            "--token",
+            token,
+            "--kind",
+            "finished",
+            "--max-skew-secs",
+            "300",
+            "good.txt",
+        ],
+    ));
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stale.stdout).starts_with("invalid: stale request"));
+}
+
+/// A running `flowhook serve`, its stderr read line by line on a thread.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--log-format", "json"];
+        args.extend_from_slice(extra);
+        let mut child = flowhook(dir, &args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("flowhook serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for a JSON log line whose `message` is `message`.
+    fn wait_for(&mut self, message: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no `{message}` log line; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == message {
+                    return v;
+                }
+            }
+        }
+    }
+
+    fn interrupt_and_wait(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("flowhook did not stop within 30 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn serve_creates_its_file_answers_stops_and_restarts_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let ready = server.wait_for("database ready");
+    assert_eq!(
+        (ready["schema_from"].as_i64(), ready["schema_to"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let installation = ready["installation"].as_str().unwrap().to_owned();
+    let addr = server.wait_for("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        dir.path().join("flowhook.db").is_file(),
+        "SQLite file created in the working directory"
+    );
+
+    assert_eq!(get(&addr, "/healthz").await.0, 200);
+    let (status, body) = get(&addr, "/readyz").await;
+    assert_eq!((status, body.contains("\"sqlite\"")), (200, true), "{body}");
+    let (status, metrics) = get(&addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("flowhook_http_requests_total"),
+        "{metrics}"
+    );
+
+    let status = server.interrupt_and_wait();
+    assert!(status.success(), "clean exit on Ctrl-C: {status:?}");
+
+    // Second start: same file, nothing to migrate, same installation.
+    let mut server = Server::start(dir.path(), &[]);
+    let ready = server.wait_for("database ready");
+    assert_eq!(
+        (ready["schema_from"].as_i64(), ready["schema_to"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(ready["installation"].as_str(), Some(installation.as_str()));
+    let addr = server.wait_for("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(&addr, "/readyz").await.0, 200);
+    assert!(server.interrupt_and_wait().success());
+}
+
+/// Fails with exit status 2 and exactly one line on stderr, which contains `expected`.
+fn assert_fails_with_one_line(out: Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("flowhook: ") && stderr.contains(expected),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_configuration_fails_fast_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "databse_url = \"sqlite://x.db\"\n",
+    )
+    .unwrap();
+    assert_fails_with_one_line(
+        run(flowhook(dir.path(), &["--config", "typo.toml", "serve"])),
+        "unknown field: found `databse_url`",
+    );
+    assert_fails_with_one_line(
+        run(flowhook(dir.path(), &["--config", "missing.toml", "serve"])),
+        "missing.toml: not found",
+    );
+    assert_fails_with_one_line(
+        run(flowhook(
+            dir.path(),
+            &["serve", "--database-url", "mysql://u:hunter2@db/x"],
+        )),
+        "unsupported scheme `mysql`",
+    );
+    assert_fails_with_one_line(
+        run(flowhook(
+            dir.path(),
+            &["serve", "--listen", "not-an-address"],
+        )),
+        "listen",
+    );
+    let mut env_bad = flowhook(dir.path(), &["serve"]);
+    env_bad.env("FLOWHOOK_LOG_FORMAT", "yaml");
+    assert_fails_with_one_line(run(env_bad), "yaml");
+    // Nothing listens on port 1: refused at once, with the cause and without the password.
+    let out = run(flowhook(
+        dir.path(),
+        &[
+            "serve",
+            "--database-url",
+            "postgres://postgres:hunter2@127.0.0.1:1/flowhook",
+        ],
+    ));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+    assert_fails_with_one_line(out, "Connection refused");
+    assert!(
+        !dir.path().join("flowhook.db").exists(),
+        "no file created by a failed start"
+    );
+}
+
+#[test]
+fn flags_beat_environment_beats_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("f.toml"),
+        "log_level = \"warn\"\nlisten = \"127.0.0.1:7001\"\nbody_limit_bytes = 2048\n",
+    )
+    .unwrap();
+    let mut cmd = flowhook(
+        dir.path(),
+        &[
+            "--config",
+            "f.toml",
+            "--listen",
+            "127.0.0.1:7003",
+            "config",
+            "show",
+        ],
+    );
+    cmd.env("FLOWHOOK_LISTEN", "127.0.0.1:7002")
+        .env("FLOWHOOK_LOG_LEVEL", "debug");
+    let out = run(cmd);
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.contains("listen = \"127.0.0.1:7003\""), "{shown}");
+    assert!(shown.contains("log_level = \"debug\""), "{shown}");
+    assert!(shown.contains("body_limit_bytes = 2048"), "{shown}");
+}
