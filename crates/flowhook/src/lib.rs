@@ -6,6 +6,7 @@
 //! ## Layout
 //! - [`config`]: defaults < file < `FLOWHOOK_*` environment < flags, validated at start.
 //! - [`telemetry`]: `tracing` logs and the Prometheus registry.
+//! - [`engine`]: pure approval state machine: definitions, approvers, transitions, events.
 //! - [`store`]: SQLite (default) or PostgreSQL, migrations per backend, durable commits.
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
 //! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,520 @@
+//! Process definitions: the document (JSON or YAML) after Yida's designer, and its validation.
+//!
+//! A definition is a sequence of nodes; `route` and `parallel` nodes hold branches that are
+//! sequences again. Validation walks the raw document so it can report *every* problem with its
+//! JSON path (`$.nodes[2].branches[0].condition`), not just the first one serde meets; only a
+//! document without problems becomes a typed [`Definition`].
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::condition;
+
+/// A validated process definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Definition {
+    pub process_code: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_uuid: Option<String>,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Node {
+    /// Approvers decide (agree / disagree).
+    Approval(TaskNode),
+    /// Handlers submit; they cannot reject.
+    Operator(TaskNode),
+    /// Cc recipients are notified; no task.
+    Carbon(CarbonNode),
+    /// Conditional branches: the first whose condition holds, else the default.
+    Route(RouteNode),
+    /// Branches that all run; the node completes when every branch has.
+    Parallel(ParallelNode),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskNode {
+    pub id: String,
+    pub name: String,
+    pub approvers: Vec<Source>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub when_empty: EmptyPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CarbonNode {
+    pub id: String,
+    pub name: String,
+    pub recipients: Vec<Source>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteNode {
+    pub id: String,
+    pub name: String,
+    pub branches: Vec<RouteBranch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteBranch {
+    pub name: String,
+    /// A CEL expression over the form data; absent on the default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParallelNode {
+    pub id: String,
+    pub name: String,
+    pub branches: Vec<Branch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Branch {
+    pub name: String,
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+}
+
+/// Who gets a task (or a cc).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Source {
+    Users {
+        ids: Vec<String>,
+    },
+    Role {
+        role: String,
+    },
+    /// The originator's leader `level` steps up the manager chain (1 = direct manager).
+    Leader {
+        #[serde(default = "one")]
+        level: u32,
+    },
+    Originator,
+    /// A member field of the form: its value is a user id, or a JSON array of user ids.
+    FormField {
+        field: String,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Multi-approver mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// 或签: the first action decides; the others' tasks are cancelled.
+    #[default]
+    Or,
+    /// 会签: everyone must agree; one disagree rejects.
+    All,
+    /// 依次: one after another.
+    OneByOne,
+}
+
+/// What an approval node does when its approver set resolves to nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EmptyPolicy {
+    AutoApprove,
+    Admin,
+    #[default]
+    Error,
+}
+
+/// One problem of a document, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// JSON path, e.g. `$.nodes[1].branches[0].condition`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Which roles exist (validation refuses unknown ones).
+pub trait RoleCatalog {
+    fn role_exists(&self, role: &str) -> bool;
+}
+
+/// Document formats accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+/// Parses and validates a document; every problem is reported.
+pub fn parse(
+    text: &str,
+    format: Format,
+    roles: &dyn RoleCatalog,
+) -> Result<Definition, Vec<Problem>> {
+    let value: Value = match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| {
+            vec![Problem {
+                path: "$".into(),
+                message: format!("not JSON: {e}"),
+            }]
+        })?,
+        Format::Yaml => serde_norway::from_str(text).map_err(|e| {
+            vec![Problem {
+                path: "$".into(),
+                message: format!("not YAML: {e}"),
+            }]
+        })?,
+    };
+    validate(&value, roles)
+}
+
+/// Validates a parsed document.
+pub fn validate(doc: &Value, roles: &dyn RoleCatalog) -> Result<Definition, Vec<Problem>> {
+    let mut v = Validator {
+        problems: Vec::new(),
+        ids: HashSet::new(),
+        roles,
+    };
+    let Some(obj) = doc.as_object() else {
+        return Err(vec![Problem {
+            path: "$".into(),
+            message: "a definition is an object".into(),
+        }]);
+    };
+    for key in obj.keys() {
+        if !["processCode", "name", "formUuid", "nodes"].contains(&key.as_str()) {
+            v.problem(&format!("$.{key}"), "unknown field");
+        }
+    }
+    for field in ["processCode", "name"] {
+        match obj.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            _ => v.problem(&format!("$.{field}"), "required: a non-empty string"),
+        }
+    }
+    match obj.get("nodes") {
+        Some(Value::Array(nodes)) if !nodes.is_empty() => v.sequence("$.nodes", nodes),
+        _ => v.problem("$.nodes", "required: a non-empty list of nodes"),
+    }
+    if !v.problems.is_empty() {
+        return Err(v.problems);
+    }
+    serde_json::from_value(doc.clone()).map_err(|e| {
+        vec![Problem {
+            path: "$".into(),
+            message: e.to_string(),
+        }]
+    })
+}
+
+struct Validator<'r> {
+    problems: Vec<Problem>,
+    ids: HashSet<String>,
+    roles: &'r dyn RoleCatalog,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn sequence(&mut self, path: &str, nodes: &[Value]) {
+        for (i, node) in nodes.iter().enumerate() {
+            self.node(&format!("{path}[{i}]"), node);
+        }
+    }
+
+    fn node(&mut self, path: &str, node: &Value) {
+        let Some(obj) = node.as_object() else {
+            return self.problem(path, "a node is an object");
+        };
+        match obj.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => {
+                if id == super::machine::ORIGINATOR_NODE {
+                    self.problem(&format!("{path}.id"), "`originator` is reserved");
+                } else if !self.ids.insert(id.to_owned()) {
+                    self.problem(&format!("{path}.id"), format!("duplicate node id `{id}`"));
+                }
+            }
+            _ => self.problem(&format!("{path}.id"), "required: a non-empty string"),
+        }
+        let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "approval" | "operator" => {
+                if let Err(e) = serde_json::from_value::<TaskNode>(without_type(node)) {
+                    self.problem(path, e.to_string());
+                }
+                self.sources(&format!("{path}.approvers"), obj.get("approvers"));
+            }
+            "carbon" => {
+                if let Err(e) = serde_json::from_value::<CarbonNode>(without_type(node)) {
+                    self.problem(path, e.to_string());
+                }
+                self.sources(&format!("{path}.recipients"), obj.get("recipients"));
+            }
+            "route" => self.route(path, obj),
+            "parallel" => self.parallel(path, obj),
+            "" => self.problem(&format!("{path}.type"), "required: the node type"),
+            other => self.problem(
+                &format!("{path}.type"),
+                format!("unknown node type `{other}`: expected approval, operator, carbon, route or parallel"),
+            ),
+        }
+    }
+
+    fn sources(&mut self, path: &str, sources: Option<&Value>) {
+        let Some(Value::Array(list)) = sources else {
+            return self.problem(path, "required: a list of sources");
+        };
+        if list.is_empty() {
+            self.problem(path, "at least one source is required");
+        }
+        for (i, s) in list.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            match serde_json::from_value::<Source>(s.clone()) {
+                Err(e) => self.problem(&p, e.to_string()),
+                Ok(Source::Role { role }) if !self.roles.role_exists(&role) => {
+                    self.problem(&format!("{p}.role"), format!("unknown role `{role}`"))
+                }
+                Ok(Source::Leader { level: 0 }) => {
+                    self.problem(&format!("{p}.level"), "levels start at 1")
+                }
+                Ok(Source::Users { ids }) if ids.is_empty() => {
+                    self.problem(&format!("{p}.ids"), "at least one user id")
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn branches<'a>(&mut self, path: &str, obj: &'a serde_json::Map<String, Value>) -> &'a [Value] {
+        if !obj.get("name").is_some_and(Value::is_string) {
+            self.problem(&format!("{path}.name"), "required: a string");
+        }
+        match obj.get("branches") {
+            Some(Value::Array(b)) if !b.is_empty() => b,
+            _ => {
+                self.problem(&format!("{path}.branches"), "required: a non-empty list");
+                &[]
+            }
+        }
+    }
+
+    fn branch_nodes(&mut self, path: &str, branch: &Value) {
+        if !branch.get("name").is_some_and(Value::is_string) {
+            self.problem(&format!("{path}.name"), "required: a string");
+        }
+        match branch.get("nodes") {
+            None => {}
+            Some(Value::Array(nodes)) => self.sequence(&format!("{path}.nodes"), nodes),
+            Some(_) => self.problem(&format!("{path}.nodes"), "a list of nodes"),
+        }
+    }
+
+    fn route(&mut self, path: &str, obj: &serde_json::Map<String, Value>) {
+        let branches = self.branches(path, obj);
+        let mut default_at = None;
+        for (i, b) in branches.iter().enumerate() {
+            let bp = format!("{path}.branches[{i}]");
+            let is_default = b.get("default").and_then(Value::as_bool).unwrap_or(false);
+            if let Some(d) = default_at {
+                self.problem(
+                    &bp,
+                    format!(
+                        "unreachable: it comes after the default branch {d}, which always matches"
+                    ),
+                );
+            }
+            if is_default {
+                default_at.get_or_insert(i);
+                if b.get("condition").is_some_and(|c| !c.is_null()) {
+                    self.problem(
+                        &format!("{bp}.condition"),
+                        "the default branch has no condition",
+                    );
+                }
+            } else {
+                match b.get("condition") {
+                    Some(Value::String(c)) => match condition::check(c) {
+                        Err(e) => self.problem(&format!("{bp}.condition"), e),
+                        Ok(condition::Constant(Some(false))) => self.problem(
+                            &format!("{bp}.condition"),
+                            "unreachable: the condition is always false",
+                        ),
+                        Ok(_) => {}
+                    },
+                    _ => self.problem(
+                        &format!("{bp}.condition"),
+                        "required: a CEL expression (or mark the branch `default: true`)",
+                    ),
+                }
+            }
+            self.branch_nodes(&bp, b);
+        }
+        if !branches.is_empty() && default_at.is_none() {
+            self.problem(
+                &format!("{path}.branches"),
+                "a route needs a default branch (`default: true`) taken when no condition holds",
+            );
+        }
+    }
+
+    fn parallel(&mut self, path: &str, obj: &serde_json::Map<String, Value>) {
+        let branches = self.branches(path, obj);
+        for (i, b) in branches.iter().enumerate() {
+            self.branch_nodes(&format!("{path}.branches[{i}]"), b);
+        }
+    }
+}
+
+fn without_type(node: &Value) -> Value {
+    let mut n = node.clone();
+    if let Some(o) = n.as_object_mut() {
+        o.remove("type");
+    }
+    n
+}
+
+impl Definition {
+    /// The node at a position (see [`super::machine::Pos`]), if any.
+    pub fn node_at(&self, pos: &[u32]) -> Option<&Node> {
+        let mut seq: &[Node] = &self.nodes;
+        let mut i = 0;
+        loop {
+            let node = seq.get(*pos.get(i)? as usize)?;
+            if i + 1 == pos.len() {
+                return Some(node);
+            }
+            let b = pos[i + 1] as usize;
+            seq = match node {
+                Node::Route(r) => &r.branches.get(b)?.nodes,
+                Node::Parallel(p) => &p.branches.get(b)?.nodes,
+                _ => return None,
+            };
+            i += 2;
+        }
+    }
+
+    /// The position of the node with this id.
+    pub fn find(&self, id: &str) -> Option<Vec<u32>> {
+        fn walk(seq: &[Node], id: &str, prefix: &mut Vec<u32>) -> bool {
+            for (i, n) in seq.iter().enumerate() {
+                prefix.push(i as u32);
+                if n.id() == id {
+                    return true;
+                }
+                let branches: Vec<&[Node]> = match n {
+                    Node::Route(r) => r.branches.iter().map(|b| b.nodes.as_slice()).collect(),
+                    Node::Parallel(p) => p.branches.iter().map(|b| b.nodes.as_slice()).collect(),
+                    _ => vec![],
+                };
+                for (b, nodes) in branches.into_iter().enumerate() {
+                    prefix.push(b as u32);
+                    if walk(nodes, id, prefix) {
+                        return true;
+                    }
+                    prefix.pop();
+                }
+                prefix.pop();
+            }
+            false
+        }
+        let mut pos = Vec::new();
+        walk(&self.nodes, id, &mut pos).then_some(pos)
+    }
+}
+
+impl Node {
+    pub fn id(&self) -> &str {
+        match self {
+            Node::Approval(n) | Node::Operator(n) => &n.id,
+            Node::Carbon(n) => &n.id,
+            Node::Route(n) => &n.id,
+            Node::Parallel(n) => &n.id,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Node::Approval(n) | Node::Operator(n) => &n.name,
+            Node::Carbon(n) => &n.name,
+            Node::Route(n) => &n.name,
+            Node::Parallel(n) => &n.name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Roles;
+    impl RoleCatalog for Roles {
+        fn role_exists(&self, role: &str) -> bool {
+            role == "hr"
+        }
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let doc = serde_json::json!({
+            "processCode": "P", "name": "n",
+            "nodes": [
+                {"id": "a", "type": "approval", "name": "A", "approvers": [{"type": "role", "role": "nobody"}]},
+                {"id": "b", "type": "teleport", "name": "B"},
+                {"id": "r", "type": "route", "name": "R", "branches": [
+                    {"name": "big", "condition": "days >", "nodes": []},
+                    {"name": "never", "condition": "false"}
+                ]},
+                {"id": "a", "type": "carbon", "name": "C", "recipients": [{"type": "role", "role": "hr"}]}
+            ]
+        });
+        let problems = validate(&doc, &Roles).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.nodes[0].approvers[0].role",
+                "$.nodes[1].type",
+                "$.nodes[2].branches[0].condition",
+                "$.nodes[2].branches[1].condition",
+                "$.nodes[2].branches",
+                "$.nodes[3].id",
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[1].message.contains("unknown node type `teleport`"));
+        assert!(problems[4].message.contains("default branch"));
+    }
+
+    #[test]
+    fn yaml_and_json_give_the_same_definition() {
+        let yaml = "processCode: leave\nname: Leave\nnodes:\n  - id: lead\n    type: approval\n    name: Leader\n    approvers: [{type: leader, level: 1}]\n    mode: oneByOne\n";
+        let d = parse(yaml, Format::Yaml, &Roles).unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(parse(&json, Format::Json, &Roles).unwrap(), d);
+        assert_eq!(d.find("lead"), Some(vec![0]));
+    }
+}
