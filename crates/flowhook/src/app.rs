@@ -44,8 +44,10 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState {
+                writer: crate::store::writer::Writer::spawn(store.clone(), config.public_base_url.clone()),
                 store,
                 metrics: Metrics::new(),
+                admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
             },
             config,
         })

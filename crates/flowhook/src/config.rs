@@ -26,6 +26,8 @@ pub const KEYS: &[&str] = &[
     "log_level",
     "body_limit_bytes",
     "shutdown_grace_secs",
+    "admin_key",
+    "public_base_url",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -40,6 +42,10 @@ pub struct Config {
     pub log_level: String,
     pub body_limit_bytes: usize,
     pub shutdown_grace_secs: u64,
+    /// Bootstrap admin key (secret; never logged or shown).
+    #[serde(default)]
+    pub admin_key: Option<String>,
+    pub public_base_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +121,15 @@ impl Config {
         }
         if self.body_limit_bytes < 1024 {
             return invalid("body_limit_bytes", "must be at least 1024".into());
+        }
+        if let Some(key) = &self.admin_key {
+            if key.len() < 16 {
+                return invalid("admin_key", "must be at least 16 characters".into());
+            }
+        }
+        match url::Url::parse(&self.public_base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return invalid("public_base_url", format!("`{}` is not an http(s) URL", self.public_base_url)),
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid(
@@ -192,7 +207,8 @@ mod tests {
         assert_eq!(c.database_kind(), DatabaseKind::Sqlite);
         for key in KEYS {
             assert!(
-                DEFAULTS_TOML.contains(&format!("\n{key} = ")),
+                DEFAULTS_TOML.contains(&format!("\n{key} = "))
+                    || DEFAULTS_TOML.contains(&format!("\n# {key} = ")),
                 "{key} in default.toml"
             );
         }

@@ -19,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod integration;
 pub mod http;
 pub mod store;
 pub mod telemetry;

@@ -16,6 +16,9 @@ pub struct ErrorBody {
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
+    /// Every problem of an invalid document, with its JSON path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<crate::engine::definition::Problem>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,8 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    #[error("invalid definition")]
+    InvalidDefinition(Vec<crate::engine::definition::Problem>),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -42,15 +47,64 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Client { status, code, message: message.into() }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.into())
+        match e {
+            crate::store::StoreError::Conflict(what) => {
+                ApiError::client(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        let message = e.to_string();
+        match e {
+            E::NotFound(_) => ApiError::client(StatusCode::NOT_FOUND, "not_found", message),
+            E::Forbidden(_) => ApiError::client(StatusCode::FORBIDDEN, "forbidden", message),
+            E::Conflict(_) => ApiError::client(StatusCode::CONFLICT, "conflict", message),
+            E::Invalid(_) => ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            E::NoApprover(_) => ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "no_approver", message),
+            E::Corrupt(_) => ApiError::Internal(anyhow::anyhow!(message)),
+        }
+    }
+}
+
+impl From<crate::store::writer::WriteError> for ApiError {
+    fn from(e: crate::store::writer::WriteError) -> Self {
+        use crate::store::writer::WriteError as W;
+        match e {
+            W::Engine(e) => e.into(),
+            W::Store(e) => e.into(),
+            W::Stopped => ApiError::Unavailable("the writer has stopped".into()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
+            ApiError::InvalidDefinition(problems) => {
+                let n = problems.len();
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(ErrorBody {
+                        code: "invalid_definition".into(),
+                        message: format!("the definition has {n} problem(s)"),
+                        problems: Some(problems),
+                    }),
+                )
+                    .into_response();
+            }
             ApiError::Client {
                 status,
                 code,
@@ -83,6 +137,7 @@ pub fn error_response(status: StatusCode, code: &str, message: String) -> Respon
         Json(ErrorBody {
             code: code.to_owned(),
             message,
+            problems: None,
         }),
     )
         .into_response()

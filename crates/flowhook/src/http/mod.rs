@@ -3,9 +3,16 @@
 //!
 //! Handlers translate between HTTP and the layers below; they hold no business rules.
 
+pub mod auth;
 pub mod error;
 mod health;
+pub mod instances;
+mod json;
 mod operations;
+pub mod orgs;
+pub mod people;
+pub mod processes;
+pub mod tasks;
 
 use std::time::Instant;
 
@@ -25,22 +32,59 @@ use crate::telemetry::{HttpLabels, Metrics};
 pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
+    /// The only path by which commands change state (group commit).
+    pub writer: crate::store::writer::Writer,
+    /// The bootstrap admin key, if configured.
+    pub admin_key: Option<std::sync::Arc<str>>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Flowhook", description = "Approval task center and reliable, Yida-compatible task event push."),
-    paths(health::healthz, health::readyz, operations::metrics, operations::openapi),
+    paths(health::healthz, health::readyz, operations::metrics, operations::openapi,
+        orgs::create_org, orgs::get_org, orgs::create_key, orgs::create_app, orgs::list_apps, orgs::rotate_token,
+        people::put_user, people::get_user, people::list_users, people::delete_user, people::put_role,
+        people::list_roles, people::delete_role,
+        processes::put_definition, processes::validate, processes::get_definition, processes::versions,
+        instances::start, instances::get_one, instances::list, instances::withdraw, instances::terminate,
+        instances::delete,
+        tasks::act, tasks::list, tasks::counts),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
-    tags((name = "operations", description = "Health, readiness, metrics"))
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "operations", description = "Health, readiness, metrics"),
+         (name = "organisations", description = "Organisations, API keys, applications"),
+         (name = "directory", description = "Users and roles"),
+         (name = "processes", description = "Process definitions"),
+         (name = "instances", description = "Process instances"),
+         (name = "tasks", description = "Task commands"),
+         (name = "task center", description = "Each user's created / todo / done / cc lists"))
 )]
 pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The whole router, layers included.
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     Router::new()
         .merge(health::router())
         .merge(operations::router())
+        .merge(orgs::router())
+        .merge(people::router())
+        .merge(processes::router())
+        .merge(instances::router())
+        .merge(tasks::router())
         .fallback(|| async { error::ApiError::not_found("no such resource") })
         // Layers run outside-in from the last added: tracing, metrics (final status), JSON
         // errors (so the limits' own 413 is JSON too), then the body limits.

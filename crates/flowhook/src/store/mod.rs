@@ -8,8 +8,37 @@
 //! Migrations are applied at start (and by `flowhook migrate`); a database whose schema is newer
 //! than this binary knows is refused rather than written to.
 
+pub mod directory;
 mod postgres;
+pub mod processes;
 mod sqlite;
+pub mod taskcenter;
+pub mod writer;
+
+/// Runs the same code against whichever pool the store holds: SQL shared by both backends is
+/// written once (`$1` placeholders work on both), type-checked for each.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Wall-clock epoch milliseconds: the one clock the service reads (the engine takes it as input).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh random id with a type prefix (`evt_…`, `pinst_…`).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
 
 use std::time::Duration;
 
@@ -41,6 +70,18 @@ pub enum StoreError {
     Migrate(#[from] MigrateError),
     #[error("database error")]
     Sql(#[from] sqlx::Error),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Turns a unique violation into [`StoreError::Conflict`] naming `what`.
+pub(crate) fn conflict_on_unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.into()),
+        _ => StoreError::Sql(e),
+    }
 }
 
 /// Opens one connection first, so an unreachable database fails at once with its real cause

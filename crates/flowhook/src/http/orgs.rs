@@ -1,0 +1,208 @@
+//! Organisations (bootstrap key), their API keys and their applications (with `systemToken`
+//! generation and rotation). Secrets are shown once, when created; masked afterwards.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{hash_key, new_key, Caller, Scope};
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::AppState;
+use crate::store::directory::{App, Org};
+use crate::store::now_ms;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs", post(create_org))
+        .route("/api/v1/orgs/{corp_id}", get(get_org))
+        .route("/api/v1/orgs/{corp_id}/api-keys", post(create_key))
+        .route("/api/v1/orgs/{corp_id}/apps", post(create_app).get(list_apps))
+        .route("/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token", post(rotate_token))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewOrg {
+    pub corp_id: String,
+    pub name: String,
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{what} must be 1 to 64 of A-Z a-z 0-9 _ - ."),
+        ))
+    }
+}
+
+/// Create an organisation (bootstrap admin key only).
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "organisations", request_body = NewOrg,
+    responses((status = 201, body = Org), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn create_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewOrg>,
+) -> Result<(StatusCode, Json<Org>), ApiError> {
+    if !caller.is_bootstrap() {
+        return Err(ApiError::client(StatusCode::FORBIDDEN, "forbidden", "only the bootstrap admin key creates organisations"));
+    }
+    check_id("corpId", &body.corp_id)?;
+    let org = state.store.create_org(&body.corp_id, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(org)))
+}
+
+/// An organisation.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}", tag = "organisations",
+    responses((status = 200, body = Org), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+) -> Result<Json<Org>, ApiError> {
+    caller.check(&corp_id, Scope::Tasks)?;
+    state
+        .store
+        .org(&corp_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("organisation `{corp_id}` not found")))
+}
+
+/// Ensures the organisation exists (the bootstrap key reaches every id).
+pub async fn require_org(state: &AppState, corp_id: &str) -> Result<(), ApiError> {
+    match state.store.org(corp_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("organisation `{corp_id}` not found"))),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    /// Any of `admin`, `tasks`, `integration`.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    pub id: String,
+    /// Shown once; only its hash is stored.
+    pub key: String,
+    pub scopes: Vec<String>,
+}
+
+/// Create an organisation API key.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/api-keys", tag = "organisations", request_body = NewKey,
+    responses((status = 201, body = CreatedKey)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(body): ApiJson<NewKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    caller.check(&corp_id, Scope::Admin)?;
+    require_org(&state, &corp_id).await?;
+    if body.scopes.is_empty() {
+        return Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "name at least one scope"));
+    }
+    if let Some(bad) = body.scopes.iter().find(|s| Scope::parse(s).is_none()) {
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("unknown scope `{bad}`: use admin, tasks or integration"),
+        ));
+    }
+    let key = new_key();
+    let id = state.store.create_api_key(&corp_id, &body.name, &hash_key(&key), &body.scopes).await?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { id, key, scopes: body.scopes })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewApp {
+    /// Generated (`APP_…`) when absent.
+    #[serde(default)]
+    pub app_type: Option<String>,
+    pub name: String,
+}
+
+/// A new systemToken: 40 upper-case letters and digits, like Yida's.
+fn new_token() -> String {
+    let raw = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    raw[..40].to_uppercase()
+}
+
+/// Create an application; its systemToken is in the answer, once.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/apps", tag = "organisations", request_body = NewApp,
+    responses((status = 201, body = App)))]
+pub async fn create_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<(StatusCode, Json<App>), ApiError> {
+    caller.check(&corp_id, Scope::Admin)?;
+    require_org(&state, &corp_id).await?;
+    let app_type = body
+        .app_type
+        .unwrap_or_else(|| format!("APP_{}", &uuid::Uuid::new_v4().simple().to_string()[..20].to_uppercase()));
+    check_id("appType", &app_type)?;
+    let app = state.store.create_app(&corp_id, &app_type, &body.name, &new_token()).await?;
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// Applications (tokens masked).
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/apps", tag = "organisations",
+    responses((status = 200, body = Vec<App>)))]
+pub async fn list_apps(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+) -> Result<Json<Vec<App>>, ApiError> {
+    caller.check(&corp_id, Scope::Tasks)?;
+    Ok(Json(state.store.apps(&corp_id).await?.into_iter().map(App::masked).collect()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rotation {
+    /// How long the previous token stays valid (default one day).
+    #[serde(default = "one_day")]
+    pub grace_seconds: u64,
+}
+
+fn one_day() -> u64 {
+    86_400
+}
+
+/// Replace the systemToken; the previous one stays valid for the grace period.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token", tag = "organisations",
+    request_body = Rotation, responses((status = 200, body = App)))]
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, app_type)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Rotation>,
+) -> Result<Json<App>, ApiError> {
+    caller.check(&corp_id, Scope::Admin)?;
+    let until = now_ms() + (body.grace_seconds.min(30 * 86_400) as i64) * 1000;
+    state
+        .store
+        .rotate_app_token(&corp_id, &app_type, &new_token(), until)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("application `{app_type}` not found")))
+}

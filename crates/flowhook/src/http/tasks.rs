@@ -1,0 +1,164 @@
+//! Task commands (agree, disagree, forward, append, return) and the task center: each user's
+//! `created` / `todo` / `done` / `cc` lists with filters, cursor pagination and counts.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{ActingUser, Caller, Scope};
+use super::error::ApiError;
+use super::instances::{page_args, CommandResult};
+use super::AppState;
+use crate::engine::machine::{AppendPosition, Command, ReturnTarget};
+use crate::store::taskcenter::{Filter, List, Page};
+use crate::store::writer::Op;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs/{corp_id}/tasks/{task_id}/{action}", post(act))
+        .route("/api/v1/orgs/{corp_id}/users/{user_id}/tasks", get(list))
+        .route("/api/v1/orgs/{corp_id}/users/{user_id}/task-counts", get(counts))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActBody {
+    /// agree, disagree, forward: a comment.
+    #[serde(default)]
+    pub remark: Option<String>,
+    /// forward: the new assignee.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// append: the users to add, in order.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// append: `before` (they act first, then back to me) or `after` (my part is done).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub position: Option<AppendPosition>,
+    /// return: a node id, or `originator`.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// An optional JSON body: empty means all defaults.
+fn optional_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid: {e}")))
+}
+
+fn required<T>(v: Option<T>, what: &str) -> Result<T, ApiError> {
+    v.ok_or_else(|| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("`{what}` is required")))
+}
+
+/// Act on a task as its assignee: `agree`, `disagree`, `forward`, `append` or `return`.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/tasks/{task_id}/{action}", tag = "tasks", request_body = ActBody,
+    params(("action" = String, Path, description = "agree | disagree | forward | append | return"),
+           ("X-Flowhook-User" = String, Header, description = "the assignee")),
+    responses((status = 200, body = CommandResult), (status = 403, body = super::error::ErrorBody),
+              (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn act(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, task_id, action)): Path<(String, String, String)>,
+    ActingUser(actor): ActingUser,
+    body: Bytes,
+) -> Result<Json<CommandResult>, ApiError> {
+    caller.check(&corp_id, Scope::Tasks)?;
+    let b: ActBody = optional_json(&body)?;
+    let command = match action.as_str() {
+        "agree" => Command::Agree { task_id: task_id.clone(), remark: b.remark },
+        "disagree" => Command::Disagree { task_id: task_id.clone(), remark: b.remark },
+        "forward" => Command::Forward { task_id: task_id.clone(), to: required(b.to, "to")?, remark: b.remark },
+        "append" => Command::Append {
+            task_id: task_id.clone(),
+            users: b.users,
+            position: required(b.position, "position")?,
+        },
+        "return" => Command::Return {
+            task_id: task_id.clone(),
+            target: match required(b.target, "target")?.as_str() {
+                "originator" => ReturnTarget::Originator,
+                node => ReturnTarget::Node(node.to_owned()),
+            },
+        },
+        other => return Err(ApiError::not_found(format!("no task action `{other}`"))),
+    };
+    // Task ids are `{processInstanceId}-t{n}`: the instance is found without a lookup, and
+    // checked to belong to this organisation by the writer.
+    let instance_id = task_id
+        .rsplit_once("-t")
+        .map(|(i, _)| i.to_owned())
+        .ok_or_else(|| ApiError::not_found(format!("task `{task_id}` not found")))?;
+    let outcome = state.writer.submit(Op::Act { corp_id, instance_id, actor, command }).await?;
+    Ok(Json(outcome.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    /// created, todo, done or cc.
+    #[param(value_type = String)]
+    pub list: List,
+    /// Only this application (default: the whole organisation).
+    pub app_type: Option<String>,
+    pub process_code: Option<String>,
+    /// Created at or after (epoch ms).
+    pub from: Option<i64>,
+    /// Created before (epoch ms).
+    pub to: Option<i64>,
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+}
+
+/// One of a user's four lists, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/users/{user_id}/tasks", tag = "task center", params(ListParams),
+    responses((status = 200, body = Page)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, user_id)): Path<(String, String)>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<Page>, ApiError> {
+    caller.check(&corp_id, Scope::Tasks)?;
+    let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
+    let filter = Filter { app_type: q.app_type, process_code: q.process_code, from: q.from, to: q.to };
+    Ok(Json(state.store.task_list(&corp_id, &user_id, q.list, &filter, cursor, limit).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct CountParams {
+    pub app_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Counts {
+    pub created: i64,
+    pub todo: i64,
+    pub done: i64,
+    pub cc: i64,
+}
+
+/// The size of each of a user's lists.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/users/{user_id}/task-counts", tag = "task center", params(CountParams),
+    responses((status = 200, body = Counts)))]
+pub async fn counts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, user_id)): Path<(String, String)>,
+    Query(q): Query<CountParams>,
+) -> Result<Json<Counts>, ApiError> {
+    caller.check(&corp_id, Scope::Tasks)?;
+    let c = state.store.task_counts(&corp_id, &user_id, q.app_type.as_deref()).await?;
+    Ok(Json(Counts { created: c[0].1, todo: c[1].1, done: c[2].1, cc: c[3].1 }))
+}

@@ -1,0 +1,392 @@
+//! Organisations, API keys, applications and the directory (users, roles).
+//!
+//! Every change to users or roles bumps the organisation's `directory_version`, in the same
+//! transaction, so the writer on every node knows when its cached snapshot is stale.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{conflict_on_unique, new_id, now_ms, on_pool, Store, StoreError};
+use crate::engine::resolve::{DirectorySnapshot, Person};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Org {
+    pub corp_id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    pub app_type: String,
+    pub corp_id: String,
+    pub name: String,
+    /// Shown in full only when created or rotated; masked otherwise.
+    pub system_token: String,
+    pub previous_token_valid_until: Option<i64>,
+    pub created_at: i64,
+}
+
+impl App {
+    pub fn masked(mut self) -> Self {
+        let keep: String = self.system_token.chars().take(4).collect();
+        self.system_token = format!("{keep}…");
+        self
+    }
+}
+
+/// A caller identified by an API key.
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub corp_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl Store {
+    pub async fn create_org(&self, corp_id: &str, name: &str) -> Result<Org, StoreError> {
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            sqlx::query("INSERT INTO organisations (corp_id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(corp_id)
+                .bind(name)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, format!("organisation `{corp_id}`")))?
+                .rows_affected()
+        });
+        Ok(Org { corp_id: corp_id.into(), name: name.into(), created_at: now })
+    }
+
+    pub async fn org(&self, corp_id: &str) -> Result<Option<Org>, StoreError> {
+        let row: Option<(String, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT corp_id, name, created_at FROM organisations WHERE corp_id = $1")
+                .bind(corp_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(corp_id, name, created_at)| Org { corp_id, name, created_at }))
+    }
+
+    /// Stores the hash of a new key; returns its id.
+    pub async fn create_api_key(
+        &self,
+        corp_id: &str,
+        name: &str,
+        key_hash: &str,
+        scopes: &[String],
+    ) -> Result<String, StoreError> {
+        let id = new_id("key");
+        on_pool!(self, |pool| {
+            sqlx::query("INSERT INTO api_keys (id, corp_id, name, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&id)
+                .bind(corp_id)
+                .bind(name)
+                .bind(key_hash)
+                .bind(scopes.join(" "))
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(id)
+    }
+
+    pub async fn key_owner(&self, key_hash: &str) -> Result<Option<KeyOwner>, StoreError> {
+        let row: Option<(String, String)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT corp_id, scopes FROM api_keys WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(corp_id, scopes)| KeyOwner {
+            corp_id,
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        }))
+    }
+
+    pub async fn create_app(
+        &self,
+        corp_id: &str,
+        app_type: &str,
+        name: &str,
+        system_token: &str,
+    ) -> Result<App, StoreError> {
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            sqlx::query("INSERT INTO apps (app_type, corp_id, name, system_token, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(app_type)
+                .bind(corp_id)
+                .bind(name)
+                .bind(system_token)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, format!("application `{app_type}`")))?
+                .rows_affected()
+        });
+        Ok(App {
+            app_type: app_type.into(),
+            corp_id: corp_id.into(),
+            name: name.into(),
+            system_token: system_token.into(),
+            previous_token_valid_until: None,
+            created_at: now,
+        })
+    }
+
+    pub async fn apps(&self, corp_id: &str) -> Result<Vec<App>, StoreError> {
+        self.app_query(corp_id, None).await
+    }
+
+    pub async fn app(&self, corp_id: &str, app_type: &str) -> Result<Option<App>, StoreError> {
+        Ok(self.app_query(corp_id, Some(app_type)).await?.pop())
+    }
+
+    async fn app_query(&self, corp_id: &str, app_type: Option<&str>) -> Result<Vec<App>, StoreError> {
+        let rows: Vec<(String, String, String, String, Option<i64>, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT app_type, corp_id, name, system_token, previous_valid_until, created_at FROM apps \
+                 WHERE corp_id = $1 AND ($2 IS NULL OR app_type = $2) ORDER BY app_type",
+            )
+            .bind(corp_id)
+            .bind(app_type)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(app_type, corp_id, name, system_token, previous_token_valid_until, created_at)| App {
+                app_type,
+                corp_id,
+                name,
+                system_token,
+                previous_token_valid_until,
+                created_at,
+            })
+            .collect())
+    }
+
+    /// Replaces the token; the old one stays valid until `grace_until` (epoch ms).
+    pub async fn rotate_app_token(
+        &self,
+        corp_id: &str,
+        app_type: &str,
+        new_token: &str,
+        grace_until: i64,
+    ) -> Result<Option<App>, StoreError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE apps SET previous_token = system_token, previous_valid_until = $3, system_token = $4 \
+                 WHERE corp_id = $1 AND app_type = $2",
+            )
+            .bind(corp_id)
+            .bind(app_type)
+            .bind(grace_until)
+            .bind(new_token)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Ok(None);
+        }
+        self.app(corp_id, app_type).await
+    }
+
+    /// The tokens valid now for `app_type` (the current one, and the previous during its grace).
+    pub async fn app_tokens(&self, app_type: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let row: Option<(String, Option<String>, Option<i64>)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT system_token, previous_token, previous_valid_until FROM apps WHERE app_type = $1")
+                .bind(app_type)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(match row {
+            None => vec![],
+            Some((current, Some(previous), Some(until))) if until > now => vec![current, previous],
+            Some((current, ..)) => vec![current],
+        })
+    }
+
+    pub async fn put_user(&self, corp_id: &str, p: &Person) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO users (corp_id, user_id, name, avatar, manager_id, admin) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (corp_id, user_id) DO UPDATE SET name = $3, avatar = $4, manager_id = $5, admin = $6",
+            )
+            .bind(corp_id)
+            .bind(&p.user_id)
+            .bind(&p.name)
+            .bind(&p.avatar)
+            .bind(&p.manager_id)
+            .bind(p.admin)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn delete_user(&self, corp_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("DELETE FROM users WHERE corp_id = $1 AND user_id = $2")
+                .bind(corp_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM role_members WHERE corp_id = $1 AND user_id = $2")
+                .bind(corp_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
+        });
+        Ok(n > 0)
+    }
+
+    /// Creates or replaces a role and its members (in order).
+    pub async fn put_role(
+        &self,
+        corp_id: &str,
+        role_id: &str,
+        name: &str,
+        members: &[String],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO roles (corp_id, role_id, name) VALUES ($1, $2, $3) \
+                 ON CONFLICT (corp_id, role_id) DO UPDATE SET name = $3",
+            )
+            .bind(corp_id)
+            .bind(role_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM role_members WHERE corp_id = $1 AND role_id = $2")
+                .bind(corp_id)
+                .bind(role_id)
+                .execute(&mut *tx)
+                .await?;
+            for (i, m) in members.iter().enumerate() {
+                sqlx::query("INSERT INTO role_members (corp_id, role_id, user_id, position) VALUES ($1, $2, $3, $4)")
+                    .bind(corp_id)
+                    .bind(role_id)
+                    .bind(m)
+                    .bind(i as i32)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| conflict_on_unique(e, format!("member `{m}` (listed twice)")))?;
+            }
+            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn delete_role(&self, corp_id: &str, role_id: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM role_members WHERE corp_id = $1 AND role_id = $2")
+                .bind(corp_id)
+                .bind(role_id)
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query("DELETE FROM roles WHERE corp_id = $1 AND role_id = $2")
+                .bind(corp_id)
+                .bind(role_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
+        });
+        Ok(n > 0)
+    }
+
+    pub async fn directory_version(&self, corp_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT directory_version FROM organisations WHERE corp_id = $1")
+                .bind(corp_id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// The whole directory of an organisation, with the version it was read at.
+    pub async fn load_directory(&self, corp_id: &str) -> Result<(i64, DirectorySnapshot), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let version: i64 = sqlx::query_scalar("SELECT directory_version FROM organisations WHERE corp_id = $1")
+                .bind(corp_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
+            let people = sqlx::query("SELECT user_id, name, avatar, manager_id, admin FROM users WHERE corp_id = $1")
+                .bind(corp_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            let members = sqlx::query(
+                "SELECT r.role_id, m.user_id FROM roles r LEFT JOIN role_members m \
+                 ON m.corp_id = r.corp_id AND m.role_id = r.role_id WHERE r.corp_id = $1 ORDER BY r.role_id, m.position",
+            )
+            .bind(corp_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let mut snapshot = DirectorySnapshot::default();
+            for row in people {
+                let p = Person {
+                    user_id: row.try_get("user_id")?,
+                    name: row.try_get("name")?,
+                    avatar: row.try_get("avatar")?,
+                    manager_id: row.try_get("manager_id")?,
+                    admin: row.try_get("admin")?,
+                };
+                snapshot.people.insert(p.user_id.clone(), p);
+            }
+            let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for row in members {
+                let role: String = row.try_get("role_id")?;
+                let user: Option<String> = row.try_get("user_id")?;
+                let entry = roles.entry(role).or_default();
+                entry.extend(user);
+            }
+            snapshot.roles = roles;
+            Ok((version, snapshot))
+        })
+    }
+
+    pub async fn role_names(&self, corp_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as("SELECT role_id, name FROM roles WHERE corp_id = $1 ORDER BY role_id")
+                .bind(corp_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}
