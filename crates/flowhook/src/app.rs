@@ -44,7 +44,10 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState {
-                writer: crate::store::writer::Writer::spawn(store.clone(), config.public_base_url.clone()),
+                writer: crate::store::writer::Writer::spawn(
+                    store.clone(),
+                    config.public_base_url.clone(),
+                ),
                 store,
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
@@ -60,6 +63,10 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    pub fn writer(&self) -> &crate::store::writer::Writer {
+        &self.state.writer
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the

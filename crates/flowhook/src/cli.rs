@@ -48,7 +48,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (migrates the database first).
-    Serve,
+    Serve {
+        /// Seed a demo organisation (users, roles, an app, two processes, running instances);
+        /// its API key is written to `flowhook-demo-key.txt`.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Compute a Yida signature: prints the sorted keys, the signing string and the sign.
@@ -125,10 +130,22 @@ impl Cli {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Serve => {
+        Command::Serve { demo } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
             let app = Application::build(config).await?;
+            if *demo {
+                let key_file = std::path::Path::new("flowhook-demo-key.txt");
+                if crate::demo::seed(app.store(), app.writer(), key_file).await? {
+                    tracing::info!(
+                        corp_id = crate::demo::CORP_ID,
+                        key_file = %key_file.display(),
+                        "demo data seeded; the demo API key (admin scope) is in the key file"
+                    );
+                } else {
+                    tracing::info!(corp_id = crate::demo::CORP_ID, "demo data already present");
+                }
+            }
             app.run_until_stopped(shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -129,7 +129,12 @@ impl Config {
         }
         match url::Url::parse(&self.public_base_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return invalid("public_base_url", format!("`{}` is not an http(s) URL", self.public_base_url)),
+            _ => {
+                return invalid(
+                    "public_base_url",
+                    format!("`{}` is not an http(s) URL", self.public_base_url),
+                )
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid(

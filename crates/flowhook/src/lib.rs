@@ -10,6 +10,7 @@
 //! - [`store`]: SQLite (default) or PostgreSQL, migrations per backend, durable commits.
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
 //! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
+//! - [`demo`]: the demo organisation of `flowhook serve --demo`.
 //! - [`cli`]: the commands of the `flowhook` binary (`serve`, `migrate`, `sign`, `verify`).
 //!
 //! Signing and payloads live in the `flowhook-sign` crate, which receivers use on their own.
@@ -18,9 +19,10 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
-pub mod integration;
 pub mod http;
+pub mod integration;
 pub mod store;
 pub mod telemetry;
 

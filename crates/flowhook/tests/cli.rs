@@ -225,10 +225,8 @@ async fn serve_creates_its_file_answers_stops_and_restarts_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     let ready = server.wait_for("database ready");
-    assert_eq!(
-        (ready["schema_from"].as_i64(), ready["schema_to"].as_i64()),
-        (Some(0), Some(1))
-    );
+    let schema = ready["schema_to"].as_i64().unwrap();
+    assert_eq!((ready["schema_from"].as_i64(), schema > 0), (Some(0), true));
     let installation = ready["installation"].as_str().unwrap().to_owned();
     let addr = server.wait_for("listening")["addr"]
         .as_str()
@@ -257,7 +255,8 @@ async fn serve_creates_its_file_answers_stops_and_restarts_on_it() {
     let ready = server.wait_for("database ready");
     assert_eq!(
         (ready["schema_from"].as_i64(), ready["schema_to"].as_i64()),
-        (Some(1), Some(1))
+        (Some(schema), Some(schema)),
+        "nothing to migrate on the second start"
     );
     assert_eq!(ready["installation"].as_str(), Some(installation.as_str()));
     let addr = server.wait_for("listening")["addr"]

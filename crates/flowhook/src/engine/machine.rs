@@ -86,6 +86,18 @@ pub enum Action {
     Return,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Agree => "agree",
+            Action::Disagree => "disagree",
+            Action::Forward => "forward",
+            Action::Append => "append",
+            Action::Return => "return",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {

@@ -33,7 +33,9 @@ impl Scope {
     }
 
     pub fn parse(s: &str) -> Option<Scope> {
-        [Scope::Admin, Scope::Tasks, Scope::Integration].into_iter().find(|x| x.as_str() == s)
+        [Scope::Admin, Scope::Tasks, Scope::Integration]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
@@ -47,12 +49,19 @@ pub struct Caller {
 
 /// SHA-256 hex of an API key: what is stored and looked up.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A new random API key (`fhk_` + 64 hex digits from two v4 UUIDs: 244 random bits).
 pub fn new_key() -> String {
-    format!("fhk_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "fhk_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl Caller {
@@ -64,9 +73,15 @@ impl Caller {
     pub fn check(&self, corp_id: &str, scope: Scope) -> Result<(), ApiError> {
         match &self.corp_id {
             None => Ok(()),
-            Some(own) if own != corp_id => Err(ApiError::not_found(format!("organisation `{corp_id}` not found"))),
+            Some(own) if own != corp_id => Err(ApiError::not_found(format!(
+                "organisation `{corp_id}` not found"
+            ))),
             Some(_) => {
-                if self.scopes.iter().any(|s| s == Scope::Admin.as_str() || s == scope.as_str()) {
+                if self
+                    .scopes
+                    .iter()
+                    .any(|s| s == Scope::Admin.as_str() || s == scope.as_str())
+                {
                     Ok(())
                 } else {
                     Err(ApiError::client(
@@ -83,7 +98,10 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let unauthorized = |m: &str| ApiError::client(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let header = parts
             .headers
@@ -95,12 +113,21 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <API key>`"))?;
         if let Some(admin) = &state.admin_key {
-            if bool::from(subtle::ConstantTimeEq::ct_eq(admin.as_bytes(), key.as_bytes())) {
-                return Ok(Caller { corp_id: None, scopes: vec![Scope::Admin.as_str().into()] });
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                admin.as_bytes(),
+                key.as_bytes(),
+            )) {
+                return Ok(Caller {
+                    corp_id: None,
+                    scopes: vec![Scope::Admin.as_str().into()],
+                });
             }
         }
         match state.store.key_owner(&hash_key(key)).await? {
-            Some(owner) => Ok(Caller { corp_id: Some(owner.corp_id), scopes: owner.scopes }),
+            Some(owner) => Ok(Caller {
+                corp_id: Some(owner.corp_id),
+                scopes: owner.scopes,
+            }),
             None => Err(unauthorized("unknown API key")),
         }
     }

@@ -49,16 +49,22 @@ impl ApiError {
 
 impl ApiError {
     pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Client { status, code, message: message.into() }
+        ApiError::Client {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::Conflict(what) => {
-                ApiError::client(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
-            }
+            crate::store::StoreError::Conflict(what) => ApiError::client(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -73,7 +79,9 @@ impl From<crate::engine::EngineError> for ApiError {
             E::Forbidden(_) => ApiError::client(StatusCode::FORBIDDEN, "forbidden", message),
             E::Conflict(_) => ApiError::client(StatusCode::CONFLICT, "conflict", message),
             E::Invalid(_) => ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
-            E::NoApprover(_) => ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "no_approver", message),
+            E::NoApprover(_) => {
+                ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "no_approver", message)
+            }
             E::Corrupt(_) => ApiError::Internal(anyhow::anyhow!(message)),
         }
     }

@@ -21,9 +21,18 @@ use crate::store::writer::{Op, Outcome, StoredEvent};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{corp_id}/instances", post(start).get(list))
-        .route("/api/v1/orgs/{corp_id}/instances/{id}", get(get_one).delete(delete))
-        .route("/api/v1/orgs/{corp_id}/instances/{id}/withdraw", post(withdraw))
-        .route("/api/v1/orgs/{corp_id}/instances/{id}/terminate", post(terminate))
+        .route(
+            "/api/v1/orgs/{corp_id}/instances/{id}",
+            get(get_one).delete(delete),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/instances/{id}/withdraw",
+            post(withdraw),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/instances/{id}/terminate",
+            post(terminate),
+        )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -91,7 +100,10 @@ impl From<&Instance> for InstanceView {
                 node_id: t.node_id.clone(),
                 node_name: t.node_name.clone(),
                 status: t.status,
-                action: t.action.and_then(|a| serde_json::to_value(a).ok()).and_then(|v| v.as_str().map(str::to_owned)),
+                action: t
+                    .action
+                    .and_then(|a| serde_json::to_value(a).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned)),
                 remark: t.remark.clone(),
                 created_at: t.created_at,
                 ended_at: t.ended_at,
@@ -115,14 +127,21 @@ impl From<&Instance> for InstanceView {
             ccs: i
                 .ccs
                 .iter()
-                .map(|c| CcView { cc_id: c.id.clone(), user_id: c.user_id.clone(), node_id: c.node_id.clone(), created_at: c.created_at })
+                .map(|c| CcView {
+                    cc_id: c.id.clone(),
+                    user_id: c.user_id.clone(),
+                    node_id: c.node_id.clone(),
+                    created_at: c.created_at,
+                })
                 .collect(),
         }
     }
 }
 
 fn task_number(id: &str) -> u64 {
-    id.rsplit_once("-t").and_then(|(_, n)| n.parse().ok()).unwrap_or(u64::MAX)
+    id.rsplit_once("-t")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// An instance after a command, with the events that command produced.
@@ -135,7 +154,10 @@ pub struct CommandResult {
 
 impl From<Outcome> for CommandResult {
     fn from(o: Outcome) -> Self {
-        CommandResult { instance: (&o.instance).into(), events: o.events }
+        CommandResult {
+            instance: (&o.instance).into(),
+            events: o.events,
+        }
     }
 }
 
@@ -162,11 +184,21 @@ pub async fn start(
     caller.check(&corp_id, Scope::Tasks)?;
     super::orgs::require_org(&state, &corp_id).await?;
     if body.title.trim().is_empty() {
-        return Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the title is empty"));
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "the title is empty",
+        ));
     }
     let outcome = state
         .writer
-        .submit(Op::Start { corp_id, process_code: body.process_code, actor, title: body.title, form_data: body.form_data })
+        .submit(Op::Start {
+            corp_id,
+            process_code: body.process_code,
+            actor,
+            title: body.title,
+            form_data: body.form_data,
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(outcome.into())))
 }
@@ -186,7 +218,10 @@ pub async fn get_one(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("instance `{id}` not found")))?;
     let timeline = state.store.instance_events(&corp_id, &id).await?;
-    Ok(Json(InstanceDetail { instance: (&inst).into(), timeline }))
+    Ok(Json(InstanceDetail {
+        instance: (&inst).into(),
+        timeline,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -205,17 +240,27 @@ pub struct ListParams {
     pub limit: Option<u32>,
 }
 
-pub fn page_args(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<(i64, String)>, u32), ApiError> {
+pub fn page_args(
+    cursor: Option<&str>,
+    limit: Option<u32>,
+) -> Result<(Option<(i64, String)>, u32), ApiError> {
     let cursor = match cursor {
         None => None,
-        Some(c) => Some(
-            decode_cursor(c)
-                .ok_or_else(|| ApiError::client(StatusCode::BAD_REQUEST, "bad_cursor", "the cursor is not one this API gave"))?,
-        ),
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "the cursor is not one this API gave",
+            )
+        })?),
     };
     let limit = limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::client(StatusCode::BAD_REQUEST, "bad_limit", "limit must be between 1 and 200"));
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            "limit must be between 1 and 200",
+        ));
     }
     Ok((cursor, limit))
 }
@@ -231,8 +276,18 @@ pub async fn list(
 ) -> Result<Json<Page>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
-    let filter = Filter { app_type: q.app_type, process_code: q.process_code, from: q.from, to: q.to };
-    Ok(Json(state.store.instance_list(&corp_id, q.status.as_deref(), &filter, cursor, limit).await?))
+    let filter = Filter {
+        app_type: q.app_type,
+        process_code: q.process_code,
+        from: q.from,
+        to: q.to,
+    };
+    Ok(Json(
+        state
+            .store
+            .instance_list(&corp_id, q.status.as_deref(), &filter, cursor, limit)
+            .await?,
+    ))
 }
 
 async fn instance_command(
@@ -244,7 +299,15 @@ async fn instance_command(
     command: Command,
 ) -> Result<Json<CommandResult>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
-    let outcome = state.writer.submit(Op::Act { corp_id, instance_id, actor, command }).await?;
+    let outcome = state
+        .writer
+        .submit(Op::Act {
+            corp_id,
+            instance_id,
+            actor,
+            command,
+        })
+        .await?;
     Ok(Json(outcome.into()))
 }
 

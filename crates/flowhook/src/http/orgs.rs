@@ -20,8 +20,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orgs", post(create_org))
         .route("/api/v1/orgs/{corp_id}", get(get_org))
         .route("/api/v1/orgs/{corp_id}/api-keys", post(create_key))
-        .route("/api/v1/orgs/{corp_id}/apps", post(create_app).get(list_apps))
-        .route("/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token", post(rotate_token))
+        .route(
+            "/api/v1/orgs/{corp_id}/apps",
+            post(create_app).get(list_apps),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token",
+            post(rotate_token),
+        )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,7 +40,9 @@ pub struct NewOrg {
 fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
@@ -55,7 +63,11 @@ pub async fn create_org(
     ApiJson(body): ApiJson<NewOrg>,
 ) -> Result<(StatusCode, Json<Org>), ApiError> {
     if !caller.is_bootstrap() {
-        return Err(ApiError::client(StatusCode::FORBIDDEN, "forbidden", "only the bootstrap admin key creates organisations"));
+        return Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the bootstrap admin key creates organisations",
+        ));
     }
     check_id("corpId", &body.corp_id)?;
     let org = state.store.create_org(&body.corp_id, &body.name).await?;
@@ -83,7 +95,9 @@ pub async fn get_org(
 pub async fn require_org(state: &AppState, corp_id: &str) -> Result<(), ApiError> {
     match state.store.org(corp_id).await? {
         Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!("organisation `{corp_id}` not found"))),
+        None => Err(ApiError::not_found(format!(
+            "organisation `{corp_id}` not found"
+        ))),
     }
 }
 
@@ -116,7 +130,11 @@ pub async fn create_key(
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
     if body.scopes.is_empty() {
-        return Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "name at least one scope"));
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "name at least one scope",
+        ));
     }
     if let Some(bad) = body.scopes.iter().find(|s| Scope::parse(s).is_none()) {
         return Err(ApiError::client(
@@ -126,8 +144,18 @@ pub async fn create_key(
         ));
     }
     let key = new_key();
-    let id = state.store.create_api_key(&corp_id, &body.name, &hash_key(&key), &body.scopes).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { id, key, scopes: body.scopes })))
+    let id = state
+        .store
+        .create_api_key(&corp_id, &body.name, &hash_key(&key), &body.scopes)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            id,
+            key,
+            scopes: body.scopes,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -141,7 +169,11 @@ pub struct NewApp {
 
 /// A new systemToken: 40 upper-case letters and digits, like Yida's.
 fn new_token() -> String {
-    let raw = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let raw = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     raw[..40].to_uppercase()
 }
 
@@ -156,11 +188,17 @@ pub async fn create_app(
 ) -> Result<(StatusCode, Json<App>), ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
-    let app_type = body
-        .app_type
-        .unwrap_or_else(|| format!("APP_{}", &uuid::Uuid::new_v4().simple().to_string()[..20].to_uppercase()));
+    let app_type = body.app_type.unwrap_or_else(|| {
+        format!(
+            "APP_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..20].to_uppercase()
+        )
+    });
     check_id("appType", &app_type)?;
-    let app = state.store.create_app(&corp_id, &app_type, &body.name, &new_token()).await?;
+    let app = state
+        .store
+        .create_app(&corp_id, &app_type, &body.name, &new_token())
+        .await?;
     Ok((StatusCode::CREATED, Json(app)))
 }
 
@@ -173,7 +211,15 @@ pub async fn list_apps(
     Path(corp_id): Path<String>,
 ) -> Result<Json<Vec<App>>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
-    Ok(Json(state.store.apps(&corp_id).await?.into_iter().map(App::masked).collect()))
+    Ok(Json(
+        state
+            .store
+            .apps(&corp_id)
+            .await?
+            .into_iter()
+            .map(App::masked)
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -17,9 +17,15 @@ use crate::engine::resolve::Person;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{corp_id}/users", get(list_users))
-        .route("/api/v1/orgs/{corp_id}/users/{user_id}", put(put_user).get(get_user).delete(delete_user))
+        .route(
+            "/api/v1/orgs/{corp_id}/users/{user_id}",
+            put(put_user).get(get_user).delete(delete_user),
+        )
         .route("/api/v1/orgs/{corp_id}/roles", get(list_roles))
-        .route("/api/v1/orgs/{corp_id}/roles/{role_id}", put(put_role).delete(delete_role))
+        .route(
+            "/api/v1/orgs/{corp_id}/roles/{role_id}",
+            put(put_role).delete(delete_role),
+        )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -46,7 +52,13 @@ pub struct User {
 
 impl From<Person> for User {
     fn from(p: Person) -> Self {
-        User { user_id: p.user_id, name: p.name, avatar: p.avatar, manager_id: p.manager_id, admin: p.admin }
+        User {
+            user_id: p.user_id,
+            name: p.name,
+            avatar: p.avatar,
+            manager_id: p.manager_id,
+            admin: p.admin,
+        }
     }
 }
 
@@ -62,9 +74,19 @@ pub async fn put_user(
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
     if body.manager_id.as_deref() == Some(user_id.as_str()) {
-        return Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "a user cannot be their own manager"));
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "a user cannot be their own manager",
+        ));
     }
-    let person = Person { user_id, name: body.name, avatar: body.avatar, manager_id: body.manager_id, admin: body.admin };
+    let person = Person {
+        user_id,
+        name: body.name,
+        avatar: body.avatar,
+        manager_id: body.manager_id,
+        admin: body.admin,
+    };
     state.store.put_user(&corp_id, &person).await?;
     Ok(Json(person.into()))
 }
@@ -145,10 +167,21 @@ pub async fn put_role(
     require_org(&state, &corp_id).await?;
     let (_, dir) = state.store.load_directory(&corp_id).await?;
     if let Some(unknown) = body.members.iter().find(|m| !dir.people.contains_key(*m)) {
-        return Err(ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("unknown user `{unknown}`")));
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("unknown user `{unknown}`"),
+        ));
     }
-    state.store.put_role(&corp_id, &role_id, &body.name, &body.members).await?;
-    Ok(Json(Role { role_id, name: body.name, members: body.members }))
+    state
+        .store
+        .put_role(&corp_id, &role_id, &body.name, &body.members)
+        .await?;
+    Ok(Json(Role {
+        role_id,
+        name: body.name,
+        members: body.members,
+    }))
 }
 
 /// Roles with their members.
@@ -164,7 +197,11 @@ pub async fn list_roles(
     Ok(Json(
         names
             .into_iter()
-            .map(|(role_id, name)| Role { members: dir.roles.get(&role_id).cloned().unwrap_or_default(), role_id, name })
+            .map(|(role_id, name)| Role {
+                members: dir.roles.get(&role_id).cloned().unwrap_or_default(),
+                role_id,
+                name,
+            })
             .collect(),
     ))
 }

@@ -20,12 +20,21 @@ use crate::store::processes::StoredDefinition;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{corp_id}/processes/validate", post(validate))
-        .route("/api/v1/orgs/{corp_id}/processes/{process_code}", put(put_definition).get(get_definition))
-        .route("/api/v1/orgs/{corp_id}/processes/{process_code}/versions", get(versions))
+        .route(
+            "/api/v1/orgs/{corp_id}/processes/{process_code}",
+            put(put_definition).get(get_definition),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/processes/{process_code}/versions",
+            get(versions),
+        )
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ct.contains("yaml") {
         Format::Yaml
     } else {
@@ -33,9 +42,19 @@ fn format_of(headers: &HeaderMap) -> Format {
     }
 }
 
-async fn parse(state: &AppState, corp_id: &str, headers: &HeaderMap, body: &Bytes) -> Result<Definition, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::client(StatusCode::BAD_REQUEST, "malformed_body", "the document is not UTF-8"))?;
+async fn parse(
+    state: &AppState,
+    corp_id: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Definition, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            "the document is not UTF-8",
+        )
+    })?;
     let (_, dir) = state.store.load_directory(corp_id).await?;
     definition::parse(text, format_of(headers), &dir).map_err(ApiError::InvalidDefinition)
 }
@@ -66,7 +85,10 @@ pub async fn put_definition(
         return Err(ApiError::client(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
-            format!("the document's processCode `{}` differs from the path's `{process_code}`", def.process_code),
+            format!(
+                "the document's processCode `{}` differs from the path's `{process_code}`",
+                def.process_code
+            ),
         ));
     }
     if state.store.app(&corp_id, &params.app_type).await?.is_none() {
@@ -76,7 +98,10 @@ pub async fn put_definition(
             format!("unknown application `{}`", params.app_type),
         ));
     }
-    let stored = state.store.put_definition(&corp_id, &params.app_type, &def).await?;
+    let stored = state
+        .store
+        .put_definition(&corp_id, &params.app_type, &def)
+        .await?;
     Ok((StatusCode::CREATED, Json(stored)))
 }
 
@@ -134,9 +159,14 @@ pub async fn versions(
     Path((corp_id, process_code)): Path<(String, String)>,
 ) -> Result<Json<Vec<StoredDefinition>>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
-    let all = state.store.definitions(&corp_id, &process_code, None, 1000).await?;
+    let all = state
+        .store
+        .definitions(&corp_id, &process_code, None, 1000)
+        .await?;
     if all.is_empty() {
-        return Err(ApiError::not_found(format!("process `{process_code}` not found")));
+        return Err(ApiError::not_found(format!(
+            "process `{process_code}` not found"
+        )));
     }
     Ok(Json(all))
 }

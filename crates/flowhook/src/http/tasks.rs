@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{corp_id}/tasks/{task_id}/{action}", post(act))
         .route("/api/v1/orgs/{corp_id}/users/{user_id}/tasks", get(list))
-        .route("/api/v1/orgs/{corp_id}/users/{user_id}/task-counts", get(counts))
+        .route(
+            "/api/v1/orgs/{corp_id}/users/{user_id}/task-counts",
+            get(counts),
+        )
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -51,12 +54,23 @@ fn optional_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiEr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid: {e}"),
+        )
+    })
 }
 
 fn required<T>(v: Option<T>, what: &str) -> Result<T, ApiError> {
-    v.ok_or_else(|| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("`{what}` is required")))
+    v.ok_or_else(|| {
+        ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("`{what}` is required"),
+        )
+    })
 }
 
 /// Act on a task as its assignee: `agree`, `disagree`, `forward`, `append` or `return`.
@@ -75,9 +89,19 @@ pub async fn act(
     caller.check(&corp_id, Scope::Tasks)?;
     let b: ActBody = optional_json(&body)?;
     let command = match action.as_str() {
-        "agree" => Command::Agree { task_id: task_id.clone(), remark: b.remark },
-        "disagree" => Command::Disagree { task_id: task_id.clone(), remark: b.remark },
-        "forward" => Command::Forward { task_id: task_id.clone(), to: required(b.to, "to")?, remark: b.remark },
+        "agree" => Command::Agree {
+            task_id: task_id.clone(),
+            remark: b.remark,
+        },
+        "disagree" => Command::Disagree {
+            task_id: task_id.clone(),
+            remark: b.remark,
+        },
+        "forward" => Command::Forward {
+            task_id: task_id.clone(),
+            to: required(b.to, "to")?,
+            remark: b.remark,
+        },
         "append" => Command::Append {
             task_id: task_id.clone(),
             users: b.users,
@@ -98,7 +122,15 @@ pub async fn act(
         .rsplit_once("-t")
         .map(|(i, _)| i.to_owned())
         .ok_or_else(|| ApiError::not_found(format!("task `{task_id}` not found")))?;
-    let outcome = state.writer.submit(Op::Act { corp_id, instance_id, actor, command }).await?;
+    let outcome = state
+        .writer
+        .submit(Op::Act {
+            corp_id,
+            instance_id,
+            actor,
+            command,
+        })
+        .await?;
     Ok(Json(outcome.into()))
 }
 
@@ -131,8 +163,18 @@ pub async fn list(
 ) -> Result<Json<Page>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
-    let filter = Filter { app_type: q.app_type, process_code: q.process_code, from: q.from, to: q.to };
-    Ok(Json(state.store.task_list(&corp_id, &user_id, q.list, &filter, cursor, limit).await?))
+    let filter = Filter {
+        app_type: q.app_type,
+        process_code: q.process_code,
+        from: q.from,
+        to: q.to,
+    };
+    Ok(Json(
+        state
+            .store
+            .task_list(&corp_id, &user_id, q.list, &filter, cursor, limit)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -159,6 +201,14 @@ pub async fn counts(
     Query(q): Query<CountParams>,
 ) -> Result<Json<Counts>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
-    let c = state.store.task_counts(&corp_id, &user_id, q.app_type.as_deref()).await?;
-    Ok(Json(Counts { created: c[0].1, todo: c[1].1, done: c[2].1, cc: c[3].1 }))
+    let c = state
+        .store
+        .task_counts(&corp_id, &user_id, q.app_type.as_deref())
+        .await?;
+    Ok(Json(Counts {
+        created: c[0].1,
+        todo: c[1].1,
+        done: c[2].1,
+        cc: c[3].1,
+    }))
 }

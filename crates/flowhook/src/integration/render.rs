@@ -101,7 +101,11 @@ pub fn render(inst: &Instance, event: &Event, ctx: &RenderContext<'_>) -> TaskEv
             form_inst_id: inst.form_instance_id.clone(),
         }),
         EventKind::Cc { cc_id } => {
-            let cc = inst.ccs.iter().find(|c| &c.id == cc_id).expect("the cc of its event");
+            let cc = inst
+                .ccs
+                .iter()
+                .find(|c| &c.id == cc_id)
+                .expect("the cc of its event");
             let mut record = base_record(inst, ctx);
             record.activity_id = Some(cc.node_id.clone());
             record.activity_name = Some(cc.node_name.clone());

@@ -59,7 +59,11 @@ impl Store {
                 .map_err(|e| conflict_on_unique(e, format!("organisation `{corp_id}`")))?
                 .rows_affected()
         });
-        Ok(Org { corp_id: corp_id.into(), name: name.into(), created_at: now })
+        Ok(Org {
+            corp_id: corp_id.into(),
+            name: name.into(),
+            created_at: now,
+        })
     }
 
     pub async fn org(&self, corp_id: &str) -> Result<Option<Org>, StoreError> {
@@ -69,7 +73,11 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(|(corp_id, name, created_at)| Org { corp_id, name, created_at }))
+        Ok(row.map(|(corp_id, name, created_at)| Org {
+            corp_id,
+            name,
+            created_at,
+        }))
     }
 
     /// Stores the hash of a new key; returns its id.
@@ -147,9 +155,15 @@ impl Store {
         Ok(self.app_query(corp_id, Some(app_type)).await?.pop())
     }
 
-    async fn app_query(&self, corp_id: &str, app_type: Option<&str>) -> Result<Vec<App>, StoreError> {
-        let rows: Vec<(String, String, String, String, Option<i64>, i64)> = on_pool!(self, |pool| {
-            sqlx::query_as(
+    async fn app_query(
+        &self,
+        corp_id: &str,
+        app_type: Option<&str>,
+    ) -> Result<Vec<App>, StoreError> {
+        let rows: Vec<(String, String, String, String, Option<i64>, i64)> = on_pool!(
+            self,
+            |pool| {
+                sqlx::query_as(
                 "SELECT app_type, corp_id, name, system_token, previous_valid_until, created_at FROM apps \
                  WHERE corp_id = $1 AND ($2 IS NULL OR app_type = $2) ORDER BY app_type",
             )
@@ -157,17 +171,27 @@ impl Store {
             .bind(app_type)
             .fetch_all(pool)
             .await?
-        });
+            }
+        );
         Ok(rows
             .into_iter()
-            .map(|(app_type, corp_id, name, system_token, previous_token_valid_until, created_at)| App {
-                app_type,
-                corp_id,
-                name,
-                system_token,
-                previous_token_valid_until,
-                created_at,
-            })
+            .map(
+                |(
+                    app_type,
+                    corp_id,
+                    name,
+                    system_token,
+                    previous_token_valid_until,
+                    created_at,
+                )| App {
+                    app_type,
+                    corp_id,
+                    name,
+                    system_token,
+                    previous_token_valid_until,
+                    created_at,
+                },
+            )
             .collect())
     }
 
@@ -338,18 +362,25 @@ impl Store {
     }
 
     /// The whole directory of an organisation, with the version it was read at.
-    pub async fn load_directory(&self, corp_id: &str) -> Result<(i64, DirectorySnapshot), StoreError> {
+    pub async fn load_directory(
+        &self,
+        corp_id: &str,
+    ) -> Result<(i64, DirectorySnapshot), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let version: i64 = sqlx::query_scalar("SELECT directory_version FROM organisations WHERE corp_id = $1")
-                .bind(corp_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0);
-            let people = sqlx::query("SELECT user_id, name, avatar, manager_id, admin FROM users WHERE corp_id = $1")
-                .bind(corp_id)
-                .fetch_all(&mut *tx)
-                .await?;
+            let version: i64 = sqlx::query_scalar(
+                "SELECT directory_version FROM organisations WHERE corp_id = $1",
+            )
+            .bind(corp_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+            let people = sqlx::query(
+                "SELECT user_id, name, avatar, manager_id, admin FROM users WHERE corp_id = $1",
+            )
+            .bind(corp_id)
+            .fetch_all(&mut *tx)
+            .await?;
             let members = sqlx::query(
                 "SELECT r.role_id, m.user_id FROM roles r LEFT JOIN role_members m \
                  ON m.corp_id = r.corp_id AND m.role_id = r.role_id WHERE r.corp_id = $1 ORDER BY r.role_id, m.position",

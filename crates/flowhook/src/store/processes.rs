@@ -26,7 +26,8 @@ impl Store {
         app_type: &str,
         definition: &Definition,
     ) -> Result<StoredDefinition, StoreError> {
-        let document = serde_json::to_string(definition).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let document =
+            serde_json::to_string(definition).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = now_ms();
         let version: i64 = on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -72,7 +73,10 @@ impl Store {
         process_code: &str,
         version: Option<i64>,
     ) -> Result<Option<StoredDefinition>, StoreError> {
-        Ok(self.definitions(corp_id, process_code, version, 1).await?.pop())
+        Ok(self
+            .definitions(corp_id, process_code, version, 1)
+            .await?
+            .pop())
     }
 
     /// Versions, newest first.
@@ -97,17 +101,19 @@ impl Store {
             .await?
         });
         rows.into_iter()
-            .map(|(process_code, version, app_type, name, document, created_at)| {
-                Ok(StoredDefinition {
-                    process_code,
-                    version,
-                    app_type,
-                    name,
-                    definition: serde_json::from_str(&document)
-                        .map_err(|e| StoreError::Corrupt(format!("definition: {e}")))?,
-                    created_at,
-                })
-            })
+            .map(
+                |(process_code, version, app_type, name, document, created_at)| {
+                    Ok(StoredDefinition {
+                        process_code,
+                        version,
+                        app_type,
+                        name,
+                        definition: serde_json::from_str(&document)
+                            .map_err(|e| StoreError::Corrupt(format!("definition: {e}")))?,
+                        created_at,
+                    })
+                },
+            )
             .collect()
     }
 }

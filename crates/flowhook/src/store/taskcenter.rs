@@ -78,19 +78,45 @@ pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((t.parse().ok()?, id.to_owned()))
 }
 
+/// Maps a row of any list query (same column names on both backends) to an [`Item`].
+macro_rules! item_from_row {
+    ($r:expr) => {
+        Item {
+            id: $r.try_get("id")?,
+            instance_id: $r.try_get("instance_id")?,
+            app_type: $r.try_get("app_type")?,
+            process_code: $r.try_get("process_code")?,
+            title: $r.try_get("title")?,
+            originator_id: $r.try_get("originator_id")?,
+            node_id: $r.try_get("node_id")?,
+            node_name: $r.try_get("node_name")?,
+            status: $r.try_get("status")?,
+            action: $r.try_get("action")?,
+            instance_status: $r.try_get("instance_status")?,
+            created_at: $r.try_get("created_at")?,
+            ended_at: $r.try_get("ended_at")?,
+        }
+    };
+}
+
+/// The columns of the `created` list, also used by the instance listing.
+const INSTANCE_COLUMNS: &str =
+    "i.id, i.id AS instance_id, i.app_type, i.process_code, i.title, i.originator_id, \
+    NULL AS node_id, NULL AS node_name, i.status, NULL AS action, i.status AS instance_status, \
+    i.created_at, i.finished_at AS ended_at";
+
 const TASK_COLUMNS: &str = "t.id, t.instance_id, t.app_type, t.process_code, i.title, i.originator_id, \
     t.node_id, t.node_name, t.status, t.action, i.status AS instance_status, t.created_at, t.ended_at";
 
 fn list_sql(list: List) -> String {
-    let filters = "AND ($3 IS NULL OR {a}.app_type = $3) AND ($4 IS NULL OR {a}.process_code = $4) \
+    let filters =
+        "AND ($3 IS NULL OR {a}.app_type = $3) AND ($4 IS NULL OR {a}.process_code = $4) \
         AND ($5 IS NULL OR {a}.created_at >= $5) AND ($6 IS NULL OR {a}.created_at < $6) \
         AND ($7 IS NULL OR {a}.created_at < $7 OR ({a}.created_at = $7 AND {a}.id < $8)) \
         ORDER BY {a}.created_at DESC, {a}.id DESC LIMIT $9";
     match list {
         List::Created => format!(
-            "SELECT i.id, i.id AS instance_id, i.app_type, i.process_code, i.title, i.originator_id, \
-             NULL AS node_id, NULL AS node_name, i.status, NULL AS action, i.status AS instance_status, \
-             i.created_at, i.finished_at AS ended_at FROM instances i \
+            "SELECT {INSTANCE_COLUMNS} FROM instances i \
              WHERE i.corp_id = $1 AND i.originator_id = $2 AND i.status <> 'deleted' {}",
             filters.replace("{a}", "i")
         ),
@@ -152,23 +178,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
                 .into_iter()
-                .map(|r| {
-                    Ok(Item {
-                        id: r.try_get("id")?,
-                        instance_id: r.try_get("instance_id")?,
-                        app_type: r.try_get("app_type")?,
-                        process_code: r.try_get("process_code")?,
-                        title: r.try_get("title")?,
-                        originator_id: r.try_get("originator_id")?,
-                        node_id: r.try_get("node_id")?,
-                        node_name: r.try_get("node_name")?,
-                        status: r.try_get("status")?,
-                        action: r.try_get("action")?,
-                        instance_status: r.try_get("instance_status")?,
-                        created_at: r.try_get("created_at")?,
-                        ended_at: r.try_get("ended_at")?,
-                    })
-                })
+                .map(|r| Ok(item_from_row!(r)))
                 .collect::<Result<Vec<Item>, sqlx::Error>>()?
         });
         let mut items = rows;
@@ -213,12 +223,19 @@ impl Store {
                 .await?
         });
         state
-            .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("instance state: {e}"))))
+            .map(|s| {
+                serde_json::from_str(&s)
+                    .map_err(|e| StoreError::Corrupt(format!("instance state: {e}")))
+            })
             .transpose()
     }
 
     /// An instance's events, in `seq` order.
-    pub async fn instance_events(&self, corp_id: &str, id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn instance_events(
+        &self,
+        corp_id: &str,
+        id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<(String, i64, String, Option<String>, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, seq, kind, task_id, created_at FROM events WHERE instance_id = $1 AND corp_id = $2 ORDER BY seq",
@@ -230,7 +247,13 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, seq, kind, task_id, created_at)| StoredEvent { id, seq, kind, task_id, created_at })
+            .map(|(id, seq, kind, task_id, created_at)| StoredEvent {
+                id,
+                seq,
+                kind,
+                task_id,
+                created_at,
+            })
             .collect())
     }
 
@@ -247,14 +270,15 @@ impl Store {
             Some((t, id)) => (Some(t), Some(id)),
             None => (None, None),
         };
-        let sql = "SELECT i.id, i.app_type, i.process_code, i.title, i.originator_id, i.status, i.created_at, i.finished_at \
-                   FROM instances i WHERE i.corp_id = $1 AND ($2 IS NULL OR i.status = $2) \
-                   AND ($3 IS NULL OR i.app_type = $3) AND ($4 IS NULL OR i.process_code = $4) \
-                   AND ($5 IS NULL OR i.created_at >= $5) AND ($6 IS NULL OR i.created_at < $6) \
-                   AND ($7 IS NULL OR i.created_at < $7 OR (i.created_at = $7 AND i.id < $8)) \
-                   ORDER BY i.created_at DESC, i.id DESC LIMIT $9";
-        let rows: Vec<(String, String, String, String, String, String, i64, Option<i64>)> = on_pool!(self, |pool| {
-            sqlx::query_as(sql)
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.corp_id = $1 AND ($2 IS NULL OR i.status = $2) \
+             AND ($3 IS NULL OR i.app_type = $3) AND ($4 IS NULL OR i.process_code = $4) \
+             AND ($5 IS NULL OR i.created_at >= $5) AND ($6 IS NULL OR i.created_at < $6) \
+             AND ($7 IS NULL OR i.created_at < $7 OR (i.created_at = $7 AND i.id < $8)) \
+             ORDER BY i.created_at DESC, i.id DESC LIMIT $9"
+        );
+        let mut items: Vec<Item> = on_pool!(self, |pool| {
+            sqlx::query(&sql)
                 .bind(corp_id)
                 .bind(status)
                 .bind(&filter.app_type)
@@ -266,25 +290,10 @@ impl Store {
                 .bind(i64::from(limit) + 1)
                 .fetch_all(pool)
                 .await?
+                .into_iter()
+                .map(|r| Ok(item_from_row!(r)))
+                .collect::<Result<Vec<Item>, sqlx::Error>>()?
         });
-        let mut items: Vec<Item> = rows
-            .into_iter()
-            .map(|(id, app_type, process_code, title, originator_id, status, created_at, ended_at)| Item {
-                instance_id: id.clone(),
-                id,
-                app_type,
-                process_code,
-                title,
-                originator_id,
-                node_id: None,
-                node_name: None,
-                instance_status: status.clone(),
-                status,
-                action: None,
-                created_at,
-                ended_at,
-            })
-            .collect();
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|i| encode_cursor(i.created_at, &i.id))

@@ -81,7 +81,7 @@ struct Job {
 /// Parsed definitions (immutable per version) and directory snapshots (per version).
 #[derive(Default)]
 struct Caches {
-    definitions: Mutex<HashMap<(String, String, i64), (Arc<Definition>, String)>>,
+    definitions: Mutex<HashMap<(String, String, i64), Arc<Definition>>>,
     directories: Mutex<HashMap<String, (i64, Arc<DirectorySnapshot>)>>,
 }
 
@@ -95,7 +95,11 @@ impl Writer {
     /// Starts the writer; it stops when every handle is dropped.
     pub fn spawn(store: Store, public_base_url: String) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        let worker = Worker { store, caches: Caches::default(), public_base_url };
+        let worker = Worker {
+            store,
+            caches: Caches::default(),
+            public_base_url,
+        };
         tokio::spawn(worker.run(rx));
         Self { jobs }
     }
@@ -103,7 +107,10 @@ impl Writer {
     /// Applies `op`; returns once it is durably committed (or refused).
     pub async fn submit(&self, op: Op) -> Result<Outcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { op, reply }).await.map_err(|_| WriteError::Stopped)?;
+        self.jobs
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 }
@@ -153,7 +160,11 @@ impl Worker {
 
     /// Runs `jobs` in one transaction. `Err` only for a database failure (nothing committed).
     async fn batch(&self, jobs: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
-        let lock = if matches!(self.store, Store::Postgres(_)) { " FOR UPDATE" } else { "" };
+        let lock = if matches!(self.store, Store::Postgres(_)) {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
         on_pool!(&self.store, |pool| {
             let mut tx = pool.begin().await?;
             let mut results = Vec::with_capacity(jobs.len());
@@ -162,8 +173,14 @@ impl Worker {
                 // Read the current state inside the transaction (locked on PostgreSQL).
                 let current: Option<Instance> = match &job.op {
                     Op::Start { .. } => None,
-                    Op::Act { corp_id, instance_id, .. } => {
-                        let sql = format!("SELECT state FROM instances WHERE id = $1 AND corp_id = $2{lock}");
+                    Op::Act {
+                        corp_id,
+                        instance_id,
+                        ..
+                    } => {
+                        let sql = format!(
+                            "SELECT state FROM instances WHERE id = $1 AND corp_id = $2{lock}"
+                        );
                         let state: Option<String> = sqlx::query_scalar(&sql)
                             .bind(instance_id)
                             .bind(corp_id)
@@ -174,9 +191,9 @@ impl Worker {
                                 results.push(Err(EngineError::NotFound("instance".into()).into()));
                                 continue;
                             }
-                            Some(s) => Some(
-                                serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("instance state: {e}")))?,
-                            ),
+                            Some(s) => Some(serde_json::from_str(&s).map_err(|e| {
+                                StoreError::Corrupt(format!("instance state: {e}"))
+                            })?),
                         }
                     }
                 };
@@ -189,7 +206,8 @@ impl Worker {
                     }
                 };
                 let inst = &change.instance;
-                let state = serde_json::to_string(inst).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let state =
+                    serde_json::to_string(inst).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if change.new {
                     sqlx::query(
                         "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, \
@@ -260,9 +278,10 @@ impl Worker {
                             .execute(&mut *tx)
                             .await?;
                         }
-                        EventKind::TaskFinished { task_id, .. } | EventKind::TaskCancelled { task_id, .. } => {
+                        EventKind::TaskFinished { task_id, .. }
+                        | EventKind::TaskCancelled { task_id, .. } => {
                             let t = &inst.tasks[task_id];
-                            let action = t.action.map(|a| serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_owned))).flatten();
+                            let action = t.action.map(|a| a.as_str());
                             sqlx::query("UPDATE tasks SET status = $2, action = $3, ended_at = $4 WHERE id = $1")
                                 .bind(&t.id)
                                 .bind(t.status.as_str())
@@ -272,7 +291,11 @@ impl Worker {
                                 .await?;
                         }
                         EventKind::Cc { cc_id } => {
-                            let c = inst.ccs.iter().find(|c| &c.id == cc_id).expect("the cc of its event");
+                            let c = inst
+                                .ccs
+                                .iter()
+                                .find(|c| &c.id == cc_id)
+                                .expect("the cc of its event");
                             sqlx::query(
                                 "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, created_at) \
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -309,15 +332,31 @@ impl Worker {
     }
 
     /// Runs the engine: what `op` changes, or why it is refused. Reads only (caches).
-    async fn decide(&self, op: &Op, current: Option<Instance>, now: i64) -> Result<Change, WriteError> {
+    async fn decide(
+        &self,
+        op: &Op,
+        current: Option<Instance>,
+        now: i64,
+    ) -> Result<Change, WriteError> {
         match (op, current) {
-            (Op::Start { corp_id, process_code, actor, title, form_data }, _) => {
+            (
+                Op::Start {
+                    corp_id,
+                    process_code,
+                    actor,
+                    title,
+                    form_data,
+                },
+                _,
+            ) => {
                 let stored = self
                     .store
                     .definition(corp_id, process_code, None)
                     .await?
                     .ok_or_else(|| EngineError::NotFound(format!("process `{process_code}`")))?;
-                let (def, _) = self.definition(corp_id, process_code, stored.version).await?;
+                let def = self
+                    .definition(corp_id, process_code, stored.version)
+                    .await?;
                 let dir = self.directory(corp_id).await?;
                 let (instance, events) = machine::start(
                     &def,
@@ -336,8 +375,18 @@ impl Worker {
                 )?;
                 Ok(self.change(instance, events, true, &def, &dir))
             }
-            (Op::Act { corp_id, actor, command, .. }, Some(inst)) => {
-                let (def, _) = self.definition(corp_id, &inst.process_code, inst.process_version).await?;
+            (
+                Op::Act {
+                    corp_id,
+                    actor,
+                    command,
+                    ..
+                },
+                Some(inst),
+            ) => {
+                let def = self
+                    .definition(corp_id, &inst.process_code, inst.process_version)
+                    .await?;
                 let dir = self.directory(corp_id).await?;
                 let (instance, events) = inst.apply(&def, actor, command, &*dir, now)?;
                 Ok(self.change(instance, events, false, &def, &dir))
@@ -354,12 +403,17 @@ impl Worker {
         def: &Definition,
         dir: &DirectorySnapshot,
     ) -> Change {
-        let ctx = RenderContext { directory: dir, process_name: &def.name, public_base_url: &self.public_base_url };
+        let ctx = RenderContext {
+            directory: dir,
+            process_name: &def.name,
+            public_base_url: &self.public_base_url,
+        };
         let events = events
             .into_iter()
             .map(|e| {
                 let payload = render(&instance, &e, &ctx);
-                let params = serde_json::to_string(&stored_params(&payload)).expect("strings serialise");
+                let params =
+                    serde_json::to_string(&stored_params(&payload)).expect("strings serialise");
                 let task_id = match &e.kind {
                     EventKind::TaskCreated { task_id }
                     | EventKind::TaskFinished { task_id, .. }
@@ -376,35 +430,66 @@ impl Worker {
                 (stored, e, params)
             })
             .collect();
-        Change { instance, new, events }
+        Change {
+            instance,
+            new,
+            events,
+        }
     }
 
-    async fn definition(&self, corp_id: &str, code: &str, version: i64) -> Result<(Arc<Definition>, String), WriteError> {
+    async fn definition(
+        &self,
+        corp_id: &str,
+        code: &str,
+        version: i64,
+    ) -> Result<Arc<Definition>, WriteError> {
         let key = (corp_id.to_owned(), code.to_owned(), version);
-        if let Some(hit) = self.caches.definitions.lock().expect("cache lock").get(&key) {
+        if let Some(hit) = self
+            .caches
+            .definitions
+            .lock()
+            .expect("cache lock")
+            .get(&key)
+        {
             return Ok(hit.clone());
         }
         let stored = self
             .store
             .definition(corp_id, code, Some(version))
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("process `{code}` version {version} is missing")))?;
-        let entry = (Arc::new(stored.definition), stored.app_type);
-        self.caches.definitions.lock().expect("cache lock").insert(key, entry.clone());
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("process `{code}` version {version} is missing"))
+            })?;
+        let entry = Arc::new(stored.definition);
+        self.caches
+            .definitions
+            .lock()
+            .expect("cache lock")
+            .insert(key, entry.clone());
         Ok(entry)
     }
 
     /// The organisation's directory, reloaded when its version moved.
     async fn directory(&self, corp_id: &str) -> Result<Arc<DirectorySnapshot>, WriteError> {
         let version = self.store.directory_version(corp_id).await?.unwrap_or(0);
-        if let Some((v, snap)) = self.caches.directories.lock().expect("cache lock").get(corp_id) {
+        if let Some((v, snap)) = self
+            .caches
+            .directories
+            .lock()
+            .expect("cache lock")
+            .get(corp_id)
+        {
             if *v == version {
                 return Ok(snap.clone());
             }
         }
         let (v, snap) = self.store.load_directory(corp_id).await?;
         let snap = Arc::new(snap);
-        self.caches.directories.lock().expect("cache lock").insert(corp_id.to_owned(), (v, snap.clone()));
+        self.caches
+            .directories
+            .lock()
+            .expect("cache lock")
+            .insert(corp_id.to_owned(), (v, snap.clone()));
         Ok(snap)
     }
 }

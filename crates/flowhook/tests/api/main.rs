@@ -4,3 +4,4 @@
 mod helpers;
 mod operations;
 mod storage;
+mod task_center;

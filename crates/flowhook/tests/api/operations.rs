@@ -25,7 +25,7 @@ async fn endpoints_answer(db: TestDb) {
         "sqlite"
     };
     assert_eq!(ready["database"], backend);
-    assert_eq!(ready["schema_version"], 1);
+    assert_eq!(ready["schema_version"], app.store.known_schema_version());
 
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status(), StatusCode::OK);
