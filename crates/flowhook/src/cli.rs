@@ -91,11 +91,22 @@ pub enum Command {
         /// The body file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Run a benchmark against a fresh database (default: a temporary SQLite file).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Show configuration.
     Config {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Concurrent clients start 3-approver instances and act on every task, over HTTP.
+    Engine(crate::bench::EngineBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +225,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Bench { what } => {
+            let BenchCommand::Engine(opts) = what;
+            let _tmp;
+            let url = match &cli.database_url {
+                Some(url) => url.clone(),
+                None => {
+                    let dir = tempfile::tempdir().context("a temporary directory")?;
+                    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                    _tmp = dir;
+                    url
+                }
+            };
+            crate::bench::engine(&url, opts).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config { what } => {
             match what {

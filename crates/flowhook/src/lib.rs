@@ -11,12 +11,14 @@
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
 //! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
 //! - [`demo`]: the demo organisation of `flowhook serve --demo`.
+//! - [`bench`]: the benchmarks of `flowhook bench`.
 //! - [`cli`]: the commands of the `flowhook` binary (`serve`, `migrate`, `sign`, `verify`).
 //!
 //! Signing and payloads live in the `flowhook-sign` crate, which receivers use on their own.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -66,6 +66,24 @@ impl Store {
         })
     }
 
+    /// The latest version of a process and its application, without parsing the document.
+    pub async fn latest_definition_version(
+        &self,
+        corp_id: &str,
+        process_code: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT version, app_type FROM process_definitions WHERE corp_id = $1 AND process_code = $2 \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(corp_id)
+            .bind(process_code)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// One version, or the latest when `version` is `None`.
     pub async fn definition(
         &self,

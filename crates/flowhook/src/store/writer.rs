@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{new_id, now_ms, on_pool, Store, StoreError};
+use super::{new_id, now_ms, Store, StoreError};
 use crate::engine::definition::Definition;
-use crate::engine::machine::{self, Command, DataMap, Event, EventKind, Instance, Start};
+use crate::engine::machine::{self, Cc, Command, DataMap, Event, EventKind, Instance, Start, Task};
 use crate::engine::resolve::DirectorySnapshot;
 use crate::engine::EngineError;
 use crate::integration::render::{render, stored_params, RenderContext};
@@ -121,15 +121,110 @@ struct Worker {
     public_base_url: String,
 }
 
+/// The writer's own connection.
+enum Conn {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Rows per multi-row statement (well under both backends' bind-parameter limits).
+const CHUNK: usize = 500;
+
 /// What one command will write, computed before touching the database.
 struct Change {
     instance: Instance,
-    new: bool,
     events: Vec<(StoredEvent, Event, String)>,
+}
+
+/// Reads shared by the commands of one batch.
+#[derive(Default)]
+struct BatchContext {
+    /// (corp, process code) → latest (version, app type).
+    latest: HashMap<(String, String), Option<(i64, String)>>,
+    /// Organisations whose directory version was checked in this batch.
+    directories: HashMap<String, Arc<DirectorySnapshot>>,
+}
+
+/// The rows a batch writes: each instance and task once, in its final state.
+struct Rows<'a> {
+    instances: Vec<(&'a Instance, String)>,
+    events: Vec<(&'a Instance, &'a StoredEvent, &'a String)>,
+    tasks: Vec<(&'a Instance, &'a Task)>,
+    ccs: Vec<(&'a Instance, &'a Cc)>,
+    deleted: Vec<&'a str>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(changes: &'a [Change]) -> Self {
+        // The last change of an instance holds its final state.
+        let mut last: HashMap<&str, &'a Instance> = HashMap::new();
+        for c in changes {
+            last.insert(&c.instance.id, &c.instance);
+        }
+        let mut instances: Vec<(&Instance, String)> = last
+            .values()
+            .map(|i| {
+                (
+                    *i,
+                    serde_json::to_string(i).expect("instance state serialises"),
+                )
+            })
+            .collect();
+        instances.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let mut events = Vec::new();
+        let mut task_ids: HashMap<&str, (&Instance, &Task)> = HashMap::new();
+        let mut ccs = Vec::new();
+        let mut deleted = Vec::new();
+        for c in changes {
+            let fin = last[c.instance.id.as_str()];
+            for (stored, event, params) in &c.events {
+                events.push((fin, stored, params));
+                match &event.kind {
+                    EventKind::TaskCreated { task_id }
+                    | EventKind::TaskFinished { task_id, .. }
+                    | EventKind::TaskCancelled { task_id, .. } => {
+                        let t = &fin.tasks[task_id];
+                        task_ids.insert(&t.id, (fin, t));
+                    }
+                    EventKind::Cc { cc_id } => {
+                        ccs.push((
+                            fin,
+                            fin.ccs
+                                .iter()
+                                .find(|x| &x.id == cc_id)
+                                .expect("the cc of its event"),
+                        ));
+                    }
+                    EventKind::InstanceDeleted { .. } => deleted.push(fin.id.as_str()),
+                }
+            }
+        }
+        let mut tasks: Vec<(&Instance, &Task)> = task_ids.into_values().collect();
+        tasks.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        Rows {
+            instances,
+            events,
+            tasks,
+            ccs,
+            deleted,
+        }
+    }
 }
 
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        // The writer keeps one connection: its page cache stays warm (only the writer writes),
+        // and its prepared statements stay prepared. Replaced after any database error.
+        let mut conn: Option<Conn> = None;
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -138,7 +233,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            match self.batch(&batch).await {
+            match self.batch(&mut conn, &batch).await {
                 Ok(results) => {
                     for (job, result) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(result);
@@ -146,10 +241,14 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its commands one by one");
+                    conn = None;
                     for job in batch {
-                        let result = match self.batch(std::slice::from_ref(&job)).await {
+                        let result = match self.batch(&mut conn, std::slice::from_ref(&job)).await {
                             Ok(mut r) => r.pop().expect("one result per job"),
-                            Err(e) => Err(WriteError::Store(e)),
+                            Err(e) => {
+                                conn = None;
+                                Err(WriteError::Store(e))
+                            }
                         };
                         let _ = job.reply.send(result);
                     }
@@ -159,184 +258,202 @@ impl Worker {
     }
 
     /// Runs `jobs` in one transaction. `Err` only for a database failure (nothing committed).
-    async fn batch(&self, jobs: &[Job]) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
+    ///
+    /// The number of statements does not grow with the batch: one read of every instance the
+    /// batch touches (locked on PostgreSQL), the engine in memory (a later command on the same
+    /// instance sees the earlier one's result), then multi-row upserts of instances, events,
+    /// task rows and cc rows.
+    async fn batch(
+        &self,
+        conn: &mut Option<Conn>,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
         let lock = if matches!(self.store, Store::Postgres(_)) {
             " FOR UPDATE"
         } else {
             ""
         };
-        on_pool!(&self.store, |pool| {
-            let mut tx = pool.begin().await?;
+        let mut wanted: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| match &j.op {
+                Op::Act { instance_id, .. } => Some(instance_id.as_str()),
+                Op::Start { .. } => None,
+            })
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if conn.is_none() {
+            *conn = Some(match &self.store {
+                Store::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+                Store::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+            });
+        }
+        let conn = conn.as_mut().expect("just set");
+        on_conn!(conn, |c| {
+            let mut tx = sqlx::Connection::begin(&mut **c).await?;
+            let mut states: HashMap<String, Instance> = HashMap::new();
+            for chunk in wanted.chunks(CHUNK) {
+                let mut q =
+                    sqlx::QueryBuilder::new("SELECT id, state FROM instances WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")").push(lock);
+                let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                for (id, state) in rows {
+                    let inst = serde_json::from_str(&state)
+                        .map_err(|e| StoreError::Corrupt(format!("instance state: {e}")))?;
+                    states.insert(id, inst);
+                }
+            }
+
+            let mut ctx = BatchContext::default();
             let mut results = Vec::with_capacity(jobs.len());
+            let mut changes: Vec<Change> = Vec::new();
             for job in jobs {
-                let now = now_ms();
-                // Read the current state inside the transaction (locked on PostgreSQL).
-                let current: Option<Instance> = match &job.op {
+                let current = match &job.op {
                     Op::Start { .. } => None,
                     Op::Act {
                         corp_id,
                         instance_id,
                         ..
-                    } => {
-                        let sql = format!(
-                            "SELECT state FROM instances WHERE id = $1 AND corp_id = $2{lock}"
-                        );
-                        let state: Option<String> = sqlx::query_scalar(&sql)
-                            .bind(instance_id)
-                            .bind(corp_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        match state {
-                            None => {
-                                results.push(Err(EngineError::NotFound("instance".into()).into()));
-                                continue;
-                            }
-                            Some(s) => Some(serde_json::from_str(&s).map_err(|e| {
-                                StoreError::Corrupt(format!("instance state: {e}"))
-                            })?),
+                    } => match states.get(instance_id) {
+                        // Another organisation's instance does not exist for this caller.
+                        Some(i) if &i.corp_id == corp_id => Some(i.clone()),
+                        _ => {
+                            results.push(Err(EngineError::NotFound("instance".into()).into()));
+                            continue;
                         }
-                    }
+                    },
                 };
-                let change = match self.decide(&job.op, current, now).await {
-                    Ok(c) => c,
+                match self.decide(&job.op, current, now_ms(), &mut ctx).await {
+                    Ok(change) => {
+                        states.insert(change.instance.id.clone(), change.instance.clone());
+                        results.push(Ok(Outcome {
+                            instance: change.instance.clone(),
+                            events: change.events.iter().map(|(s, _, _)| s.clone()).collect(),
+                        }));
+                        changes.push(change);
+                    }
                     Err(WriteError::Store(e)) => return Err(e),
-                    Err(e) => {
-                        results.push(Err(e));
-                        continue;
-                    }
-                };
-                let inst = &change.instance;
-                let state =
-                    serde_json::to_string(inst).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if change.new {
-                    sqlx::query(
-                        "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, \
-                         title, originator_id, status, state, seq, created_at, modified_at, finished_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                    )
-                    .bind(&inst.id)
-                    .bind(&inst.corp_id)
-                    .bind(&inst.app_type)
-                    .bind(&inst.process_code)
-                    .bind(inst.process_version)
-                    .bind(&inst.form_instance_id)
-                    .bind(&inst.title)
-                    .bind(&inst.originator_id)
-                    .bind(inst.status.as_str())
-                    .bind(&state)
-                    .bind(inst.seq as i64)
-                    .bind(inst.created_at)
-                    .bind(inst.modified_at)
-                    .bind(inst.finished_at)
-                    .execute(&mut *tx)
-                    .await?;
-                } else {
-                    sqlx::query(
-                        "UPDATE instances SET status = $2, state = $3, seq = $4, modified_at = $5, finished_at = $6 WHERE id = $1",
-                    )
-                    .bind(&inst.id)
-                    .bind(inst.status.as_str())
-                    .bind(&state)
-                    .bind(inst.seq as i64)
-                    .bind(inst.modified_at)
-                    .bind(inst.finished_at)
-                    .execute(&mut *tx)
-                    .await?;
+                    Err(e) => results.push(Err(e)),
                 }
-                for (stored, event, params) in &change.events {
-                    sqlx::query(
-                        "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&stored.id)
-                    .bind(&inst.corp_id)
-                    .bind(&inst.app_type)
-                    .bind(&inst.id)
-                    .bind(stored.seq)
-                    .bind(&stored.kind)
-                    .bind(&stored.task_id)
-                    .bind(params)
-                    .bind(stored.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    match &event.kind {
-                        EventKind::TaskCreated { task_id } => {
-                            let t = &inst.tasks[task_id];
-                            sqlx::query(
-                                "INSERT INTO tasks (id, corp_id, app_type, instance_id, process_code, user_id, node_id, \
-                                 node_name, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9)",
-                            )
-                            .bind(&t.id)
-                            .bind(&inst.corp_id)
-                            .bind(&inst.app_type)
-                            .bind(&inst.id)
-                            .bind(&inst.process_code)
-                            .bind(&t.user_id)
-                            .bind(&t.node_id)
-                            .bind(&t.node_name)
-                            .bind(t.created_at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        EventKind::TaskFinished { task_id, .. }
-                        | EventKind::TaskCancelled { task_id, .. } => {
-                            let t = &inst.tasks[task_id];
-                            let action = t.action.map(|a| a.as_str());
-                            sqlx::query("UPDATE tasks SET status = $2, action = $3, ended_at = $4 WHERE id = $1")
-                                .bind(&t.id)
-                                .bind(t.status.as_str())
-                                .bind(action)
-                                .bind(t.ended_at)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        EventKind::Cc { cc_id } => {
-                            let c = inst
-                                .ccs
-                                .iter()
-                                .find(|c| &c.id == cc_id)
-                                .expect("the cc of its event");
-                            sqlx::query(
-                                "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                            )
-                            .bind(&c.id)
-                            .bind(&inst.corp_id)
-                            .bind(&inst.app_type)
-                            .bind(&inst.id)
-                            .bind(&inst.process_code)
-                            .bind(&c.user_id)
-                            .bind(&c.node_id)
-                            .bind(c.created_at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        EventKind::InstanceDeleted { .. } => {
-                            for table in ["tasks", "ccs"] {
-                                sqlx::query(&format!("DELETE FROM {table} WHERE instance_id = $1"))
-                                    .bind(&inst.id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                        }
+            }
+
+            let rows = Rows::of(&changes);
+            for chunk in rows.instances.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, \
+                     title, originator_id, status, state, seq, created_at, modified_at, finished_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, state)| {
+                    b.push_bind(&inst.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.process_code)
+                        .push_bind(inst.process_version)
+                        .push_bind(&inst.form_instance_id)
+                        .push_bind(&inst.title)
+                        .push_bind(&inst.originator_id)
+                        .push_bind(inst.status.as_str())
+                        .push_bind(state)
+                        .push_bind(inst.seq as i64)
+                        .push_bind(inst.created_at)
+                        .push_bind(inst.modified_at)
+                        .push_bind(inst.finished_at);
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, state = excluded.state, \
+                     seq = excluded.seq, modified_at = excluded.modified_at, finished_at = excluded.finished_at",
+                );
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in rows.events.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, stored, params)| {
+                    b.push_bind(&stored.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.id)
+                        .push_bind(stored.seq)
+                        .push_bind(&stored.kind)
+                        .push_bind(&stored.task_id)
+                        .push_bind(*params)
+                        .push_bind(stored.created_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in rows.tasks.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO tasks (id, corp_id, app_type, instance_id, process_code, user_id, node_id, \
+                     node_name, status, action, created_at, ended_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, t)| {
+                    b.push_bind(&t.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.id)
+                        .push_bind(&inst.process_code)
+                        .push_bind(&t.user_id)
+                        .push_bind(&t.node_id)
+                        .push_bind(&t.node_name)
+                        .push_bind(t.status.as_str())
+                        .push_bind(t.action.map(|a| a.as_str()))
+                        .push_bind(t.created_at)
+                        .push_bind(t.ended_at);
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, action = excluded.action, \
+                     ended_at = excluded.ended_at",
+                );
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in rows.ccs.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, created_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, c)| {
+                    b.push_bind(&c.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.id)
+                        .push_bind(&inst.process_code)
+                        .push_bind(&c.user_id)
+                        .push_bind(&c.node_id)
+                        .push_bind(c.created_at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            // A deleted instance leaves no rows in the task center (after the upserts above,
+            // which may have touched its tasks earlier in this batch).
+            for chunk in rows.deleted.chunks(CHUNK) {
+                for table in ["tasks", "ccs"] {
+                    let mut q = sqlx::QueryBuilder::new(format!(
+                        "DELETE FROM {table} WHERE instance_id IN ("
+                    ));
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
                     }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
                 }
-                results.push(Ok(Outcome {
-                    instance: change.instance.clone(),
-                    events: change.events.iter().map(|(s, _, _)| s.clone()).collect(),
-                }));
             }
             tx.commit().await?;
             Ok(results)
         })
     }
 
-    /// Runs the engine: what `op` changes, or why it is refused. Reads only (caches).
+    /// Runs the engine: what `op` changes, or why it is refused. Reads only (through caches).
     async fn decide(
         &self,
         op: &Op,
         current: Option<Instance>,
         now: i64,
+        ctx: &mut BatchContext,
     ) -> Result<Change, WriteError> {
         match (op, current) {
             (
@@ -349,22 +466,26 @@ impl Worker {
                 },
                 _,
             ) => {
-                let stored = self
-                    .store
-                    .definition(corp_id, process_code, None)
-                    .await?
+                let key = (corp_id.clone(), process_code.clone());
+                if !ctx.latest.contains_key(&key) {
+                    let latest = self
+                        .store
+                        .latest_definition_version(corp_id, process_code)
+                        .await?;
+                    ctx.latest.insert(key.clone(), latest);
+                }
+                let (version, app_type) = ctx.latest[&key]
+                    .clone()
                     .ok_or_else(|| EngineError::NotFound(format!("process `{process_code}`")))?;
-                let def = self
-                    .definition(corp_id, process_code, stored.version)
-                    .await?;
-                let dir = self.directory(corp_id).await?;
+                let def = self.definition(corp_id, process_code, version).await?;
+                let dir = self.directory(corp_id, ctx).await?;
                 let (instance, events) = machine::start(
                     &def,
                     Start {
                         id: uuid::Uuid::new_v4().to_string(),
                         corp_id: corp_id.clone(),
-                        app_type: stored.app_type.clone(),
-                        process_version: stored.version,
+                        app_type,
+                        process_version: version,
                         form_instance_id: uuid::Uuid::new_v4().to_string(),
                         title: title.clone(),
                         originator_id: actor.clone(),
@@ -373,7 +494,7 @@ impl Worker {
                     &*dir,
                     now,
                 )?;
-                Ok(self.change(instance, events, true, &def, &dir))
+                Ok(self.change(instance, events, &def, &dir))
             }
             (
                 Op::Act {
@@ -387,9 +508,9 @@ impl Worker {
                 let def = self
                     .definition(corp_id, &inst.process_code, inst.process_version)
                     .await?;
-                let dir = self.directory(corp_id).await?;
+                let dir = self.directory(corp_id, ctx).await?;
                 let (instance, events) = inst.apply(&def, actor, command, &*dir, now)?;
-                Ok(self.change(instance, events, false, &def, &dir))
+                Ok(self.change(instance, events, &def, &dir))
             }
             (Op::Act { .. }, None) => Err(EngineError::NotFound("instance".into()).into()),
         }
@@ -399,7 +520,6 @@ impl Worker {
         &self,
         instance: Instance,
         events: Vec<Event>,
-        new: bool,
         def: &Definition,
         dir: &DirectorySnapshot,
     ) -> Change {
@@ -430,11 +550,7 @@ impl Worker {
                 (stored, e, params)
             })
             .collect();
-        Change {
-            instance,
-            new,
-            events,
-        }
+        Change { instance, events }
     }
 
     async fn definition(
@@ -469,8 +585,21 @@ impl Worker {
         Ok(entry)
     }
 
-    /// The organisation's directory, reloaded when its version moved.
-    async fn directory(&self, corp_id: &str) -> Result<Arc<DirectorySnapshot>, WriteError> {
+    /// The organisation's directory, reloaded when its version moved (checked once a batch).
+    async fn directory(
+        &self,
+        corp_id: &str,
+        ctx: &mut BatchContext,
+    ) -> Result<Arc<DirectorySnapshot>, WriteError> {
+        if let Some(d) = ctx.directories.get(corp_id) {
+            return Ok(d.clone());
+        }
+        let snap = self.fresh_directory(corp_id).await?;
+        ctx.directories.insert(corp_id.to_owned(), snap.clone());
+        Ok(snap)
+    }
+
+    async fn fresh_directory(&self, corp_id: &str) -> Result<Arc<DirectorySnapshot>, WriteError> {
         let version = self.store.directory_version(corp_id).await?.unwrap_or(0);
         if let Some((v, snap)) = self
             .caches
