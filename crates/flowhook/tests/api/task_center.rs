@@ -193,6 +193,7 @@ impl Org {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{user} {action}: {r}");
+        self.check_lists().await;
         r
     }
 
@@ -749,6 +750,72 @@ async fn bad_input_is_refused_and_changes_nothing(db: TestDb) {
         alice_before
     );
     org.check_lists().await;
+    org.app.stop().await;
+}
+
+mod system_token_rotation_keeps_the_old_token_for_its_grace {
+    crate::on_both_backends!(super::system_token_rotation_keeps_the_old_token_for_its_grace);
+}
+
+async fn system_token_rotation_keeps_the_old_token_for_its_grace(db: TestDb) {
+    let org = Org::setup(&db, "acme").await;
+    let (s, created) = org
+        .send(
+            "POST",
+            &org.path("/apps"),
+            None,
+            Some(json!({"name": "second"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let app_type = created["appType"].as_str().unwrap().to_owned();
+    let old = created["systemToken"].as_str().unwrap().to_owned();
+    let (_, listed) = org.send("GET", &org.path("/apps"), None, None).await;
+    let shown = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["appType"] == app_type.as_str())
+        .unwrap();
+    assert!(
+        !shown["systemToken"].as_str().unwrap().contains(&old[4..]),
+        "listed tokens are masked"
+    );
+
+    let (s, rotated) = org
+        .send(
+            "POST",
+            &org.path(&format!("/apps/{app_type}/rotate-token")),
+            None,
+            Some(json!({"graceSeconds": 60})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rotated}");
+    let new = rotated["systemToken"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let now = flowhook::store::now_ms();
+    assert_eq!(
+        org.app.store.app_tokens(&app_type, now).await.unwrap(),
+        [new.clone(), old.clone()]
+    );
+    assert_eq!(
+        org.app
+            .store
+            .app_tokens(&app_type, now + 61_000)
+            .await
+            .unwrap(),
+        [new],
+        "grace over"
+    );
+    let (s, _) = org
+        .send(
+            "POST",
+            &org.path("/apps/APP_NONE/rotate-token"),
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     org.app.stop().await;
 }
 
