@@ -38,6 +38,7 @@ impl Application {
             %installation,
             "database ready"
         );
+        let dispatch = std::sync::Arc::new(tokio::sync::Notify::new());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -47,10 +48,12 @@ impl Application {
                 writer: crate::store::writer::Writer::spawn(
                     store.clone(),
                     config.public_base_url.clone(),
+                    dispatch.clone(),
                 ),
                 store,
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
+                dispatch,
             },
             config,
         })
@@ -75,6 +78,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let (stop_dispatch, stop_rx) = tokio::sync::watch::channel(false);
+        let dispatcher = crate::delivery::dispatcher::spawn(
+            self.state.store.clone(),
+            self.state.dispatch.clone(),
+            self.config.dispatcher(),
+            self.state.metrics.clone(),
+            stop_rx,
+        );
         let router = http::router(self.state.clone(), self.config.body_limit_bytes);
         let addr = self.local_addr();
         tracing::info!(%addr, "listening");
@@ -93,6 +104,9 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
         }
+        // Deliveries in flight finish or, if cut off, come back when their lease expires.
+        let _ = stop_dispatch.send(true);
+        let _ = tokio::time::timeout(grace, dispatcher).await;
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

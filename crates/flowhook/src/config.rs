@@ -28,6 +28,14 @@ pub const KEYS: &[&str] = &[
     "shutdown_grace_secs",
     "admin_key",
     "public_base_url",
+    "delivery_concurrency",
+    "delivery_lease_secs",
+    "delivery_poll_ms",
+    "retry_schedule_ms",
+    "retry_then_every_ms",
+    "retry_give_up_after_ms",
+    "breaker_threshold",
+    "breaker_cooldown_ms",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -46,6 +54,14 @@ pub struct Config {
     #[serde(default)]
     pub admin_key: Option<String>,
     pub public_base_url: String,
+    pub delivery_concurrency: usize,
+    pub delivery_lease_secs: u64,
+    pub delivery_poll_ms: u64,
+    pub retry_schedule_ms: Vec<u64>,
+    pub retry_then_every_ms: u64,
+    pub retry_give_up_after_ms: u64,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +138,18 @@ impl Config {
         if self.body_limit_bytes < 1024 {
             return invalid("body_limit_bytes", "must be at least 1024".into());
         }
+        if self.delivery_concurrency == 0
+            || self.delivery_lease_secs == 0
+            || self.delivery_poll_ms == 0
+        {
+            return invalid(
+                "delivery_*",
+                "concurrency, lease and poll must be positive".into(),
+            );
+        }
+        if self.retry_schedule_ms.is_empty() {
+            return invalid("retry_schedule_ms", "needs at least one delay".into());
+        }
         if let Some(key) = &self.admin_key {
             if key.len() < 16 {
                 return invalid("admin_key", "must be at least 16 characters".into());
@@ -151,6 +179,21 @@ impl Config {
 
     pub fn database_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.database_connect_timeout_secs)
+    }
+
+    pub fn dispatcher(&self) -> crate::delivery::dispatcher::DispatcherConfig {
+        crate::delivery::dispatcher::DispatcherConfig {
+            concurrency: self.delivery_concurrency,
+            lease: Duration::from_secs(self.delivery_lease_secs),
+            poll: Duration::from_millis(self.delivery_poll_ms),
+            policy: crate::delivery::retry::RetryPolicy::from_millis(
+                &self.retry_schedule_ms,
+                self.retry_then_every_ms,
+                self.retry_give_up_after_ms,
+            ),
+            breaker_threshold: self.breaker_threshold,
+            breaker_cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -8,6 +8,7 @@
 //! - [`telemetry`]: `tracing` logs and the Prometheus registry.
 //! - [`engine`]: pure approval state machine: definitions, approvers, transitions, events.
 //! - [`store`]: SQLite (default) or PostgreSQL, migrations per backend, durable commits.
+//! - [`delivery`]: the dispatcher: leases, retries, ordering, breakers, the attempt log.
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
 //! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
 //! - [`demo`]: the demo organisation of `flowhook serve --demo`.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod http;

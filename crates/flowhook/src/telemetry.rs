@@ -37,6 +37,12 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Label of delivery attempt outcomes: `delivered`, or the error kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 type HistogramFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
 
 /// The metrics of one running application.
@@ -45,6 +51,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: HistogramFamily,
+    pub delivery_attempts: Family<OutcomeLabels, Counter>,
+    pub delivery_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -74,10 +82,24 @@ impl Metrics {
             "Time to answer an HTTP request",
             http_duration.clone(),
         );
+        let delivery_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "flowhook_delivery_attempts",
+            "Delivery attempts by outcome (delivered, status, timeout, connect, dns, other)",
+            delivery_attempts.clone(),
+        );
+        let delivery_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "flowhook_delivery_attempt_duration_seconds",
+            "Time from sending a delivery to its response",
+            delivery_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
             http_duration,
+            delivery_attempts,
+            delivery_latency,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 mod health;
 pub mod instances;
+pub mod integration;
 mod json;
 mod operations;
 pub mod orgs;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub writer: crate::store::writer::Writer,
     /// The bootstrap admin key, if configured.
     pub admin_key: Option<std::sync::Arc<str>>,
+    /// Wakes the dispatcher (new or redelivered deliveries).
+    pub dispatch: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(OpenApi)]
@@ -48,7 +51,11 @@ pub struct AppState {
         processes::put_definition, processes::validate, processes::get_definition, processes::versions,
         instances::start, instances::get_one, instances::list, instances::withdraw, instances::terminate,
         instances::delete,
-        tasks::act, tasks::list, tasks::counts),
+        tasks::act, tasks::list, tasks::counts,
+        integration::create_connector, integration::list_connectors, integration::create_action,
+        integration::list_actions, integration::put_strategy, integration::get_strategy,
+        integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
+        integration::redeliver_many),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -58,7 +65,8 @@ pub struct AppState {
          (name = "processes", description = "Process definitions"),
          (name = "instances", description = "Process instances"),
          (name = "tasks", description = "Task commands"),
-         (name = "task center", description = "Each user's created / todo / done / cc lists"))
+         (name = "task center", description = "Each user's created / todo / done / cc lists"),
+         (name = "integration", description = "Connectors, actions, sync strategy, deliveries"))
 )]
 pub struct ApiDoc;
 
@@ -85,6 +93,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(processes::router())
         .merge(instances::router())
         .merge(tasks::router())
+        .merge(integration::router())
         .fallback(|| async { error::ApiError::not_found("no such resource") })
         // Layers run outside-in from the last added: tracing, metrics (final status), JSON
         // errors (so the limits' own 413 is JSON too), then the body limits.

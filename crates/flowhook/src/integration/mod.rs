@@ -1,5 +1,6 @@
-//! The integration center: what leaves Flowhook. For now, rendering engine events into the
-//! Yida parameters stored with each event in the outbox; connectors, the sync strategy and the
-//! dispatcher come with the delivery work.
+//! The integration center: what leaves Flowhook — connectors and actions, each organisation's
+//! sync strategy, and the rendering of engine events into the Yida parameters stored with each
+//! event in the outbox. Sending is `delivery`'s.
 
+pub mod connectors;
 pub mod render;

@@ -22,6 +22,7 @@ use crate::engine::definition::Definition;
 use crate::engine::machine::{self, Cc, Command, DataMap, Event, EventKind, Instance, Start, Task};
 use crate::engine::resolve::DirectorySnapshot;
 use crate::engine::EngineError;
+use crate::integration::connectors::Strategy;
 use crate::integration::render::{render, stored_params, RenderContext};
 
 /// Most commands in one transaction.
@@ -93,12 +94,17 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer; it stops when every handle is dropped.
-    pub fn spawn(store: Store, public_base_url: String) -> Self {
+    pub fn spawn(
+        store: Store,
+        public_base_url: String,
+        dispatch: Arc<tokio::sync::Notify>,
+    ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let worker = Worker {
             store,
             caches: Caches::default(),
             public_base_url,
+            dispatch,
         };
         tokio::spawn(worker.run(rx));
         Self { jobs }
@@ -119,6 +125,8 @@ struct Worker {
     store: Store,
     caches: Caches,
     public_base_url: String,
+    /// Woken after a commit that created deliveries.
+    dispatch: Arc<tokio::sync::Notify>,
 }
 
 /// The writer's own connection.
@@ -152,10 +160,25 @@ struct BatchContext {
     latest: HashMap<(String, String), Option<(i64, String)>>,
     /// Organisations whose directory version was checked in this batch.
     directories: HashMap<String, Arc<DirectorySnapshot>>,
+    /// Each organisation's sync strategy, read once a batch.
+    strategies: HashMap<String, Option<Strategy>>,
+}
+
+/// A delivery to create with its event.
+struct NewDelivery<'a> {
+    id: String,
+    corp_id: &'a str,
+    event_id: &'a str,
+    action_id: &'a str,
+    instance_id: &'a str,
+    seq: i64,
+    ordered: bool,
+    at: i64,
 }
 
 /// The rows a batch writes: each instance and task once, in its final state.
 struct Rows<'a> {
+    deliveries: Vec<NewDelivery<'a>>,
     instances: Vec<(&'a Instance, String)>,
     events: Vec<(&'a Instance, &'a StoredEvent, &'a String)>,
     tasks: Vec<(&'a Instance, &'a Task)>,
@@ -164,7 +187,11 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn of(changes: &'a [Change]) -> Self {
+    fn of(
+        changes: &'a [Change],
+        strategies: &'a HashMap<String, Option<Strategy>>,
+        now: i64,
+    ) -> Self {
         // The last change of an instance holds its final state.
         let mut last: HashMap<&str, &'a Instance> = HashMap::new();
         for c in changes {
@@ -184,10 +211,29 @@ impl<'a> Rows<'a> {
         let mut task_ids: HashMap<&str, (&Instance, &Task)> = HashMap::new();
         let mut ccs = Vec::new();
         let mut deleted = Vec::new();
+        let mut deliveries = Vec::new();
         for c in changes {
             let fin = last[c.instance.id.as_str()];
+            let strategy = strategies
+                .get(&c.instance.corp_id)
+                .and_then(Option::as_ref)
+                .filter(|s| s.selects(&c.instance.app_type, &c.instance.process_code));
             for (stored, event, params) in &c.events {
                 events.push((fin, stored, params));
+                let kind: Option<flowhook_sign::event::EventKind> = stored.kind.parse().ok();
+                if let Some(action_id) = strategy.zip(kind).and_then(|(s, k)| s.actions.for_kind(k))
+                {
+                    deliveries.push(NewDelivery {
+                        id: new_id("dlv"),
+                        corp_id: &fin.corp_id,
+                        event_id: &stored.id,
+                        action_id,
+                        instance_id: &fin.id,
+                        seq: stored.seq,
+                        ordered: strategy.is_some_and(|s| s.ordered),
+                        at: now,
+                    });
+                }
                 match &event.kind {
                     EventKind::TaskCreated { task_id }
                     | EventKind::TaskFinished { task_id, .. }
@@ -211,6 +257,7 @@ impl<'a> Rows<'a> {
         let mut tasks: Vec<(&Instance, &Task)> = task_ids.into_values().collect();
         tasks.sort_by(|a, b| a.1.id.cmp(&b.1.id));
         Rows {
+            deliveries,
             instances,
             events,
             tasks,
@@ -289,8 +336,16 @@ impl Worker {
             });
         }
         let conn = conn.as_mut().expect("just set");
+        let begin = if matches!(self.store, Store::Sqlite(_)) {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
         on_conn!(conn, |c| {
-            let mut tx = sqlx::Connection::begin(&mut **c).await?;
+            // SQLite: take the write lock up front. A deferred transaction that reads first and
+            // then writes fails at once (SQLITE_BUSY_SNAPSHOT) if another connection — the
+            // dispatcher — committed in between; IMMEDIATE waits its turn (busy_timeout) instead.
+            let mut tx = sqlx::Connection::begin_with(&mut **c, begin).await?;
             let mut states: HashMap<String, Instance> = HashMap::new();
             for chunk in wanted.chunks(CHUNK) {
                 let mut q =
@@ -341,7 +396,15 @@ impl Worker {
                 }
             }
 
-            let rows = Rows::of(&changes);
+            // Fan-out: one delivery per matching action, in this same transaction, so no event
+            // can exist without its deliveries.
+            for c in &changes {
+                if !ctx.strategies.contains_key(&c.instance.corp_id) {
+                    let s = self.store.strategy(&c.instance.corp_id).await?;
+                    ctx.strategies.insert(c.instance.corp_id.clone(), s);
+                }
+            }
+            let rows = Rows::of(&changes, &ctx.strategies, now_ms());
             for chunk in rows.instances.chunks(CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, \
@@ -411,6 +474,28 @@ impl Worker {
                 );
                 q.build().execute(&mut *tx).await?;
             }
+            for chunk in rows.deliveries.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, backfill, \
+                     attempts, next_attempt_at, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, d| {
+                    b.push_bind(&d.id)
+                        .push_bind(d.corp_id)
+                        .push_bind(d.event_id)
+                        .push_bind(d.action_id)
+                        .push_bind(d.instance_id)
+                        .push_bind(d.seq)
+                        .push_bind("pending")
+                        .push_bind(d.ordered)
+                        .push_bind(false)
+                        .push_bind(0i32)
+                        .push_bind(d.at)
+                        .push_bind(d.at)
+                        .push_bind(d.at);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
             for chunk in rows.ccs.chunks(CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, created_at) ",
@@ -443,6 +528,9 @@ impl Worker {
                 }
             }
             tx.commit().await?;
+            if !rows.deliveries.is_empty() {
+                self.dispatch.notify_one();
+            }
             Ok(results)
         })
     }

@@ -1,7 +1,9 @@
 //! Integration tests: the real application on port 0, real databases (SQLite always,
 //! PostgreSQL when `FLOWHOOK_TEST_POSTGRES` is set), real HTTP.
 
+mod delivery;
 mod helpers;
 mod operations;
+mod receiver;
 mod storage;
 mod task_center;

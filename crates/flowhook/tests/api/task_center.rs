@@ -12,17 +12,28 @@ use crate::helpers::{TestApp, TestDb};
 const BOOTSTRAP: &str = "test-bootstrap-key-0123456789";
 
 /// An organisation set up through the API as a customer would: people, roles, app, processes.
-struct Org {
-    app: TestApp,
-    corp: String,
-    key: String,
+pub(crate) struct Org {
+    pub(crate) app: TestApp,
+    pub(crate) corp: String,
+    pub(crate) key: String,
     /// Every instance started so far.
-    instances: Vec<String>,
+    pub(crate) instances: Vec<String>,
+    /// The systemToken of the organisation's app (`APP_{CORP}`).
+    pub(crate) system_token: String,
 }
 
 impl Org {
-    async fn setup(db: &TestDb, corp: &str) -> Org {
+    pub(crate) async fn setup(db: &TestDb, corp: &str) -> Org {
+        Org::setup_with(db, corp, |_| {}).await
+    }
+
+    pub(crate) async fn setup_with(
+        db: &TestDb,
+        corp: &str,
+        tune: impl FnOnce(&mut flowhook::config::Config),
+    ) -> Org {
         let mut config = db.config();
+        tune(&mut config);
         config.admin_key = Some(BOOTSTRAP.into());
         // Small enough that an oversize test body fits the socket buffer: the server answers 413
         // from Content-Length without reading, and the client must not hit a broken pipe.
@@ -33,6 +44,7 @@ impl Org {
             corp: corp.into(),
             key: BOOTSTRAP.into(),
             instances: vec![],
+            system_token: String::new(),
         };
         org.provision(corp).await;
         org
@@ -93,6 +105,7 @@ impl Org {
             .await;
         assert_eq!(s, StatusCode::CREATED);
         assert_eq!(app["systemToken"].as_str().unwrap().len(), 40);
+        self.system_token = app["systemToken"].as_str().unwrap().to_owned();
         for (code, doc) in [
             ("leave", flowhook::demo::leave_document()),
             ("purchase", flowhook::demo::purchase_document()),
@@ -110,11 +123,11 @@ impl Org {
         }
     }
 
-    fn path(&self, rest: &str) -> String {
+    pub(crate) fn path(&self, rest: &str) -> String {
         format!("/api/v1/orgs/{}{rest}", self.corp)
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -141,7 +154,13 @@ impl Org {
         )
     }
 
-    async fn start(&mut self, user: &str, code: &str, title: &str, form: Value) -> String {
+    pub(crate) async fn start(
+        &mut self,
+        user: &str,
+        code: &str,
+        title: &str,
+        form: Value,
+    ) -> String {
         let (s, r) = self
             .send(
                 "POST",
@@ -159,7 +178,7 @@ impl Org {
         id
     }
 
-    async fn instance(&self, id: &str) -> Value {
+    pub(crate) async fn instance(&self, id: &str) -> Value {
         let (s, v) = self
             .send("GET", &self.path(&format!("/instances/{id}")), None, None)
             .await;
@@ -168,7 +187,7 @@ impl Org {
     }
 
     /// The open task of `user` in instance `id`.
-    async fn task(&self, id: &str, user: &str) -> String {
+    pub(crate) async fn task(&self, id: &str, user: &str) -> String {
         let inst = self.instance(id).await;
         inst["tasks"]
             .as_array()
@@ -182,7 +201,7 @@ impl Org {
     }
 
     /// Acts and expects success; returns the command's result.
-    async fn act(&self, id: &str, user: &str, action: &str, body: Value) -> Value {
+    pub(crate) async fn act(&self, id: &str, user: &str, action: &str, body: Value) -> Value {
         let task = self.task(id, user).await;
         let (s, r) = self
             .send(
@@ -197,14 +216,14 @@ impl Org {
         r
     }
 
-    async fn status(&self, id: &str) -> String {
+    pub(crate) async fn status(&self, id: &str) -> String {
         self.instance(id).await["status"]
             .as_str()
             .unwrap()
             .to_owned()
     }
 
-    async fn todo_users(&self, id: &str) -> Vec<String> {
+    pub(crate) async fn todo_users(&self, id: &str) -> Vec<String> {
         let inst = self.instance(id).await;
         let mut users: Vec<String> = inst["tasks"]
             .as_array()
@@ -219,7 +238,7 @@ impl Org {
 
     /// Every user's four lists (read page by page, 2 at a time) equal what the instances say,
     /// and every instance's timeline has a gap-free `seq`.
-    async fn check_lists(&self) {
+    pub(crate) async fn check_lists(&self) {
         let mut expected: BTreeMap<(String, &str), BTreeSet<String>> = BTreeMap::new();
         for id in &self.instances {
             let inst = self.instance(id).await;

@@ -1,0 +1,151 @@
+//! A circuit breaker per endpoint (connector base URL), in memory on each node.
+//!
+//! Closed: send. After `threshold` consecutive failures: open — nothing is sent until `cooldown`
+//! has passed; then half-open — exactly one delivery is let through as a probe. Its success
+//! closes the breaker (and the caller makes the endpoint's waiting deliveries due at once); its
+//! failure opens it again. A dead endpoint so costs healthy ones nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    state: State,
+    failures: u32,
+    opened_at: Instant,
+    probing: bool,
+}
+
+/// What the breaker says about sending now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Send,
+    /// Send, as the single probe of a half-open endpoint.
+    Probe,
+    Hold,
+}
+
+pub struct Breakers {
+    threshold: u32,
+    cooldown: Duration,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
+}
+
+impl Breakers {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Breakers {
+            threshold: threshold.max(1),
+            cooldown,
+            endpoints: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn permit(&self, endpoint: &str, now: Instant) -> Permit {
+        let mut map = self.endpoints.lock().expect("breaker lock");
+        let Some(e) = map.get_mut(endpoint) else {
+            return Permit::Send;
+        };
+        match e.state {
+            State::Closed => Permit::Send,
+            State::Open if now.duration_since(e.opened_at) >= self.cooldown => {
+                e.state = State::HalfOpen;
+                e.probing = true;
+                Permit::Probe
+            }
+            State::Open => Permit::Hold,
+            State::HalfOpen if !e.probing => {
+                e.probing = true;
+                Permit::Probe
+            }
+            State::HalfOpen => Permit::Hold,
+        }
+    }
+
+    /// Records an attempt's result; `true` when this success closed an open breaker.
+    pub fn record(&self, endpoint: &str, success: bool, now: Instant) -> bool {
+        let mut map = self.endpoints.lock().expect("breaker lock");
+        let e = map.entry(endpoint.to_owned()).or_insert(Endpoint {
+            state: State::Closed,
+            failures: 0,
+            opened_at: now,
+            probing: false,
+        });
+        e.probing = false;
+        if success {
+            let reopened = e.state != State::Closed;
+            e.state = State::Closed;
+            e.failures = 0;
+            return reopened;
+        }
+        e.failures += 1;
+        if e.state == State::HalfOpen || e.failures >= self.threshold {
+            e.state = State::Open;
+            e.opened_at = now;
+        }
+        false
+    }
+
+    /// Every endpoint's state, for metrics and the health view.
+    pub fn states(&self) -> Vec<(String, State, u32)> {
+        let map = self.endpoints.lock().expect("breaker lock");
+        let mut v: Vec<_> = map
+            .iter()
+            .map(|(k, e)| (k.clone(), e.state, e.failures))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_probes_once_and_closes() {
+        let b = Breakers::new(3, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            assert!(!b.record("e", false, t0));
+        }
+        assert_eq!(b.permit("e", t0), Permit::Send, "below the threshold");
+        b.record("e", false, t0);
+        assert_eq!(b.permit("e", t0), Permit::Hold);
+        assert_eq!(
+            b.permit("other", t0),
+            Permit::Send,
+            "other endpoints unaffected"
+        );
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(b.permit("e", later), Permit::Probe);
+        assert_eq!(b.permit("e", later), Permit::Hold, "one probe at a time");
+        b.record("e", false, later);
+        assert_eq!(
+            b.permit("e", later),
+            Permit::Hold,
+            "a failed probe re-opens"
+        );
+        let again = later + Duration::from_secs(10);
+        assert_eq!(b.permit("e", again), Permit::Probe);
+        assert!(b.record("e", true, again), "the probe's success closes it");
+        assert_eq!(b.permit("e", again), Permit::Send);
+    }
+}

@@ -1,0 +1,594 @@
+//! The dispatcher: due deliveries out, attempts in.
+//!
+//! 1. Claim a batch of due deliveries with a lease (owner, expiry) and commit the claim. Ordered
+//!    deliveries are claimable only at the head of their lane — the process instance, across all
+//!    the organisation's actions: a `finished` never overtakes its `created` even when they go to
+//!    different actions, and a failing head holds back only its own instance.
+//! 2. Send each one outside any transaction, bounded by a semaphore; the endpoint's breaker may
+//!    hold it back.
+//! 3. The recorder writes attempts and outcomes with group commit, and schedules retries with
+//!    the pure policy. A crash loses nothing: an expired lease makes the delivery claimable again
+//!    (at-least-once; the event id lets receivers de-duplicate).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+
+use super::breaker::{Breakers, Permit};
+use super::request::{prepare, EventInfo, Prepared};
+use super::retry::{Next, Outcome, RetryPolicy};
+use crate::integration::connectors::{Action, Auth, Connector};
+use crate::store::{new_id, now_ms, on_pool, Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// Tuning of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// How long a claim is exclusive; a crashed node's claims come back after it.
+    pub lease: Duration,
+    /// Longest sleep without a wake-up (the fallback behind notifications).
+    pub poll: Duration,
+    pub policy: RetryPolicy,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+}
+
+/// One claimed delivery.
+#[derive(Debug, Clone)]
+struct Claimed {
+    id: String,
+    corp_id: String,
+    event_id: String,
+    action_id: String,
+    attempts: i64,
+    backfill: bool,
+    created_at: i64,
+}
+
+/// What happened to one claimed delivery.
+struct AttemptRecord {
+    delivery_id: String,
+    corp_id: String,
+    /// None: held back by the breaker (no attempt made, no attempt counted).
+    attempt: Option<Attempt>,
+    next_attempt_at: i64,
+    status: &'static str,
+    /// The connector whose breaker this success closed: its waiting deliveries become due now.
+    reopened_connector: Option<String>,
+}
+
+struct Attempt {
+    number: i64,
+    started_at: i64,
+    duration_ms: i64,
+    prepared: Prepared,
+    response_status: Option<u16>,
+    response_headers: Option<String>,
+    response_body: Option<String>,
+    error_kind: Option<&'static str>,
+    error: Option<String>,
+}
+
+/// Shared by the dispatcher's tasks.
+struct Shared {
+    store: Store,
+    client: reqwest::Client,
+    config: DispatcherConfig,
+    breakers: Breakers,
+    notify: Arc<Notify>,
+    owner: String,
+    metrics: Metrics,
+    /// Actions and connectors never change once created: cached by action id.
+    targets: std::sync::Mutex<HashMap<String, Arc<Target>>>,
+}
+
+/// Where a delivery goes: its action, the action's connector and the connector's credentials.
+struct Target {
+    action: Action,
+    connector: Connector,
+    auth: Auth,
+}
+
+/// Starts the dispatcher; it stops when `stop` becomes true.
+pub fn spawn(
+    store: Store,
+    notify: Arc<Notify>,
+    config: DispatcherConfig,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let shared = Arc::new(Shared {
+        breakers: Breakers::new(config.breaker_threshold, config.breaker_cooldown),
+        store,
+        client,
+        config,
+        notify,
+        owner: new_id("node"),
+        metrics,
+        targets: std::sync::Mutex::new(HashMap::new()),
+    });
+    tokio::spawn(run(shared, stop))
+}
+
+async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(4096);
+    let recorder = tokio::spawn(record(shared.clone(), records_rx));
+    let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+    while !*stop.borrow() {
+        let free = permits.available_permits().min(256);
+        let claimed = if free == 0 {
+            Ok(Vec::new())
+        } else {
+            claim(&shared, free).await
+        };
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming deliveries failed; retrying");
+                Vec::new()
+            }
+        };
+        let full = free > 0 && claimed.len() == free;
+        if !claimed.is_empty() {
+            match load_events(&shared, &claimed).await {
+                Ok(events) => {
+                    for c in claimed {
+                        let Some(event) = events.get(&c.event_id).cloned() else {
+                            continue;
+                        };
+                        let permit = permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore open");
+                        let (shared, tx) = (shared.clone(), records_tx.clone());
+                        tokio::spawn(async move {
+                            let record = send(&shared, c, &event).await;
+                            let _ = tx.send(record).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading events failed; their leases will expire")
+                }
+            }
+        }
+        if full {
+            continue;
+        }
+        let wait = match next_due(&shared.store).await {
+            Ok(Some(at)) => {
+                Duration::from_millis((at - now_ms()).max(0) as u64).min(shared.config.poll)
+            }
+            _ => shared.config.poll,
+        };
+        tokio::select! {
+            _ = shared.notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    drop(records_tx);
+    let _ = recorder.await;
+}
+
+async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+    let now = now_ms();
+    let until = now + shared.config.lease.as_millis() as i64;
+    let lock = if matches!(shared.store, Store::Postgres(_)) {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
+           SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+           AND (d.lease_until IS NULL OR d.lease_until < $3) \
+           AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
+                AND p.status = 'pending' AND p.seq < d.seq)) \
+           ORDER BY d.next_attempt_at, d.seq LIMIT $4{lock}) \
+         RETURNING id, corp_id, event_id, action_id, attempts, backfill, created_at"
+    );
+    let rows = on_pool!(&shared.store, |pool| {
+        sqlx::query(&sql)
+            .bind(&shared.owner)
+            .bind(until)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get("id")?,
+                    corp_id: r.try_get("corp_id")?,
+                    event_id: r.try_get("event_id")?,
+                    action_id: r.try_get("action_id")?,
+                    attempts: i64::from(r.try_get::<i32, _>("attempts")?),
+                    backfill: r.try_get("backfill")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+    });
+    Ok(rows)
+}
+
+/// The stored event of a delivery.
+#[derive(Clone)]
+struct StoredEvent {
+    kind: String,
+    seq: i64,
+    app_type: String,
+    params: Vec<(String, String)>,
+}
+
+async fn load_events(
+    shared: &Shared,
+    claimed: &[Claimed],
+) -> Result<HashMap<String, StoredEvent>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in claimed.chunks(500) {
+        let rows: Vec<(String, String, i64, String, String)> = on_pool!(&shared.store, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT id, kind, seq, app_type, params FROM events WHERE id IN (",
+            );
+            let mut list = q.separated(", ");
+            for c in chunk {
+                list.push_bind(&c.event_id);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        for (id, kind, seq, app_type, params) in rows {
+            let params = serde_json::from_str(&params)
+                .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?;
+            out.insert(
+                id,
+                StoredEvent {
+                    kind,
+                    seq,
+                    app_type,
+                    params,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
+    Ok(on_pool!(store, |pool| {
+        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?
+    }))
+}
+
+async fn target(
+    shared: &Shared,
+    corp_id: &str,
+    action_id: &str,
+) -> Result<Arc<Target>, StoreError> {
+    if let Some(t) = shared.targets.lock().expect("cache lock").get(action_id) {
+        return Ok(t.clone());
+    }
+    let action = shared
+        .store
+        .actions(corp_id, Some(action_id))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt(format!("action {action_id} is missing")))?;
+    let (connector, auth) = shared
+        .store
+        .connectors(corp_id, Some(&action.connector_id))
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("connector {} is missing", action.connector_id))
+        })?;
+    let t = Arc::new(Target {
+        action,
+        connector,
+        auth,
+    });
+    shared
+        .targets
+        .lock()
+        .expect("cache lock")
+        .insert(action_id.to_owned(), t.clone());
+    Ok(t)
+}
+
+/// The breaker key: scheme, host and port of the connector.
+fn endpoint_of(connector: &Connector) -> String {
+    match url::Url::parse(&connector.base_url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => connector.base_url.clone(),
+    }
+}
+
+fn random_unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord {
+    let now = now_ms();
+    let failed = |why: String| {
+        tracing::warn!(delivery = %c.id, %why, "delivery could not be prepared; retrying later");
+        AttemptRecord {
+            delivery_id: c.id.clone(),
+            corp_id: c.corp_id.clone(),
+            attempt: None,
+            next_attempt_at: now + shared.config.poll.as_millis() as i64,
+            status: "pending",
+            reopened_connector: None,
+        }
+    };
+    let target = match target(shared, &c.corp_id, &c.action_id).await {
+        Ok(t) => t,
+        Err(e) => return failed(e.to_string()),
+    };
+    let (action, connector, auth) = (&target.action, &target.connector, &target.auth);
+    let token = match shared.store.app_tokens(&event.app_type, now).await {
+        Ok(t) if !t.is_empty() => t[0].clone(),
+        Ok(_) => return failed(format!("application {} has no token", event.app_type)),
+        Err(e) => return failed(e.to_string()),
+    };
+    let endpoint = endpoint_of(connector);
+    if shared.breakers.permit(&endpoint, Instant::now()) == Permit::Hold {
+        return AttemptRecord {
+            delivery_id: c.id.clone(),
+            corp_id: c.corp_id.clone(),
+            attempt: None,
+            next_attempt_at: now + shared.config.breaker_cooldown.as_millis() as i64,
+            status: "pending",
+            reopened_connector: None,
+        };
+    }
+    let number = c.attempts + 1;
+    let info = EventInfo {
+        event_id: &c.event_id,
+        kind: &event.kind,
+        seq: event.seq,
+        params: &event.params,
+        backfill: c.backfill,
+    };
+    let prepared = prepare(&info, number as u32, now, &token, connector, auth, action);
+    let mut req = shared
+        .client
+        .post(&prepared.url)
+        .timeout(Duration::from_millis(connector.timeout_ms))
+        .body(prepared.body.clone());
+    for (k, v) in &prepared.headers {
+        req = req.header(k, v);
+    }
+    let started = Instant::now();
+    let response = req.send().await;
+    let (outcome, status, headers, body, error_kind, error) = match response {
+        Ok(resp) => {
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let headers: Vec<(String, String)> = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+            let outcome = if status.is_success() {
+                Outcome::Delivered
+            } else if status.as_u16() == 410 {
+                Outcome::Gone
+            } else {
+                let honour = matches!(status.as_u16(), 429 | 503);
+                Outcome::Failed {
+                    retry_after: retry_after.filter(|_| honour),
+                }
+            };
+            let kind = (!status.is_success()).then_some("status");
+            let error = (!status.is_success()).then(|| format!("HTTP {status}"));
+            (
+                outcome,
+                Some(status.as_u16()),
+                Some(serde_json::to_string(&headers).unwrap_or_default()),
+                Some(body),
+                kind,
+                error,
+            )
+        }
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                if format!("{e:?}").to_lowercase().contains("dns") {
+                    "dns"
+                } else {
+                    "connect"
+                }
+            } else {
+                "other"
+            };
+            (
+                Outcome::Failed { retry_after: None },
+                None,
+                None,
+                None,
+                Some(kind),
+                Some(scrub(&e.to_string(), auth)),
+            )
+        }
+    };
+    let duration = started.elapsed();
+    let success = outcome == Outcome::Delivered;
+    shared
+        .metrics
+        .delivery_attempts
+        .get_or_create(&crate::telemetry::OutcomeLabels {
+            outcome: if success {
+                "delivered".into()
+            } else {
+                error_kind.unwrap_or("other").into()
+            },
+        })
+        .inc();
+    shared
+        .metrics
+        .delivery_latency
+        .observe(duration.as_secs_f64());
+    let reopened = shared.breakers.record(&endpoint, success, Instant::now());
+    let since_first = Duration::from_millis((now - c.created_at).max(0) as u64);
+    let (status_after, next_at) =
+        match shared
+            .config
+            .policy
+            .next(number as u32, outcome, since_first, random_unit())
+        {
+            Next::Done => ("delivered", now),
+            Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
+            Next::Dead => ("dead", now),
+            // 410: the endpoint's breaker holds further sends; this delivery waits a cooldown.
+            Next::PauseEndpoint => (
+                "pending",
+                now + shared.config.breaker_cooldown.as_millis() as i64,
+            ),
+        };
+    AttemptRecord {
+        delivery_id: c.id.clone(),
+        corp_id: c.corp_id.clone(),
+        attempt: Some(Attempt {
+            number,
+            started_at: now,
+            duration_ms: duration.as_millis() as i64,
+            prepared,
+            response_status: status,
+            response_headers: headers,
+            response_body: body,
+            error_kind,
+            error,
+        }),
+        next_attempt_at: next_at,
+        status: status_after,
+        reopened_connector: reopened.then(|| connector.id.clone()),
+    }
+}
+
+/// Removes the connector's secrets from a text (an error message may quote the URL).
+fn scrub(text: &str, auth: &Auth) -> String {
+    auth.secrets()
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
+}
+
+/// Writes attempt records in batches: one transaction, one fsync, many records.
+async fn record(shared: Arc<Shared>, mut rx: mpsc::Receiver<AttemptRecord>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // A record that cannot be written is not lost: the delivery's lease expires and it is
+        // sent again (at-least-once).
+        if let Err(e) = write_records(&shared.store, &batch).await {
+            tracing::error!(error = %e, size = batch.len(), "recording attempts failed; the leases will expire and the deliveries be retried");
+        }
+        shared.notify.notify_one();
+    }
+}
+
+async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
+    let now = now_ms();
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await?;
+        for r in batch {
+            if let Some(a) = &r.attempt {
+                sqlx::query(
+                    "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
+                     request_params, response_status, response_headers, response_body, error_kind, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(new_id("att"))
+                .bind(&r.delivery_id)
+                .bind(&r.corp_id)
+                .bind(a.number as i32)
+                .bind(a.started_at)
+                .bind(a.duration_ms)
+                .bind(&a.prepared.logged_url)
+                .bind(serde_json::to_string(&a.prepared.logged_headers).unwrap_or_default())
+                .bind(serde_json::to_string(&a.prepared.params).unwrap_or_default())
+                .bind(a.response_status.map(i32::from))
+                .bind(&a.response_headers)
+                .bind(&a.response_body)
+                .bind(a.error_kind)
+                .bind(&a.error)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1",
+                )
+                .bind(&r.delivery_id)
+                .bind(r.status)
+                .bind(a.number as i32)
+                .bind(r.next_attempt_at)
+                .bind(&a.error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE deliveries SET next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",
+                )
+                .bind(&r.delivery_id)
+                .bind(r.next_attempt_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(connector) = &r.reopened_connector {
+                // The endpoint is back: its backlog is due now, not when each backoff expires.
+                sqlx::query(
+                    "UPDATE deliveries SET next_attempt_at = $2 WHERE status = 'pending' AND next_attempt_at > $2 \
+                     AND action_id IN (SELECT id FROM actions WHERE connector_id = $1)",
+                )
+                .bind(connector)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,12 @@
+//! Delivery: getting every outbox event to its actions, signed, in order per instance, never lost.
+//!
+//! - [`retry`]: the pure retry policy.
+//! - [`breaker`]: a circuit breaker per endpoint.
+//! - [`request`]: building the Yida-compatible request of one attempt, with secrets masked for the log.
+//! - [`dispatcher`]: claims due deliveries under a lease, sends them (no transaction held across
+//!   HTTP), records each attempt with group commit, schedules retries.
+
+pub mod breaker;
+pub mod dispatcher;
+pub mod request;
+pub mod retry;

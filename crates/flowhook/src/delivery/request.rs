@@ -1,0 +1,203 @@
+//! The request of one attempt: the stored Yida parameters plus this attempt's `dateTime`,
+//! signed with the app's systemToken; the Flowhook headers; the connector's authentication. And
+//! its loggable twin, with every credential masked.
+
+use flowhook_sign::wire::{self, BodyEncoding};
+use flowhook_sign::yida;
+
+use crate::integration::connectors::{mask, Action, Auth, Connector, Encoding, KeyLocation};
+
+/// What one attempt sends.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub params: Vec<(String, String)>,
+    pub body: String,
+    /// The same, for the attempt log: credentials masked.
+    pub logged_url: String,
+    pub logged_headers: Vec<(String, String)>,
+}
+
+/// Everything about the event that the request carries.
+pub struct EventInfo<'a> {
+    pub event_id: &'a str,
+    pub kind: &'a str,
+    pub seq: i64,
+    /// The stored parameters (all but `dateTime` and `sign`), in wire order.
+    pub params: &'a [(String, String)],
+    pub backfill: bool,
+}
+
+/// Builds the request of attempt `attempt` at `now_ms`.
+pub fn prepare(
+    event: &EventInfo<'_>,
+    attempt: u32,
+    now_ms: i64,
+    system_token: &str,
+    connector: &Connector,
+    auth: &Auth,
+    action: &Action,
+) -> Prepared {
+    let mut params: Vec<(String, String)> = event.params.to_vec();
+    params.push(("dateTime".into(), now_ms.to_string()));
+    let sign = yida::sign(&params, system_token).expect("stored parameter names are distinct");
+    params.push(("sign".into(), sign));
+    let encoding = match action.encoding {
+        Encoding::Form => BodyEncoding::Form,
+        Encoding::Json => BodyEncoding::Json,
+    };
+    let body = wire::encode(&params, encoding);
+
+    let mut url = format!(
+        "{}{}",
+        connector.base_url.trim_end_matches('/'),
+        action.path
+    );
+    let mut logged_url = url.clone();
+    let mut headers: Vec<(String, String)> = connector
+        .default_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    headers.push(("content-type".into(), encoding.content_type().into()));
+    headers.push(("x-flowhook-event-id".into(), event.event_id.into()));
+    headers.push(("x-flowhook-event-type".into(), event.kind.into()));
+    headers.push(("x-flowhook-attempt".into(), attempt.to_string()));
+    headers.push(("x-flowhook-seq".into(), event.seq.to_string()));
+    if event.backfill {
+        headers.push(("x-flowhook-backfill".into(), "true".into()));
+    }
+    let mut logged_headers = headers.clone();
+    match auth {
+        Auth::None => {}
+        Auth::Basic { username, password } => {
+            use base64::Engine;
+            let raw =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            headers.push(("authorization".into(), format!("Basic {raw}")));
+            logged_headers.push((
+                "authorization".into(),
+                format!("Basic <{username}:{}>", mask(password)),
+            ));
+        }
+        Auth::Bearer { token } => {
+            headers.push(("authorization".into(), format!("Bearer {token}")));
+            logged_headers.push(("authorization".into(), format!("Bearer {}", mask(token))));
+        }
+        Auth::ApiKey {
+            location: KeyLocation::Header,
+            name,
+            value,
+        } => {
+            headers.push((name.to_lowercase(), value.clone()));
+            logged_headers.push((name.to_lowercase(), mask(value)));
+        }
+        Auth::ApiKey {
+            location: KeyLocation::Query,
+            name,
+            value,
+        } => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let enc = |s: &str| {
+                wire::encode(&[(s, "")], BodyEncoding::Form)
+                    .trim_end_matches('=')
+                    .to_owned()
+            };
+            url.push_str(&format!("{sep}{}={}", enc(name), enc(value)));
+            logged_url.push_str(&format!("{sep}{}={}", enc(name), mask(value)));
+        }
+    }
+    Prepared {
+        url,
+        headers,
+        params,
+        body,
+        logged_url,
+        logged_headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn signed_with_headers_and_masked_for_the_log() {
+        let connector = Connector {
+            id: "con_1".into(),
+            corp_id: "c".into(),
+            name: "n".into(),
+            base_url: "http://127.0.0.1:9/base/".into(),
+            auth: Auth::None,
+            default_headers: BTreeMap::from([("x-tenant".into(), "t1".into())]),
+            timeout_ms: 1000,
+            created_at: 0,
+        };
+        let action = Action {
+            id: "act_1".into(),
+            corp_id: "c".into(),
+            connector_id: "con_1".into(),
+            name: "finished".into(),
+            method: "POST".into(),
+            path: "/finished".into(),
+            encoding: Encoding::Form,
+            created_at: 0,
+        };
+        let params: Vec<(String, String)> = [
+            ("appType", "APP"),
+            ("corpId", "c"),
+            ("taskId", "t"),
+            ("actualWorkId", "u"),
+            ("formInstId", "f"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let event = EventInfo {
+            event_id: "evt_1",
+            kind: "task.finished",
+            seq: 3,
+            params: &params,
+            backfill: true,
+        };
+        let auth = Auth::ApiKey {
+            location: KeyLocation::Query,
+            name: "key".into(),
+            value: "supersecretvalue".into(),
+        };
+        let p = prepare(
+            &event,
+            2,
+            1_700_000_000_000,
+            "TOKEN",
+            &connector,
+            &auth,
+            &action,
+        );
+        assert_eq!(
+            p.url,
+            "http://127.0.0.1:9/base/finished?key=supersecretvalue"
+        );
+        assert_eq!(p.logged_url, "http://127.0.0.1:9/base/finished?key=sup***");
+        assert_eq!(yida::verify(&p.params, "TOKEN"), Ok(()));
+        let h = |name: &str| {
+            p.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h("x-flowhook-attempt"), Some("2"));
+        assert_eq!(h("x-flowhook-seq"), Some("3"));
+        assert_eq!(h("x-flowhook-backfill"), Some("true"));
+        assert_eq!(h("x-tenant"), Some("t1"));
+        let bearer = Auth::Bearer {
+            token: "tok-0123456789".into(),
+        };
+        let p = prepare(&event, 1, 1, "TOKEN", &connector, &bearer, &action);
+        assert!(p
+            .headers
+            .contains(&("authorization".into(), "Bearer tok-0123456789".into())));
+        assert!(!format!("{:?}", p.logged_headers).contains("tok-0123456789"));
+    }
+}

@@ -1,0 +1,276 @@
+//! The integration center over HTTP: connectors, actions, the approval-task sync strategy, and
+//! the delivery log with attempts and redelivery. Credentials are accepted, never shown back in
+//! full.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{Caller, Scope};
+use super::error::ApiError;
+use super::instances::page_args;
+use super::json::ApiJson;
+use super::orgs::require_org;
+use super::AppState;
+use crate::integration::connectors::{Action, ActionInput, Connector, ConnectorInput, Strategy};
+use crate::store::deliveries::{AttemptView, Delivery, DeliveryFilter};
+use crate::store::taskcenter::encode_cursor;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/orgs/{corp_id}/connectors",
+            post(create_connector).get(list_connectors),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/actions",
+            post(create_action).get(list_actions),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/sync-strategy",
+            get(get_strategy).put(put_strategy),
+        )
+        .route("/api/v1/orgs/{corp_id}/deliveries", get(list_deliveries))
+        .route(
+            "/api/v1/orgs/{corp_id}/deliveries/redeliver",
+            post(redeliver_many),
+        )
+        .route("/api/v1/orgs/{corp_id}/deliveries/{id}", get(get_delivery))
+        .route(
+            "/api/v1/orgs/{corp_id}/deliveries/{id}/redeliver",
+            post(redeliver_one),
+        )
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+}
+
+/// Register an HTTP connector.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/connectors", tag = "integration", request_body = ConnectorInput,
+    responses((status = 201, body = Connector), (status = 422, body = super::error::ErrorBody)))]
+pub async fn create_connector(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(input): ApiJson<ConnectorInput>,
+) -> Result<(StatusCode, Json<Connector>), ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    require_org(&state, &corp_id).await?;
+    input.validate().map_err(invalid)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.create_connector(&corp_id, &input).await?),
+    ))
+}
+
+/// Connectors (credentials masked).
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/connectors", tag = "integration", responses((status = 200, body = Vec<Connector>)))]
+pub async fn list_connectors(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+) -> Result<Json<Vec<Connector>>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    Ok(Json(
+        state
+            .store
+            .connectors(&corp_id, None)
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect(),
+    ))
+}
+
+/// Add an action to a connector.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/actions", tag = "integration", request_body = ActionInput,
+    responses((status = 201, body = Action), (status = 422, body = super::error::ErrorBody)))]
+pub async fn create_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(input): ApiJson<ActionInput>,
+) -> Result<(StatusCode, Json<Action>), ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    if input.method != "POST" {
+        return Err(invalid("only POST actions are supported, as Yida's"));
+    }
+    if !input.path.starts_with('/') {
+        return Err(invalid("the path starts with `/`"));
+    }
+    if state
+        .store
+        .connectors(&corp_id, Some(&input.connector_id))
+        .await?
+        .is_empty()
+    {
+        return Err(invalid(format!(
+            "unknown connector `{}`",
+            input.connector_id
+        )));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.create_action(&corp_id, &input).await?),
+    ))
+}
+
+/// Actions.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/actions", tag = "integration", responses((status = 200, body = Vec<Action>)))]
+pub async fn list_actions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+) -> Result<Json<Vec<Action>>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    Ok(Json(state.store.actions(&corp_id, None).await?))
+}
+
+/// Save the approval-task sync strategy; it applies to events created after it is saved.
+#[utoipa::path(put, path = "/api/v1/orgs/{corp_id}/sync-strategy", tag = "integration", request_body = Strategy,
+    responses((status = 200, body = Strategy), (status = 422, body = super::error::ErrorBody)))]
+pub async fn put_strategy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(strategy): ApiJson<Strategy>,
+) -> Result<Json<Strategy>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    require_org(&state, &corp_id).await?;
+    state
+        .store
+        .put_strategy(&corp_id, &strategy)
+        .await?
+        .map_err(invalid)?;
+    Ok(Json(strategy))
+}
+
+/// The sync strategy.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/sync-strategy", tag = "integration",
+    responses((status = 200, body = Strategy), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_strategy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+) -> Result<Json<Strategy>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    state
+        .store
+        .strategy(&corp_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no sync strategy saved"))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    pub next_cursor: Option<String>,
+}
+
+/// The delivery log, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/deliveries", tag = "integration", params(DeliveryFilter, PageParams),
+    responses((status = 200, body = DeliveryPage)))]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    Query(filter): Query<DeliveryFilter>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let (cursor, limit) = page_args(page.cursor.as_deref(), page.limit)?;
+    let mut items = state
+        .store
+        .deliveries(&corp_id, &filter, None, cursor, limit + 1)
+        .await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|d| encode_cursor(d.created_at, &d.id))
+    } else {
+        None
+    };
+    Ok(Json(DeliveryPage { items, next_cursor }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub attempts: Vec<AttemptView>,
+}
+
+/// One delivery with every attempt.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/deliveries/{id}", tag = "integration",
+    responses((status = 200, body = DeliveryDetail), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<DeliveryDetail>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let delivery = state
+        .store
+        .deliveries(&corp_id, &DeliveryFilter::default(), Some(&id), None, 1)
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("delivery `{id}` not found")))?;
+    let attempts = state.store.delivery_attempts(&corp_id, &id).await?;
+    Ok(Json(DeliveryDetail { delivery, attempts }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Redelivered {
+    /// Deliveries made due again.
+    pub redelivered: u64,
+}
+
+/// Redeliver one delivery (delivered or dead) now.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/deliveries/{id}/redeliver", tag = "integration",
+    responses((status = 200, body = Redelivered), (status = 404, body = super::error::ErrorBody)))]
+pub async fn redeliver_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<Redelivered>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let n = state
+        .store
+        .redeliver(&corp_id, &DeliveryFilter::default(), Some(&id))
+        .await?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!(
+            "no delivered or dead delivery `{id}`"
+        )));
+    }
+    state.dispatch.notify_one();
+    Ok(Json(Redelivered { redelivered: n }))
+}
+
+/// Redeliver every delivered or dead delivery matching the filter (e.g. `status=dead&from=T`).
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/deliveries/redeliver", tag = "integration", params(DeliveryFilter),
+    responses((status = 200, body = Redelivered)))]
+pub async fn redeliver_many(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    Query(filter): Query<DeliveryFilter>,
+) -> Result<Json<Redelivered>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let n = state.store.redeliver(&corp_id, &filter, None).await?;
+    state.dispatch.notify_one();
+    Ok(Json(Redelivered { redelivered: n }))
+}

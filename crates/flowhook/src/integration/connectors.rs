@@ -1,0 +1,541 @@
+//! Connectors (base URL, authentication, default headers, timeout), their actions (method,
+//! path, body encoding) and each organisation's approval-task sync strategy: which action
+//! receives each of the five events, filters, ordering and signing.
+//!
+//! Credentials are secrets: stored for sending, shown back only masked, never logged (the
+//! `Debug` of [`Auth`] is redacted).
+
+use std::collections::BTreeMap;
+
+use flowhook_sign::event::EventKind;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::store::{new_id, now_ms, on_pool, Store, StoreError};
+
+/// Connector authentication, as Yida's HTTP connector offers.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Auth {
+    #[default]
+    None,
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An API key in a header or in the query string.
+    ApiKey {
+        #[serde(rename = "in")]
+        location: KeyLocation,
+        name: String,
+        value: String,
+    },
+    Bearer {
+        token: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyLocation {
+    Header,
+    Query,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "Auth::None",
+            Auth::Basic { .. } => "Auth::Basic(<redacted>)",
+            Auth::ApiKey { .. } => "Auth::ApiKey(<redacted>)",
+            Auth::Bearer { .. } => "Auth::Bearer(<redacted>)",
+        })
+    }
+}
+
+/// `abcd…` for a secret: enough to recognise it, not to use it.
+pub fn mask(secret: &str) -> String {
+    if secret.chars().count() <= 8 {
+        return "***".into();
+    }
+    format!("{}***", secret.chars().take(3).collect::<String>())
+}
+
+impl Auth {
+    /// The same shape with every secret masked, for showing back.
+    pub fn masked(&self) -> Auth {
+        match self {
+            Auth::None => Auth::None,
+            Auth::Basic { username, password } => Auth::Basic {
+                username: username.clone(),
+                password: mask(password),
+            },
+            Auth::ApiKey {
+                location,
+                name,
+                value,
+            } => Auth::ApiKey {
+                location: *location,
+                name: name.clone(),
+                value: mask(value),
+            },
+            Auth::Bearer { token } => Auth::Bearer { token: mask(token) },
+        }
+    }
+
+    /// The secret values, to scrub from anything recorded.
+    pub fn secrets(&self) -> Vec<&str> {
+        match self {
+            Auth::None => vec![],
+            Auth::Basic { password, .. } => vec![password],
+            Auth::ApiKey { value, .. } => vec![value],
+            Auth::Bearer { token } => vec![token],
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectorInput {
+    pub name: String,
+    /// `http://` or `https://`; action paths are appended.
+    pub base_url: String,
+    #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
+    pub default_headers: BTreeMap<String, String>,
+    /// Total time for one attempt, 100 ms to 60 s (default 10 s).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Connector {
+    pub id: String,
+    pub corp_id: String,
+    pub name: String,
+    pub base_url: String,
+    /// Masked when shown.
+    pub auth: Auth,
+    pub default_headers: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+    pub created_at: i64,
+}
+
+impl ConnectorInput {
+    pub fn validate(&self) -> Result<(), String> {
+        match url::Url::parse(&self.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => return Err(format!("baseUrl `{}` is not an http(s) URL", self.base_url)),
+        }
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return Err("timeoutMs must be between 100 and 60000".into());
+        }
+        for (k, v) in &self.default_headers {
+            if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || axum::http::HeaderValue::from_str(v).is_err()
+            {
+                return Err(format!("default header `{k}` is not a valid HTTP header"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Encoding {
+    /// application/x-www-form-urlencoded (Yida's).
+    #[default]
+    Form,
+    Json,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Form => "form",
+            Encoding::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActionInput {
+    pub connector_id: String,
+    pub name: String,
+    /// Only POST, as Yida's connector actions.
+    #[serde(default = "post")]
+    pub method: String,
+    /// Appended to the connector's base URL, e.g. `/callbacks/created`.
+    pub path: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    pub id: String,
+    pub corp_id: String,
+    pub connector_id: String,
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    pub encoding: Encoding,
+    pub created_at: i64,
+}
+
+/// Which action receives each event; absent = not pushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventActions {
+    pub created: Option<String>,
+    pub finished: Option<String>,
+    pub cancelled: Option<String>,
+    pub deleted: Option<String>,
+    pub cc: Option<String>,
+}
+
+impl EventActions {
+    pub fn for_kind(&self, kind: EventKind) -> Option<&str> {
+        match kind {
+            EventKind::Created => self.created.as_deref(),
+            EventKind::Finished => self.finished.as_deref(),
+            EventKind::Cancelled => self.cancelled.as_deref(),
+            EventKind::Deleted => self.deleted.as_deref(),
+            EventKind::Cc => self.cc.as_deref(),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &String> {
+        [
+            &self.created,
+            &self.finished,
+            &self.cancelled,
+            &self.deleted,
+            &self.cc,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The approval-task sync strategy of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Strategy {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub actions: EventActions,
+    /// Only these applications (default: all).
+    #[serde(default)]
+    pub app_types: Option<Vec<String>>,
+    /// Only these processes (default: all).
+    #[serde(default)]
+    pub process_codes: Option<Vec<String>>,
+    /// Deliver each instance's events in `seq` order (default on).
+    #[serde(default = "yes")]
+    pub ordered: bool,
+}
+
+impl Strategy {
+    /// Does an event of this app and process go out at all?
+    pub fn selects(&self, app_type: &str, process_code: &str) -> bool {
+        self.enabled
+            && self
+                .app_types
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|x| x == app_type))
+            && self
+                .process_codes
+                .as_ref()
+                .is_none_or(|p| p.iter().any(|x| x == process_code))
+    }
+}
+
+type ActionRow = (String, String, String, String, String, String, String, i64);
+type ConnectorRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+);
+
+fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
+    let (id, corp_id, name, base_url, auth_type, auth_config, headers, timeout_ms, created_at) =
+        row;
+    let auth: Auth = serde_json::from_str(&auth_config)
+        .map_err(|e| StoreError::Corrupt(format!("connector auth: {e}")))?;
+    debug_assert_eq!(auth_type, auth_kind(&auth));
+    let default_headers = serde_json::from_str(&headers)
+        .map_err(|e| StoreError::Corrupt(format!("connector headers: {e}")))?;
+    Ok((
+        Connector {
+            id,
+            corp_id,
+            name,
+            base_url,
+            auth: auth.masked(),
+            default_headers,
+            timeout_ms: timeout_ms as u64,
+            created_at,
+        },
+        auth,
+    ))
+}
+
+fn auth_kind(a: &Auth) -> &'static str {
+    match a {
+        Auth::None => "none",
+        Auth::Basic { .. } => "basic",
+        Auth::ApiKey { .. } => "apiKey",
+        Auth::Bearer { .. } => "bearer",
+    }
+}
+
+impl Store {
+    pub async fn create_connector(
+        &self,
+        corp_id: &str,
+        input: &ConnectorInput,
+    ) -> Result<Connector, StoreError> {
+        let id = new_id("con");
+        let now = now_ms();
+        let auth = serde_json::to_string(&input.auth).expect("auth serialises");
+        let headers = serde_json::to_string(&input.default_headers).expect("headers serialise");
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO connectors (id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
+            .bind(&id)
+            .bind(corp_id)
+            .bind(&input.name)
+            .bind(&input.base_url)
+            .bind(auth_kind(&input.auth))
+            .bind(&auth)
+            .bind(&headers)
+            .bind(input.timeout_ms as i64)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(Connector {
+            id,
+            corp_id: corp_id.into(),
+            name: input.name.clone(),
+            base_url: input.base_url.clone(),
+            auth: input.auth.masked(),
+            default_headers: input.default_headers.clone(),
+            timeout_ms: input.timeout_ms,
+            created_at: now,
+        })
+    }
+
+    /// Connectors of an organisation (`id` to pick one); with their unmasked auth, for sending.
+    pub async fn connectors(
+        &self,
+        corp_id: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<(Connector, Auth)>, StoreError> {
+        let rows: Vec<ConnectorRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, created_at \
+                 FROM connectors WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at, id",
+            )
+            .bind(corp_id)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(connector_from).collect()
+    }
+
+    pub async fn create_action(
+        &self,
+        corp_id: &str,
+        input: &ActionInput,
+    ) -> Result<Action, StoreError> {
+        let id = new_id("act");
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO actions (id, corp_id, connector_id, name, method, path, encoding, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&id)
+            .bind(corp_id)
+            .bind(&input.connector_id)
+            .bind(&input.name)
+            .bind(&input.method)
+            .bind(&input.path)
+            .bind(input.encoding.as_str())
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(Action {
+            id,
+            corp_id: corp_id.into(),
+            connector_id: input.connector_id.clone(),
+            name: input.name.clone(),
+            method: input.method.clone(),
+            path: input.path.clone(),
+            encoding: input.encoding,
+            created_at: now,
+        })
+    }
+
+    pub async fn actions(
+        &self,
+        corp_id: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<Action>, StoreError> {
+        let rows: Vec<ActionRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, corp_id, connector_id, name, method, path, encoding, created_at FROM actions \
+                 WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at, id",
+            )
+            .bind(corp_id)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, corp_id, connector_id, name, method, path, encoding, created_at)| Action {
+                    id,
+                    corp_id,
+                    connector_id,
+                    name,
+                    method,
+                    path,
+                    encoding: if encoding == "json" {
+                        Encoding::Json
+                    } else {
+                        Encoding::Form
+                    },
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Saves the strategy; every named action must belong to the organisation.
+    pub async fn put_strategy(
+        &self,
+        corp_id: &str,
+        s: &Strategy,
+    ) -> Result<Result<(), String>, StoreError> {
+        let known: Vec<String> = self
+            .actions(corp_id, None)
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        if let Some(unknown) = s.actions.all().find(|a| !known.contains(a)) {
+            return Ok(Err(format!("unknown action `{unknown}`")));
+        }
+        let json = |v: &Option<Vec<String>>| {
+            v.as_ref()
+                .map(|v| serde_json::to_string(v).expect("strings serialise"))
+        };
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO sync_strategies (corp_id, enabled, created_action, finished_action, cancelled_action, \
+                 deleted_action, cc_action, app_filter, process_filter, ordered, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (corp_id) DO UPDATE SET enabled = $2, created_action = $3, finished_action = $4, \
+                 cancelled_action = $5, deleted_action = $6, cc_action = $7, app_filter = $8, process_filter = $9, \
+                 ordered = $10, updated_at = $11",
+            )
+            .bind(corp_id)
+            .bind(s.enabled)
+            .bind(&s.actions.created)
+            .bind(&s.actions.finished)
+            .bind(&s.actions.cancelled)
+            .bind(&s.actions.deleted)
+            .bind(&s.actions.cc)
+            .bind(json(&s.app_types))
+            .bind(json(&s.process_codes))
+            .bind(s.ordered)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(Ok(()))
+    }
+
+    pub async fn strategy(&self, corp_id: &str) -> Result<Option<Strategy>, StoreError> {
+        type Row = (
+            bool,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            bool,
+        );
+        let row: Option<Row> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT enabled, created_action, finished_action, cancelled_action, deleted_action, cc_action, \
+                 app_filter, process_filter, ordered FROM sync_strategies WHERE corp_id = $1",
+            )
+            .bind(corp_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        let parse = |v: Option<String>| -> Result<Option<Vec<String>>, StoreError> {
+            v.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("strategy filter: {e}")))
+            })
+            .transpose()
+        };
+        row.map(
+            |(enabled, created, finished, cancelled, deleted, cc, apps, processes, ordered)| {
+                Ok(Strategy {
+                    enabled,
+                    actions: EventActions {
+                        created,
+                        finished,
+                        cancelled,
+                        deleted,
+                        cc,
+                    },
+                    app_types: parse(apps)?,
+                    process_codes: parse(processes)?,
+                    ordered,
+                })
+            },
+        )
+        .transpose()
+    }
+}

@@ -1,0 +1,202 @@
+//! Reads and repairs of the delivery log: deliveries by filter with their attempts, and
+//! redelivery (one, or in bulk by filter), which makes deliveries due again at once.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{now_ms, on_pool, Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub task_id: Option<String>,
+    pub instance_id: String,
+    pub seq: i64,
+    pub action_id: String,
+    /// pending | delivered | dead
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub backfill: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    /// Credentials in the query masked.
+    pub url: String,
+    /// Credentials masked.
+    #[schema(value_type = Object)]
+    pub request_headers: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub request_params: serde_json::Value,
+    pub response_status: Option<i64>,
+    #[schema(value_type = Option<Object>)]
+    pub response_headers: Option<serde_json::Value>,
+    /// First 4 KiB.
+    pub response_body: Option<String>,
+    /// dns | connect | timeout | status | other
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Filters of the delivery log.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    /// `task.created`, …
+    pub event_type: Option<String>,
+    pub task_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub action_id: Option<String>,
+    /// Created at or after (epoch ms).
+    pub from: Option<i64>,
+    /// Created before (epoch ms).
+    pub to: Option<i64>,
+}
+
+const COLUMNS: &str = "d.id, d.event_id, e.kind, e.task_id, d.instance_id, d.seq, d.action_id, d.status, d.attempts, \
+    d.next_attempt_at, d.last_error, d.backfill, d.created_at, d.updated_at";
+
+const FILTER: &str = "d.corp_id = $1 AND ($2 IS NULL OR d.status = $2) AND ($3 IS NULL OR e.kind = $3) \
+    AND ($4 IS NULL OR e.task_id = $4) AND ($5 IS NULL OR d.instance_id = $5) AND ($6 IS NULL OR d.action_id = $6) \
+    AND ($7 IS NULL OR d.created_at >= $7) AND ($8 IS NULL OR d.created_at < $8)";
+
+impl Store {
+    /// A page of deliveries, newest first (`cursor` = the last item's `(created_at, id)`).
+    pub async fn deliveries(
+        &self,
+        corp_id: &str,
+        f: &DeliveryFilter,
+        id: Option<&str>,
+        cursor: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let (cursor_at, cursor_id) = match cursor {
+            Some((t, id)) => (Some(t), Some(id)),
+            None => (None, None),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE {FILTER} \
+             AND ($9 IS NULL OR d.created_at < $9 OR (d.created_at = $9 AND d.id < $10)) \
+             AND ($12 IS NULL OR d.id = $12) ORDER BY d.created_at DESC, d.id DESC LIMIT $11"
+        );
+        Ok(on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(corp_id)
+                .bind(&f.status)
+                .bind(&f.event_type)
+                .bind(&f.task_id)
+                .bind(&f.instance_id)
+                .bind(&f.action_id)
+                .bind(f.from)
+                .bind(f.to)
+                .bind(cursor_at)
+                .bind(&cursor_id)
+                .bind(i64::from(limit))
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    Ok(Delivery {
+                        id: r.try_get("id")?,
+                        event_id: r.try_get("event_id")?,
+                        event_type: r.try_get("kind")?,
+                        task_id: r.try_get("task_id")?,
+                        instance_id: r.try_get("instance_id")?,
+                        seq: r.try_get("seq")?,
+                        action_id: r.try_get("action_id")?,
+                        status: r.try_get("status")?,
+                        attempts: i64::from(r.try_get::<i32, _>("attempts")?),
+                        next_attempt_at: r.try_get("next_attempt_at")?,
+                        last_error: r.try_get("last_error")?,
+                        backfill: r.try_get("backfill")?,
+                        created_at: r.try_get("created_at")?,
+                        updated_at: r.try_get("updated_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        }))
+    }
+
+    pub async fn delivery_attempts(
+        &self,
+        corp_id: &str,
+        delivery_id: &str,
+    ) -> Result<Vec<AttemptView>, StoreError> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query(
+                "SELECT attempt, started_at, duration_ms, url, request_headers, request_params, response_status, \
+                 response_headers, response_body, error_kind, error FROM attempts \
+                 WHERE corp_id = $1 AND delivery_id = $2 ORDER BY attempt",
+            )
+            .bind(corp_id)
+            .bind(delivery_id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let json = |s: Option<String>| s.and_then(|t| serde_json::from_str(&t).ok());
+                Ok(AttemptView {
+                    attempt: i64::from(r.try_get::<i32, _>("attempt")?),
+                    started_at: r.try_get("started_at")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    url: r.try_get("url")?,
+                    request_headers: json(r.try_get("request_headers")?).unwrap_or_default(),
+                    request_params: json(r.try_get("request_params")?).unwrap_or_default(),
+                    response_status: r.try_get::<Option<i32>, _>("response_status")?.map(i64::from),
+                    response_headers: json(r.try_get("response_headers")?),
+                    response_body: r.try_get("response_body")?,
+                    error_kind: r.try_get("error_kind")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        Ok(rows)
+    }
+
+    /// Makes matching deliveries that are not pending (or all matching, with `include_pending`)
+    /// due again now; returns how many. Attempts so far stay in the log.
+    pub async fn redeliver(
+        &self,
+        corp_id: &str,
+        f: &DeliveryFilter,
+        id: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $9, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $9 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE {FILTER} AND d.status <> 'pending' AND ($10 IS NULL OR d.id = $10))"
+        );
+        Ok(on_pool!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(corp_id)
+                .bind(&f.status)
+                .bind(&f.event_type)
+                .bind(&f.task_id)
+                .bind(&f.instance_id)
+                .bind(&f.action_id)
+                .bind(f.from)
+                .bind(f.to)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}

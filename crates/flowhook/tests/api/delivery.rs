@@ -1,0 +1,421 @@
+//! Delivery end to end against a real receiver on 127.0.0.1: every request verifies with
+//! `flowhook-sign` and carries exactly its event's parameters; retries, dead and redelivery;
+//! per-instance ordering that holds back only the failing instance; no secret in the log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use flowhook_sign::event::EventKind;
+use flowhook_sign::receive::{RawRequest, VerifiedEvent, Verifier};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::TestDb;
+use crate::receiver::{Captured, Receiver};
+use crate::task_center::Org;
+
+const KINDS: [&str; 5] = ["created", "finished", "cancelled", "deleted", "cc"];
+
+/// Fast retries for tests: immediately, 50 ms, 100 ms, then every 100 ms.
+fn fast(config: &mut flowhook::config::Config, give_up_ms: u64) {
+    config.retry_schedule_ms = vec![0, 50, 100];
+    config.retry_then_every_ms = 100;
+    config.retry_give_up_after_ms = give_up_ms;
+    config.delivery_poll_ms = 50;
+    config.breaker_threshold = 10_000;
+}
+
+/// A connector to `receiver` with five actions (cc as JSON, the rest as forms) and the strategy.
+async fn connect(org: &Org, receiver: &Receiver, auth: Value) -> BTreeMap<String, String> {
+    let (s, con) = org
+        .send("POST", &org.path("/connectors"), None, Some(json!({"name": "inbox", "baseUrl": format!("{}/cb", receiver.url), "auth": auth, "timeoutMs": 2000})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{con}");
+    let mut actions = BTreeMap::new();
+    for kind in KINDS {
+        let encoding = if kind == "cc" { "json" } else { "form" };
+        let (s, a) = org
+            .send("POST", &org.path("/actions"), None, Some(json!({"connectorId": con["id"], "name": kind, "path": format!("/{kind}"), "encoding": encoding})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{a}");
+        actions.insert(kind.to_owned(), a["id"].as_str().unwrap().to_owned());
+    }
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    actions
+}
+
+fn kind_of(c: &Captured) -> EventKind {
+    c.path.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// Verifies a request as a Yida receiver would, and checks its parameter names are exactly its
+/// event's.
+fn verify(c: &Captured, app_type: &str, token: &str) -> VerifiedEvent {
+    let tokens = HashMap::from([(app_type.to_owned(), token.to_owned())]);
+    let headers: Vec<(&str, &str)> = c
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let req = RawRequest {
+        content_type: c.content_type(),
+        body: &c.body,
+        headers: &headers,
+    };
+    let v = Verifier::new(&tokens)
+        .verify(kind_of(c), &req, flowhook::store::now_ms())
+        .unwrap_or_else(|e| panic!("{} does not verify: {e}", c.path));
+    let names: BTreeSet<&str> = v.params.iter().map(|(k, _)| k.as_str()).collect();
+    let mut expected: BTreeSet<&str> = kind_of(c).param_names().iter().copied().collect();
+    expected.insert("sign");
+    assert_eq!(names, expected, "exact parameters of {}", c.path);
+    v
+}
+
+async fn deliveries(org: &Org, query: &str) -> Vec<Value> {
+    let (s, page) = org
+        .send(
+            "GET",
+            &org.path(&format!("/deliveries?limit=200{query}")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Waits until every delivery of the organisation is `delivered`.
+async fn all_delivered(org: &Org) -> Vec<Value> {
+    for _ in 0..500 {
+        let all = deliveries(org, "").await;
+        if !all.is_empty() && all.iter().all(|d| d["status"] == "delivered") {
+            return all;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("not all delivered: {:#?}", deliveries(org, "").await);
+}
+
+/// The `X-Flowhook-Seq` of a request.
+fn seq_of(c: &Captured) -> i64 {
+    c.header("x-flowhook-seq").unwrap().parse().unwrap()
+}
+
+mod every_request_verifies_with_exactly_its_parameters {
+    crate::on_both_backends!(super::every_request_verifies_with_exactly_its_parameters);
+}
+
+async fn every_request_verifies_with_exactly_its_parameters(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    connect(&org, &receiver, json!({"type": "none"})).await;
+
+    let buy = org
+        .start("alice", "purchase", "laptop", json!({"amount": "1299"}))
+        .await;
+    org.act(&buy, "fin2", "agree", json!({})).await; // finished + fin1 cancelled + carol created
+    org.act(&buy, "carol", "agree", json!({})).await;
+    let short = org
+        .start("dave", "leave", "2 days", json!({"days": "2"}))
+        .await;
+    org.act(&short, "bob", "agree", json!({})).await; // cc hr1, hr2
+    let gone = org.start("alice", "purchase", "desk", json!({})).await;
+    let (s, _) = org
+        .send(
+            "DELETE",
+            &org.path(&format!("/instances/{gone}")),
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let all = all_delivered(&org).await;
+    receiver
+        .wait_until(10, "every delivery", |got| got.len() >= all.len())
+        .await;
+    let got = receiver.accepted();
+    assert_eq!(
+        got.len(),
+        all.len(),
+        "each delivery received once (no failures, so no repeats)"
+    );
+    let mut kinds = BTreeSet::new();
+    let mut by_instance: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for c in &got {
+        let v = verify(c, "APP_ACME", &org.system_token);
+        kinds.insert(kind_of(c).short_name());
+        assert_eq!(
+            c.header("x-flowhook-event-type"),
+            Some(kind_of(c).event_type())
+        );
+        assert_eq!(c.header("x-flowhook-attempt"), Some("1"));
+        let event_id = c.header("x-flowhook-event-id").unwrap();
+        let d = all
+            .iter()
+            .find(|d| d["eventId"] == event_id)
+            .expect("a logged delivery");
+        by_instance
+            .entry(d["instanceId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(seq_of(c));
+        if let flowhook_sign::event::TaskEvent::Created(task) = &v.event {
+            assert_eq!(task.data_type.as_deref(), Some("pinst"));
+            assert!(task
+                .task_url
+                .as_deref()
+                .unwrap()
+                .ends_with(task.task_id.as_deref().unwrap()));
+        }
+    }
+    assert_eq!(kinds, BTreeSet::from(KINDS), "all five events were pushed");
+    for (instance, seqs) in by_instance {
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "instance {instance} arrived in seq order");
+    }
+    org.app.stop().await;
+}
+
+mod retries_then_dead_then_redelivered {
+    crate::on_both_backends!(super::retries_then_dead_then_redelivered);
+}
+
+async fn retries_then_dead_then_redelivered(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 600)).await;
+    let receiver = Receiver::start().await;
+    // The first two requests fail, then everything succeeds.
+    receiver.answer(|_, earlier| if earlier.len() < 2 { 500 } else { 200 });
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    let buy = org.start("alice", "purchase", "laptop", json!({})).await;
+    all_delivered(&org).await;
+    let first = deliveries(&org, "&eventType=task.created")
+        .await
+        .into_iter()
+        .find(|d| d["seq"] == 1)
+        .unwrap();
+    let (s, detail) = org
+        .send(
+            "GET",
+            &org.path(&format!("/deliveries/{}", first["id"].as_str().unwrap())),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let statuses: Vec<i64> = detail["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["responseStatus"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [500, 500, 200],
+        "delivered on the third attempt: {detail:#}"
+    );
+    assert_eq!(detail["attempts"][0]["errorKind"], "status");
+    assert_eq!(
+        detail["attempts"][2]["requestHeaders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h[0] == "x-flowhook-attempt")
+            .map(|h| h[1].clone())
+            .collect::<Vec<_>>(),
+        [json!("3")]
+    );
+
+    // A receiver down past the schedule: dead.
+    receiver.answer(|c, _| {
+        if c.path.ends_with("/finished") {
+            503
+        } else {
+            200
+        }
+    });
+    org.act(&buy, "fin1", "agree", json!({})).await;
+    let mut dead = Vec::new();
+    for _ in 0..300 {
+        dead = deliveries(&org, "&status=dead").await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead.len(), 1, "the finished delivery died");
+    assert_eq!(dead[0]["eventType"], "task.finished");
+    assert!(dead[0]["attempts"].as_i64().unwrap() >= 3);
+
+    // Back up: redelivered by the API, received.
+    receiver.answer(|_, _| 200);
+    let (s, r) = org
+        .send(
+            "POST",
+            &org.path(&format!(
+                "/deliveries/{}/redeliver",
+                dead[0]["id"].as_str().unwrap()
+            )),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((s, r["redelivered"].as_i64()), (StatusCode::OK, Some(1)));
+    receiver
+        .wait_until(10, "the redelivered finished", |got| {
+            got.iter().any(|c| c.path.ends_with("/finished"))
+        })
+        .await;
+    all_delivered(&org).await;
+    org.app.stop().await;
+}
+
+mod a_failing_instance_holds_back_only_itself {
+    crate::on_both_backends!(super::a_failing_instance_holds_back_only_itself);
+}
+
+async fn a_failing_instance_holds_back_only_itself(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    let a = org.start("alice", "purchase", "A", json!({})).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let (flag, a_id) = (failing.clone(), a.clone());
+    receiver.answer(move |c, _| {
+        let about_a = String::from_utf8_lossy(&c.body).contains(&a_id);
+        if flag.load(Ordering::SeqCst) && c.path.ends_with("/created") && about_a {
+            500
+        } else {
+            200
+        }
+    });
+    org.act(&a, "fin1", "agree", json!({})).await; // A: finished, cancelled, created — all behind A's head
+    let b = org.start("dave", "purchase", "B", json!({})).await;
+    org.act(&b, "fin2", "agree", json!({})).await;
+    org.act(&b, "carol", "agree", json!({})).await;
+    let b_deliveries = |all: &[Value]| {
+        all.iter()
+            .filter(|d| d["instanceId"] == b.as_str())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..500 {
+        let all = deliveries(&org, "").await;
+        if b_deliveries(&all)
+            .iter()
+            .all(|d| d["status"] == "delivered")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let all = deliveries(&org, "").await;
+    assert!(
+        b_deliveries(&all)
+            .iter()
+            .all(|d| d["status"] == "delivered"),
+        "B flowed while A failed"
+    );
+    let events_of_a = |all: &[Value]| -> BTreeSet<String> {
+        all.iter()
+            .filter(|d| d["instanceId"] == a.as_str())
+            .map(|d| d["eventId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let a_events = events_of_a(&all);
+    assert_eq!(
+        a_events.len(),
+        5,
+        "A has 2 created, 1 finished, 1 cancelled, 1 created"
+    );
+    let a_accepted: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .filter(|c| a_events.contains(c.header("x-flowhook-event-id").unwrap()))
+        .map(|c| c.path.clone())
+        .collect();
+    assert!(
+        a_accepted.is_empty(),
+        "nothing of A was accepted while its head fails: {a_accepted:?}"
+    );
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .filter(|c| c.answered == 500)
+            .count()
+            >= 2,
+        "A's head was retried"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    all_delivered(&org).await;
+    let a_seqs: Vec<i64> = receiver
+        .accepted()
+        .iter()
+        .filter(|c| a_events.contains(c.header("x-flowhook-event-id").unwrap()))
+        .map(seq_of)
+        .collect();
+    let mut sorted = a_seqs.clone();
+    sorted.sort();
+    assert_eq!(
+        a_seqs, sorted,
+        "A's events arrived in seq order: its finished after its created"
+    );
+    assert_eq!(a_seqs.len(), a_events.len());
+    org.app.stop().await;
+}
+
+mod no_secret_in_the_delivery_log {
+    crate::on_both_backends!(super::no_secret_in_the_delivery_log);
+}
+
+async fn no_secret_in_the_delivery_log(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    let secret = "s3cr3t-bearer-token-0123456789";
+    connect(&org, &receiver, json!({"type": "bearer", "token": secret})).await;
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    let all = all_delivered(&org).await;
+    let got = receiver.accepted();
+    assert!(
+        got.iter()
+            .all(|c| c.header("authorization") == Some(&format!("Bearer {secret}"))),
+        "the connector authenticates"
+    );
+    let mut shown = String::new();
+    for d in &all {
+        let (_, detail) = org
+            .send(
+                "GET",
+                &org.path(&format!("/deliveries/{}", d["id"].as_str().unwrap())),
+                None,
+                None,
+            )
+            .await;
+        shown.push_str(&detail.to_string());
+    }
+    let (_, connectors) = org.send("GET", &org.path("/connectors"), None, None).await;
+    shown.push_str(&connectors.to_string());
+    assert!(
+        shown.contains("Bearer s3c***"),
+        "masked credentials are shown: {shown}"
+    );
+    for s in [secret, org.system_token.as_str()] {
+        assert!(
+            !shown.contains(s),
+            "a secret leaked into the log or the API"
+        );
+    }
+    org.app.stop().await;
+}
