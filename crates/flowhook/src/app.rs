@@ -54,6 +54,10 @@ impl Application {
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
                 dispatch,
+                breakers: std::sync::Arc::new(crate::delivery::breaker::Breakers::new(
+                    config.breaker_threshold,
+                    std::time::Duration::from_millis(config.breaker_cooldown_ms),
+                )),
             },
             config,
         })
@@ -83,6 +87,7 @@ impl Application {
             self.state.store.clone(),
             self.state.dispatch.clone(),
             self.config.dispatcher(),
+            self.state.breakers.clone(),
             self.state.metrics.clone(),
             stop_rx,
         );

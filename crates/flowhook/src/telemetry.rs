@@ -8,6 +8,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
@@ -43,6 +44,16 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
 type HistogramFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
 
 /// The metrics of one running application.
@@ -53,6 +64,9 @@ pub struct Metrics {
     pub http_duration: HistogramFamily,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
     pub delivery_latency: Histogram,
+    pub deliveries: Family<StatusLabels, Gauge>,
+    pub oldest_due_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub breaker_state: Family<EndpointLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -94,7 +108,28 @@ impl Metrics {
             "Time from sending a delivery to its response",
             delivery_latency.clone(),
         );
+        let deliveries = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "flowhook_deliveries",
+            "Deliveries by status (pending is the queue depth)",
+            deliveries.clone(),
+        );
+        let oldest_due_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "flowhook_delivery_oldest_due_age_seconds",
+            "How long the oldest due pending delivery has been waiting",
+            oldest_due_age.clone(),
+        );
+        let breaker_state = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "flowhook_breaker_state",
+            "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
         Self {
+            deliveries,
+            oldest_due_age,
+            breaker_state,
             registry: Arc::new(registry),
             http_requests,
             http_duration,

@@ -103,6 +103,16 @@ impl Breakers {
         false
     }
 
+    /// Is the endpoint's breaker open or half-open (not sending freely)?
+    pub fn is_tripped(&self, endpoint: &str) -> bool {
+        let map = self.endpoints.lock().expect("breaker lock");
+        map.get(endpoint).is_some_and(|e| e.state != State::Closed)
+    }
+
+    pub fn cooldown(&self) -> Duration {
+        self.cooldown
+    }
+
     /// Every endpoint's state, for metrics and the health view.
     pub fn states(&self) -> Vec<(String, State, u32)> {
         let map = self.endpoints.lock().expect("breaker lock");

@@ -79,7 +79,7 @@ struct Shared {
     store: Store,
     client: reqwest::Client,
     config: DispatcherConfig,
-    breakers: Breakers,
+    breakers: Arc<Breakers>,
     notify: Arc<Notify>,
     owner: String,
     metrics: Metrics,
@@ -99,6 +99,7 @@ pub fn spawn(
     store: Store,
     notify: Arc<Notify>,
     config: DispatcherConfig,
+    breakers: Arc<Breakers>,
     metrics: Metrics,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -109,7 +110,7 @@ pub fn spawn(
         .build()
         .expect("an HTTP client");
     let shared = Arc::new(Shared {
-        breakers: Breakers::new(config.breaker_threshold, config.breaker_cooldown),
+        breakers,
         store,
         client,
         config,

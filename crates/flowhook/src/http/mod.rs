@@ -39,6 +39,8 @@ pub struct AppState {
     pub admin_key: Option<std::sync::Arc<str>>,
     /// Wakes the dispatcher (new or redelivered deliveries).
     pub dispatch: std::sync::Arc<tokio::sync::Notify>,
+    /// The endpoints' circuit breakers (shared with the dispatcher, shown in /metrics).
+    pub breakers: std::sync::Arc<crate::delivery::breaker::Breakers>,
 }
 
 #[derive(OpenApi)]

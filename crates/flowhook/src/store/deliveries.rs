@@ -200,3 +200,32 @@ impl Store {
         }))
     }
 }
+
+/// Counts for `/metrics`.
+pub struct DeliveryStats {
+    pub by_status: Vec<(String, i64)>,
+    /// Age of the oldest pending delivery that is due (0 when none).
+    pub oldest_due_age_ms: i64,
+}
+
+impl Store {
+    pub async fn delivery_stats(&self, now: i64) -> Result<DeliveryStats, StoreError> {
+        let (by_status, oldest): (Vec<(String, i64)>, Option<i64>) = on_pool!(self, |pool| {
+            let by: Vec<(String, i64)> =
+                sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+                    .fetch_all(pool)
+                    .await?;
+            let oldest: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            (by, oldest)
+        });
+        Ok(DeliveryStats {
+            by_status,
+            oldest_due_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
+        })
+    }
+}

@@ -419,3 +419,96 @@ async fn no_secret_in_the_delivery_log(db: TestDb) {
     }
     org.app.stop().await;
 }
+
+mod a_dead_endpoint_costs_healthy_ones_nothing {
+    crate::on_both_backends!(super::a_dead_endpoint_costs_healthy_ones_nothing);
+}
+
+/// Two endpoints: `created` goes to a healthy one, `finished` to one that is down. The healthy
+/// one keeps receiving; the dead one's breaker opens (visible in /metrics); when it is back, its
+/// backlog arrives at once although the retry schedule says 30 s.
+async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.retry_schedule_ms = vec![0, 30_000];
+        c.breaker_threshold = 2;
+        c.breaker_cooldown_ms = 200;
+    })
+    .await;
+    let healthy = Receiver::start().await;
+    let down = Receiver::start().await;
+    down.answer(|_, _| 500);
+    let mut actions = serde_json::Map::new();
+    for (kind, receiver) in [("created", &healthy), ("finished", &down)] {
+        let (_, con) = org
+            .send(
+                "POST",
+                &org.path("/connectors"),
+                None,
+                Some(json!({"name": kind, "baseUrl": receiver.url})),
+            )
+            .await;
+        let (_, a) = org
+            .send(
+                "POST",
+                &org.path("/actions"),
+                None,
+                Some(json!({"connectorId": con["id"], "name": kind, "path": format!("/{kind}")})),
+            )
+            .await;
+        actions.insert(kind.into(), a["id"].clone());
+    }
+    let (s, _) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Each instance: two created (or-sign), then fin1 agrees → finished (to the dead endpoint).
+    let mut instances = Vec::new();
+    for i in 0..4 {
+        let id = org
+            .start("alice", "purchase", &format!("p{i}"), json!({}))
+            .await;
+        org.act(&id, "fin1", "agree", json!({})).await;
+        instances.push(id);
+    }
+    // The two `created` of each instance flow; carol's `created` (seq 5) rightly waits behind
+    // its instance's failing `finished` (seq 3).
+    healthy
+        .wait_until(10, "created events keep flowing", |got| got.len() >= 4 * 2)
+        .await;
+    let (_, metrics) = org.send("GET", "/metrics", None, None).await;
+    let text = metrics.as_str().unwrap_or_default().to_owned();
+    let open = format!("flowhook_breaker_state{{endpoint=\"{}\"}} 2", down.url);
+    assert!(text.lines().any(|l| l == open), "`{open}` in {text}");
+    assert!(
+        text.contains("flowhook_deliveries{status=\"pending\"}"),
+        "{text}"
+    );
+    let tried = down.requests().len();
+    assert!(
+        tried <= 6,
+        "an open breaker stops sending: {tried} requests to the dead endpoint"
+    );
+
+    // Back: the probe succeeds and the whole backlog is delivered now, not in 30 s.
+    down.answer(|_, _| 200);
+    let back = std::time::Instant::now();
+    down.wait_until(10, "the backlog after the endpoint is back", |got| {
+        got.len() >= 4
+    })
+    .await;
+    assert!(back.elapsed() < std::time::Duration::from_secs(10));
+    healthy
+        .wait_until(10, "the created events held behind them", |got| {
+            got.len() >= 4 * 3
+        })
+        .await;
+    all_delivered(&org).await;
+    org.app.stop().await;
+}
