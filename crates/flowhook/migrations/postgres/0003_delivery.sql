@@ -53,6 +53,7 @@ CREATE TABLE deliveries (
     status          TEXT NOT NULL,    -- pending | delivered | dead
     ordered         BOOLEAN NOT NULL,
     backfill        BOOLEAN NOT NULL,
+    job_id          TEXT,             -- the backfill or bulk job that created it, if any
     attempts        INTEGER NOT NULL,
     next_attempt_at BIGINT NOT NULL,
     lease_owner     TEXT,
@@ -66,6 +67,17 @@ CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX deliveries_lane ON deliveries (instance_id, status, seq);
 CREATE INDEX deliveries_corp ON deliveries (corp_id, created_at);
 CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_job ON deliveries (job_id);
+
+-- Background operations with progress: backfills (and, later, bulk redeliveries).
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY, -- job_…
+    corp_id     TEXT NOT NULL REFERENCES organisations (corp_id),
+    kind        TEXT NOT NULL,    -- backfill
+    params      TEXT NOT NULL,    -- JSON: what was asked
+    total       BIGINT NOT NULL,  -- deliveries created
+    created_at  BIGINT NOT NULL
+);
 
 CREATE TABLE attempts (
     id               TEXT PRIMARY KEY,

@@ -473,6 +473,12 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
             .next(number as u32, outcome, since_first, random_unit())
         {
             Next::Done => ("delivered", now),
+            // Behind an open breaker, come back at the cooldown: held until the probe succeeds,
+            // and then sent at once rather than after a long backoff.
+            Next::RetryIn(d) if shared.breakers.is_tripped(&endpoint) => (
+                "pending",
+                now + d.min(shared.breakers.cooldown()).as_millis() as i64,
+            ),
             Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
             Next::Dead => ("dead", now),
             // 410: the endpoint's breaker holds further sends; this delivery waits a cooldown.

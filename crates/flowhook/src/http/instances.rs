@@ -100,10 +100,7 @@ impl From<&Instance> for InstanceView {
                 node_id: t.node_id.clone(),
                 node_name: t.node_name.clone(),
                 status: t.status,
-                action: t
-                    .action
-                    .and_then(|a| serde_json::to_value(a).ok())
-                    .and_then(|v| v.as_str().map(str::to_owned)),
+                action: t.action.map(|a| a.as_str().to_owned()),
                 remark: t.remark.clone(),
                 created_at: t.created_at,
                 ended_at: t.ended_at,

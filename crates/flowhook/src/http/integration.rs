@@ -17,6 +17,7 @@ use super::orgs::require_org;
 use super::AppState;
 use crate::integration::connectors::{Action, ActionInput, Connector, ConnectorInput, Strategy};
 use crate::store::deliveries::{AttemptView, Delivery, DeliveryFilter};
+use crate::store::jobs::{BackfillRequest, JobProgress};
 use crate::store::taskcenter::encode_cursor;
 
 pub fn router() -> Router<AppState> {
@@ -43,6 +44,8 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{corp_id}/deliveries/{id}/redeliver",
             post(redeliver_one),
         )
+        .route("/api/v1/orgs/{corp_id}/backfills", post(backfill))
+        .route("/api/v1/orgs/{corp_id}/backfills/{id}", get(job))
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -273,4 +276,49 @@ pub async fn redeliver_many(
     let n = state.store.redeliver(&corp_id, &filter, None).await?;
     state.dispatch.notify_one();
     Ok(Json(Redelivered { redelivered: n }))
+}
+
+/// Start a backfill: push the open tasks (`{"mode": "open"}`) or every event of a time range
+/// (`{"mode": "range", "from": …, "to": …}`) through the sync strategy, marked as backfill.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/backfills", tag = "integration", request_body = BackfillRequest,
+    responses((status = 202, body = JobProgress), (status = 409, body = super::error::ErrorBody)))]
+pub async fn backfill(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(req): ApiJson<BackfillRequest>,
+) -> Result<(StatusCode, Json<JobProgress>), ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    require_org(&state, &corp_id).await?;
+    if let BackfillRequest::Range { from, to } = req {
+        if from >= to {
+            return Err(invalid("`from` must be before `to`"));
+        }
+    }
+    let job = state.store.backfill(&corp_id, &req).await?.ok_or_else(|| {
+        ApiError::client(
+            StatusCode::CONFLICT,
+            "no_strategy",
+            "save a sync strategy before backfilling",
+        )
+    })?;
+    state.dispatch.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// A backfill's progress.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/backfills/{id}", tag = "integration",
+    responses((status = 200, body = JobProgress), (status = 404, body = super::error::ErrorBody)))]
+pub async fn job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<JobProgress>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    state
+        .store
+        .job(&corp_id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("job `{id}` not found")))
 }

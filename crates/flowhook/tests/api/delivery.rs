@@ -512,3 +512,85 @@ async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
     all_delivered(&org).await;
     org.app.stop().await;
 }
+
+mod backfill_pushes_exactly_the_open_tasks {
+    crate::on_both_backends!(super::backfill_pushes_exactly_the_open_tasks);
+}
+
+/// Work done before any integration existed; a backfill of open tasks then pushes exactly
+/// those tasks' `task.created`, marked as backfill, with its progress reported.
+async fn backfill_pushes_exactly_the_open_tasks(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let a = org.start("alice", "purchase", "A", json!({})).await; // fin1, fin2 open
+    let b = org.start("dave", "purchase", "B", json!({})).await;
+    org.act(&b, "fin1", "agree", json!({})).await; // carol open
+    let done = org.start("alice", "leave", "L", json!({"days": "1"})).await;
+    org.act(&done, "bob", "agree", json!({})).await; // approved: nothing open
+    let mut open: BTreeSet<String> = BTreeSet::new();
+    for id in [&a, &b, &done] {
+        for t in org.instance(id).await["tasks"].as_array().unwrap() {
+            if t["status"] == "open" {
+                open.insert(t["taskId"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(open.len(), 3);
+
+    let receiver = Receiver::start().await;
+    let (s, r) = org
+        .send(
+            "POST",
+            &org.path("/backfills"),
+            None,
+            Some(json!({"mode": "open"})),
+        )
+        .await;
+    assert_eq!(
+        (s, r["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_strategy")),
+        "{r}"
+    );
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    assert!(
+        deliveries(&org, "").await.is_empty(),
+        "the strategy applies to new events only"
+    );
+
+    let (s, job) = org
+        .send(
+            "POST",
+            &org.path("/backfills"),
+            None,
+            Some(json!({"mode": "open"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["total"], 3);
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut progress = job;
+    for _ in 0..500 {
+        progress = org
+            .send("GET", &org.path(&format!("/backfills/{id}")), None, None)
+            .await
+            .1;
+        if progress["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (progress["state"].as_str(), progress["delivered"].as_i64()),
+        (Some("done"), Some(3)),
+        "{progress}"
+    );
+    let mut pushed = BTreeSet::new();
+    for c in receiver.accepted() {
+        assert_eq!(c.header("x-flowhook-backfill"), Some("true"));
+        match verify(&c, "APP_ACME", &org.system_token).event {
+            flowhook_sign::event::TaskEvent::Created(t) => pushed.insert(t.task_id.unwrap()),
+            other => panic!("a backfill of open tasks sent {other:?}"),
+        };
+    }
+    assert_eq!(pushed, open, "exactly the open tasks");
+    org.app.stop().await;
+}

@@ -1,0 +1,161 @@
+//! Backfill (Yida has none): push the current state of existing tasks through the same pipeline,
+//! marked `X-Flowhook-Backfill: true`, as a job whose progress is the state of its deliveries.
+//!
+//! `open` re-sends the stored `task.created` event of every task open now; `range` re-sends
+//! every event created in a time range. The deliveries carry the events' own ids and `seq`, so
+//! receivers de-duplicate them and per-instance order holds as for live deliveries.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{new_id, now_ms, on_pool, Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(tag = "mode", rename_all = "camelCase", deny_unknown_fields)]
+pub enum BackfillRequest {
+    /// Every task open now (its `task.created`).
+    Open,
+    /// Every event created in `[from, to)` (epoch ms).
+    Range { from: i64, to: i64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProgress {
+    pub id: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// Deliveries the job created.
+    pub total: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    pub pending: i64,
+    /// `done` when nothing is pending.
+    pub state: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Creates the job and its deliveries (one transaction) to the actions of the organisation's
+    /// strategy. `Ok(None)` when the organisation has no strategy.
+    pub async fn backfill(
+        &self,
+        corp_id: &str,
+        req: &BackfillRequest,
+    ) -> Result<Option<JobProgress>, StoreError> {
+        let Some(strategy) = self.strategy(corp_id).await? else {
+            return Ok(None);
+        };
+        let id = new_id("job");
+        let now = now_ms();
+        let params = serde_json::to_string(req).expect("a request serialises");
+        // Candidate events: (event id, kind, app, process, instance, seq).
+        let rows: Vec<(String, String, String, String, String, i64)> = on_pool!(self, |pool| {
+            match req {
+            BackfillRequest::Open => sqlx::query_as(
+                "SELECT e.id, e.kind, e.app_type, i.process_code, e.instance_id, e.seq FROM tasks t \
+                 JOIN events e ON e.task_id = t.id AND e.kind = 'task.created' JOIN instances i ON i.id = t.instance_id \
+                 WHERE t.corp_id = $1 AND t.status = 'open' ORDER BY e.instance_id, e.seq",
+            )
+            .bind(corp_id)
+            .fetch_all(pool)
+            .await?,
+            BackfillRequest::Range { from, to } => sqlx::query_as(
+                "SELECT e.id, e.kind, e.app_type, i.process_code, e.instance_id, e.seq FROM events e \
+                 JOIN instances i ON i.id = e.instance_id \
+                 WHERE e.corp_id = $1 AND e.created_at >= $2 AND e.created_at < $3 ORDER BY e.instance_id, e.seq",
+            )
+            .bind(corp_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?,
+        }
+        });
+        let deliveries: Vec<(String, &str, &str, i64)> = rows
+            .iter()
+            .filter(|(_, _, app, process, _, _)| strategy.selects(app, process))
+            .filter_map(|(event, kind, _, _, instance, seq)| {
+                let action = strategy.actions.for_kind(kind.parse().ok()?)?;
+                Some((event.clone(), action, instance.as_str(), *seq))
+            })
+            .collect();
+        let total = deliveries.len() as i64;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO jobs (id, corp_id, kind, params, total, created_at) VALUES ($1, $2, 'backfill', $3, $4, $5)")
+                .bind(&id)
+                .bind(corp_id)
+                .bind(&params)
+                .bind(total)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            for chunk in deliveries.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, backfill, \
+                     job_id, attempts, next_attempt_at, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, (event, action, instance, seq)| {
+                    b.push_bind(new_id("dlv"))
+                        .push_bind(corp_id)
+                        .push_bind(event)
+                        .push_bind(*action)
+                        .push_bind(*instance)
+                        .push_bind(*seq)
+                        .push_bind("pending")
+                        .push_bind(strategy.ordered)
+                        .push_bind(true)
+                        .push_bind(&id)
+                        .push_bind(0i32)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        self.job(corp_id, &id).await
+    }
+
+    pub async fn job(&self, corp_id: &str, id: &str) -> Result<Option<JobProgress>, StoreError> {
+        type Row = (String, String, String, i64, i64);
+        let row: Option<Row> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT id, kind, params, total, created_at FROM jobs WHERE corp_id = $1 AND id = $2")
+                .bind(corp_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some((id, kind, params, total, created_at)) = row else {
+            return Ok(None);
+        };
+        let counts: Vec<(String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM deliveries WHERE job_id = $1 GROUP BY status",
+            )
+            .bind(&id)
+            .fetch_all(pool)
+            .await?
+        });
+        let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+        let pending = count("pending");
+        Ok(Some(JobProgress {
+            id,
+            kind,
+            params: serde_json::from_str(&params).unwrap_or_default(),
+            total,
+            delivered: count("delivered"),
+            dead: count("dead"),
+            pending,
+            state: if pending == 0 {
+                "done".into()
+            } else {
+                "running".into()
+            },
+            created_at,
+        }))
+    }
+}
