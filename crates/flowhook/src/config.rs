@@ -36,6 +36,9 @@ pub const KEYS: &[&str] = &[
     "retry_give_up_after_ms",
     "breaker_threshold",
     "breaker_cooldown_ms",
+    "egress_deny_private",
+    "egress_allow",
+    "egress_deny",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -62,6 +65,9 @@ pub struct Config {
     pub retry_give_up_after_ms: u64,
     pub breaker_threshold: u32,
     pub breaker_cooldown_ms: u64,
+    pub egress_deny_private: bool,
+    pub egress_allow: Vec<String>,
+    pub egress_deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +153,13 @@ impl Config {
                 "concurrency, lease and poll must be positive".into(),
             );
         }
+        if let Err(why) = crate::delivery::egress::EgressPolicy::parse(
+            &self.egress_allow,
+            &self.egress_deny,
+            false,
+        ) {
+            return invalid("egress_allow/egress_deny", why);
+        }
         if self.retry_schedule_ms.is_empty() {
             return invalid("retry_schedule_ms", "needs at least one delay".into());
         }
@@ -193,6 +206,12 @@ impl Config {
             ),
             breaker_threshold: self.breaker_threshold,
             breaker_cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+            egress: crate::delivery::egress::EgressPolicy::parse(
+                &self.egress_allow,
+                &self.egress_deny,
+                self.egress_deny_private,
+            )
+            .expect("validated"),
         }
     }
 

@@ -36,6 +36,7 @@ pub struct DispatcherConfig {
     pub policy: RetryPolicy,
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
+    pub egress: super::egress::EgressPolicy,
 }
 
 /// One claimed delivery.
@@ -104,6 +105,9 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let client = reqwest::Client::builder()
+        .dns_resolver(Arc::new(super::egress::PolicyResolver(Arc::new(
+            config.egress.clone(),
+        ))))
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
@@ -365,6 +369,15 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         };
     }
     let number = c.attempts + 1;
+    // An IP-literal host never reaches the resolver: check it here.
+    let literal_refusal = url::Url::parse(&connector.base_url)
+        .ok()
+        .and_then(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        })
+        .and_then(|ip| shared.config.egress.check(ip).err());
     let info = EventInfo {
         event_id: &c.event_id,
         kind: &event.kind,
@@ -382,7 +395,10 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         req = req.header(k, v);
     }
     let started = Instant::now();
-    let response = req.send().await;
+    let response = match literal_refusal {
+        Some(why) => Err(Refused(why)),
+        None => req.send().await.map_err(Sent),
+    };
     let (outcome, status, headers, body, error_kind, error) = match response {
         Ok(resp) => {
             let status = resp.status();
@@ -425,7 +441,34 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
                 error,
             )
         }
-        Err(e) => {
+        Err(Refused(why)) => (
+            Outcome::Failed { retry_after: None },
+            None,
+            None,
+            None,
+            Some("egress"),
+            Some(why),
+        ),
+        Err(Sent(e)) if format!("{e:?}").contains(super::egress::REFUSED) => {
+            // The refusal is deep in the chain (client error → connect → resolver): record it.
+            let mut why = e.to_string();
+            let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                if c.to_string().contains(super::egress::REFUSED) {
+                    why = c.to_string();
+                }
+                cause = c.source();
+            }
+            (
+                Outcome::Failed { retry_after: None },
+                None,
+                None,
+                None,
+                Some("egress"),
+                Some(scrub(&why, auth)),
+            )
+        }
+        Err(Sent(e)) => {
             let kind = if e.is_timeout() {
                 "timeout"
             } else if e.is_connect() {
@@ -506,6 +549,14 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         reopened_connector: reopened.then(|| connector.id.clone()),
     }
 }
+
+/// Why no response came back.
+enum SendError {
+    /// The egress policy refused the target before anything was sent.
+    Refused(String),
+    Sent(reqwest::Error),
+}
+use SendError::{Refused, Sent};
 
 /// Removes the connector's secrets from a text (an error message may quote the URL).
 fn scrub(text: &str, auth: &Auth) -> String {

@@ -2,11 +2,13 @@
 //!
 //! - [`retry`]: the pure retry policy.
 //! - [`breaker`]: a circuit breaker per endpoint.
+//! - [`egress`]: which addresses deliveries may go to, checked on the resolved address.
 //! - [`request`]: building the Yida-compatible request of one attempt, with secrets masked for the log.
 //! - [`dispatcher`]: claims due deliveries under a lease, sends them (no transaction held across
 //!   HTTP), records each attempt with group commit, schedules retries.
 
 pub mod breaker;
 pub mod dispatcher;
+pub mod egress;
 pub mod request;
 pub mod retry;

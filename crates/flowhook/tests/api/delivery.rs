@@ -594,3 +594,87 @@ async fn backfill_pushes_exactly_the_open_tasks(db: TestDb) {
     assert_eq!(pushed, open, "exactly the open tasks");
     org.app.stop().await;
 }
+
+mod the_egress_policy_refuses_private_targets_when_asked {
+    crate::on_both_backends!(super::the_egress_policy_refuses_private_targets_when_asked);
+}
+
+/// With `egress_deny_private`, a receiver on loopback is refused — by IP literal and by a name
+/// that resolves to it — and nothing reaches it; the attempts say why.
+async fn the_egress_policy_refuses_private_targets_when_asked(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 60_000);
+        c.egress_deny_private = true;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let mut actions = serde_json::Map::new();
+    for (kind, base) in [("created", receiver.url.clone()), ("finished", by_name)] {
+        let (_, con) = org
+            .send(
+                "POST",
+                &org.path("/connectors"),
+                None,
+                Some(json!({"name": kind, "baseUrl": base})),
+            )
+            .await;
+        let (_, a) = org
+            .send(
+                "POST",
+                &org.path("/actions"),
+                None,
+                Some(json!({"connectorId": con["id"], "name": kind, "path": format!("/{kind}")})),
+            )
+            .await;
+        actions.insert(kind.into(), a["id"].clone());
+    }
+    org.send(
+        "PUT",
+        &org.path("/sync-strategy"),
+        None,
+        Some(json!({"actions": actions, "ordered": false})),
+    )
+    .await;
+    let buy = org.start("alice", "purchase", "laptop", json!({})).await;
+    org.act(&buy, "fin1", "agree", json!({})).await;
+    let mut kinds = BTreeSet::new();
+    for _ in 0..500 {
+        kinds.clear();
+        for d in deliveries(&org, "").await {
+            let (_, detail) = org
+                .send(
+                    "GET",
+                    &org.path(&format!("/deliveries/{}", d["id"].as_str().unwrap())),
+                    None,
+                    None,
+                )
+                .await;
+            if let Some(a) = detail["attempts"].as_array().and_then(|a| a.first()) {
+                assert_eq!(a["errorKind"], "egress", "{a}");
+                assert!(
+                    a["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("refused by the egress policy"),
+                    "{a}"
+                );
+                kinds.insert(d["eventType"].as_str().unwrap().to_owned());
+            }
+        }
+        if kinds.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["task.created".to_string(), "task.finished".to_string()]),
+        "both paths refused"
+    );
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing reached the private receiver"
+    );
+    org.app.stop().await;
+}
