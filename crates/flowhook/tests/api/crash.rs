@@ -1,13 +1,14 @@
-//! Crash safety of delivery: the real binary is killed with SIGKILL while thousands of events
-//! are in flight, restarted on the same database, and the receiver still ends with every event
-//! at least once, each instance's events first arriving in `seq` order. Duplicates (events sent
-//! but not yet recorded when the process died) are counted and reported.
+//! The real binary under stress: killed with SIGKILL while thousands of events are in flight,
+//! restarted on the same database, the receiver still ends with every event at least once, each
+//! instance's events first arriving in `seq` order (duplicates — events sent but not yet
+//! recorded when the process died — are counted and reported). And its log, at debug level,
+//! never holds a secret.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -20,10 +21,12 @@ const TARGET_EVENTS: usize = 10_000;
 struct Node {
     child: Child,
     addr: String,
+    /// Every log line so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
-/// Starts `flowhook serve` on `db`; returns once it listens.
-fn start(dir: &std::path::Path) -> Node {
+/// Starts `flowhook serve` in `dir` (SQLite); returns once it listens.
+fn start(dir: &std::path::Path, log_level: &str) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowhook"))
         .current_dir(dir)
         .args([
@@ -33,7 +36,7 @@ fn start(dir: &std::path::Path) -> Node {
             "--log-format",
             "json",
             "--log-level",
-            "warn,flowhook::app=info",
+            log_level,
         ])
         .env("FLOWHOOK_ADMIN_KEY", KEY)
         .env("FLOWHOOK_RETRY_SCHEDULE_MS", "[0, 50, 100]")
@@ -47,6 +50,8 @@ fn start(dir: &std::path::Path) -> Node {
         .expect("flowhook starts");
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
@@ -54,12 +59,25 @@ fn start(dir: &std::path::Path) -> Node {
                     let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
                 }
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("flowhook listens");
-    Node { child, addr }
+    Node { child, addr, log }
+}
+
+impl Node {
+    fn interrupt(mut self) -> Vec<String> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = self.log.lock().unwrap().clone();
+        lines
+    }
 }
 
 async fn call(
@@ -86,7 +104,14 @@ async fn call(
     }
 }
 
-async fn provision(client: &reqwest::Client, base: &str, receiver: &Receiver) {
+/// Provisions the `crash` organisation with a one-approver process and a connector (with
+/// `auth`) to `receiver`; returns the app's systemToken.
+async fn provision(
+    client: &reqwest::Client,
+    base: &str,
+    receiver: &Receiver,
+    auth: Value,
+) -> String {
     let c = |m: &'static str, p: &str, b: Value| call(client, m, format!("{base}{p}"), None, b);
     c(
         "POST",
@@ -104,7 +129,7 @@ async fn provision(client: &reqwest::Client, base: &str, receiver: &Receiver) {
         .await
         .unwrap();
     }
-    c(
+    let app = c(
         "POST",
         "/api/v1/orgs/crash/apps",
         json!({"appType": "APP_CRASH", "name": "crash"}),
@@ -123,7 +148,7 @@ async fn provision(client: &reqwest::Client, base: &str, receiver: &Receiver) {
     let con = c(
         "POST",
         "/api/v1/orgs/crash/connectors",
-        json!({"name": "r", "baseUrl": receiver.url.clone()}),
+        json!({"name": "r", "baseUrl": receiver.url.clone(), "auth": auth}),
     )
     .await
     .unwrap();
@@ -145,10 +170,11 @@ async fn provision(client: &reqwest::Client, base: &str, receiver: &Receiver) {
     )
     .await
     .unwrap();
+    app["systemToken"].as_str().unwrap().to_owned()
 }
 
 /// Runs instances (start + agree: 2 events each) with `clients` concurrent clients until
-/// `events` reaches `until` or `stop` says so; errors (a killed server) end a client.
+/// `events` reaches `until`; an error (a killed server) ends a client.
 async fn load(base: String, clients: usize, events: Arc<AtomicUsize>, until: usize) {
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
@@ -156,12 +182,13 @@ async fn load(base: String, clients: usize, events: Arc<AtomicUsize>, until: usi
         let (client, base, events) = (client.clone(), base.clone(), events.clone());
         tasks.push(tokio::spawn(async move {
             while events.load(Ordering::SeqCst) < until {
+                let start = json!({"processCode": "one", "title": "t"});
                 let Ok(started) = call(
                     &client,
                     "POST",
                     format!("{base}/api/v1/orgs/crash/instances"),
                     Some("u0"),
-                    json!({"processCode": "one", "title": "t"}),
+                    start,
                 )
                 .await
                 else {
@@ -172,15 +199,10 @@ async fn load(base: String, clients: usize, events: Arc<AtomicUsize>, until: usi
                     .as_str()
                     .unwrap()
                     .to_owned();
-                if call(
-                    &client,
-                    "POST",
-                    format!("{base}/api/v1/orgs/crash/tasks/{task}/agree"),
-                    Some("u1"),
-                    json!({}),
-                )
-                .await
-                .is_err()
+                let agree = format!("{base}/api/v1/orgs/crash/tasks/{task}/agree");
+                if call(&client, "POST", agree, Some("u1"), json!({}))
+                    .await
+                    .is_err()
                 {
                     return;
                 }
@@ -198,8 +220,15 @@ async fn sigkill_mid_flight_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start().await;
     let client = reqwest::Client::new();
-    let node = start(dir.path());
-    provision(&client, &format!("http://{}", node.addr), &receiver).await;
+    let quiet = "warn,flowhook::app=info";
+    let node = start(dir.path(), quiet);
+    provision(
+        &client,
+        &format!("http://{}", node.addr),
+        &receiver,
+        json!({"type": "none"}),
+    )
+    .await;
 
     // Load until the receiver has part of the events, then kill the node mid-flight.
     let acknowledged = Arc::new(AtomicUsize::new(0));
@@ -223,7 +252,7 @@ async fn sigkill_mid_flight_loses_nothing() {
     );
 
     // Restart on the same file and finish the workload.
-    let node = start(dir.path());
+    let node = start(dir.path(), quiet);
     load(
         format!("http://{}", node.addr),
         16,
@@ -255,11 +284,7 @@ async fn sigkill_mid_flight_loses_nothing() {
             ids.iter().all(|id| seen.contains(id))
         })
         .await;
-    let mut node = node;
-    let _ = Command::new("kill")
-        .args(["-INT", &node.child.id().to_string()])
-        .status();
-    let _ = node.child.wait();
+    node.interrupt();
 
     // First arrivals per instance are in seq order; count duplicates.
     let instance_of: HashMap<&str, (&str, i64)> = events
@@ -291,8 +316,50 @@ async fn sigkill_mid_flight_loses_nothing() {
         .count();
     eprintln!(
         "crash test: events={} acknowledged_at_kill={} requests_at_kill={} accepted={} duplicates={} unknown={}",
-        events.len(), at_kill.0, at_kill.1, accepted.len(), duplicates, unknown
+        events.len(),
+        at_kill.0,
+        at_kill.1,
+        accepted.len(),
+        duplicates,
+        unknown
     );
     assert_eq!(unknown, 0, "every accepted request is a stored event");
     assert_eq!(first_seen.len(), ids.len());
+}
+
+/// Secrets never reach the log, even at debug level and through failing deliveries: the
+/// connector's credential, the app's systemToken and the bootstrap key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(|_, earlier| if earlier.len() < 2 { 500 } else { 200 });
+    let node = start(dir.path(), "debug");
+    let base = format!("http://{}", node.addr);
+    let client = reqwest::Client::new();
+    let bearer = "log-leak-canary-token-9f8e7d6c";
+    let token = provision(
+        &client,
+        &base,
+        &receiver,
+        json!({"type": "bearer", "token": bearer}),
+    )
+    .await;
+    load(base.clone(), 1, Arc::new(AtomicUsize::new(0)), 4).await;
+    receiver
+        .wait_until(30, "the deliveries", |got| got.len() >= 4)
+        .await;
+    assert!(receiver
+        .requests()
+        .iter()
+        .all(|c| c.header("authorization") == Some(&format!("Bearer {bearer}"))));
+    let log = node.interrupt().join("\n");
+    assert!(log.lines().count() > 20, "debug logging is on: {log}");
+    for (name, secret) in [
+        ("connector token", bearer),
+        ("systemToken", token.as_str()),
+        ("bootstrap key", KEY),
+    ] {
+        assert!(!log.contains(secret), "the {name} leaked into the log");
+    }
 }
