@@ -39,7 +39,8 @@ CREATE TABLE sync_strategies (
     app_filter       TEXT,             -- JSON array of appType, or NULL for all
     process_filter   TEXT,             -- JSON array of processCode, or NULL for all
     ordered          BOOLEAN NOT NULL, -- per-instance order
-    webhook_secrets  TEXT,             -- JSON: Standard Webhooks secrets with expiry, or NULL
+    standard_webhooks BOOLEAN NOT NULL DEFAULT FALSE, -- also sign with Standard Webhooks
+    webhook_secrets  TEXT,             -- JSON [{secret, expiresAt}]: secrets; never shown after creation
     updated_at       BIGINT NOT NULL
 );
 

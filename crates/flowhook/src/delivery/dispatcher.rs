@@ -385,7 +385,29 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         params: &event.params,
         backfill: c.backfill,
     };
-    let prepared = prepare(&info, number as u32, now, &token, connector, auth, action);
+    let mut prepared = prepare(&info, number as u32, now, &token, connector, auth, action);
+    // Standard Webhooks, when the strategy asks for it: signed over the exact body sent.
+    match shared.store.webhook_secrets(&c.corp_id, now).await {
+        Ok(secrets) if !secrets.is_empty() => {
+            let ts = now / 1000;
+            let signature = flowhook_sign::webhooks::signature_header(
+                &secrets,
+                &c.event_id,
+                ts,
+                prepared.body.as_bytes(),
+            );
+            for (k, v) in [
+                (flowhook_sign::webhooks::HEADER_ID, c.event_id.clone()),
+                (flowhook_sign::webhooks::HEADER_TIMESTAMP, ts.to_string()),
+                (flowhook_sign::webhooks::HEADER_SIGNATURE, signature),
+            ] {
+                prepared.headers.push((k.into(), v.clone()));
+                prepared.logged_headers.push((k.into(), v));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => return failed(e.to_string()),
+    }
     let mut req = shared
         .client
         .post(&prepared.url)
@@ -588,7 +610,7 @@ async fn record(shared: Arc<Shared>, mut rx: mpsc::Receiver<AttemptRecord>) {
 async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
     let now = now_ms();
     on_pool!(store, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
         for r in batch {
             if let Some(a) = &r.attempt {
                 sqlx::query(

@@ -44,6 +44,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{corp_id}/deliveries/{id}/redeliver",
             post(redeliver_one),
         )
+        .route(
+            "/api/v1/orgs/{corp_id}/sync-strategy/rotate-webhook-secret",
+            post(rotate_webhook_secret),
+        )
         .route("/api/v1/orgs/{corp_id}/backfills", post(backfill))
         .route("/api/v1/orgs/{corp_id}/backfills/{id}", get(job))
 }
@@ -133,23 +137,88 @@ pub async fn list_actions(
     Ok(Json(state.store.actions(&corp_id, None).await?))
 }
 
+/// The strategy as saved, with the Standard Webhooks secret when it was just created.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedStrategy {
+    #[serde(flatten)]
+    pub strategy: Strategy,
+    /// `whsec_…`: shown once, when Standard Webhooks signing is first turned on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
 /// Save the approval-task sync strategy; it applies to events created after it is saved.
 #[utoipa::path(put, path = "/api/v1/orgs/{corp_id}/sync-strategy", tag = "integration", request_body = Strategy,
-    responses((status = 200, body = Strategy), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = SavedStrategy), (status = 422, body = super::error::ErrorBody)))]
 pub async fn put_strategy(
     State(state): State<AppState>,
     caller: Caller,
     Path(corp_id): Path<String>,
     ApiJson(strategy): ApiJson<Strategy>,
-) -> Result<Json<Strategy>, ApiError> {
+) -> Result<Json<SavedStrategy>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     require_org(&state, &corp_id).await?;
-    state
+    let webhook_secret = state
         .store
         .put_strategy(&corp_id, &strategy)
         .await?
         .map_err(invalid)?;
-    Ok(Json(strategy))
+    Ok(Json(SavedStrategy {
+        strategy,
+        webhook_secret,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRotation {
+    /// How long the previous secrets keep signing (default one day).
+    #[serde(default = "one_day_ms")]
+    pub grace_seconds: i64,
+}
+
+fn one_day_ms() -> i64 {
+    86_400
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSecret {
+    /// `whsec_…`, shown once.
+    pub webhook_secret: String,
+}
+
+/// Rotate the Standard Webhooks secret: requests carry signatures of the new and the previous
+/// secrets until the grace period ends, so receivers can switch without losing a request.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/sync-strategy/rotate-webhook-secret", tag = "integration",
+    request_body = SecretRotation, responses((status = 200, body = NewSecret), (status = 409, body = super::error::ErrorBody)))]
+pub async fn rotate_webhook_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+    ApiJson(body): ApiJson<SecretRotation>,
+) -> Result<Json<NewSecret>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    if !state
+        .store
+        .strategy(&corp_id)
+        .await?
+        .is_some_and(|s| s.standard_webhooks)
+    {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "not_enabled",
+            "Standard Webhooks signing is not enabled",
+        ));
+    }
+    let grace_ms = body.grace_seconds.clamp(0, 30 * 86_400) * 1000;
+    Ok(Json(NewSecret {
+        webhook_secret: state
+            .store
+            .rotate_webhook_secret(&corp_id, grace_ms)
+            .await?,
+    }))
 }
 
 /// The sync strategy.

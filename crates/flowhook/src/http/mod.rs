@@ -57,7 +57,7 @@ pub struct AppState {
         integration::create_connector, integration::list_connectors, integration::create_action,
         integration::list_actions, integration::put_strategy, integration::get_strategy,
         integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
-        integration::redeliver_many, integration::backfill, integration::job),
+        integration::redeliver_many, integration::backfill, integration::job, integration::rotate_webhook_secret),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -252,6 +252,24 @@ pub struct Strategy {
     /// Deliver each instance's events in `seq` order (default on).
     #[serde(default = "yes")]
     pub ordered: bool,
+    /// Also sign with Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    #[serde(default)]
+    pub standard_webhooks: bool,
+}
+
+/// A Standard Webhooks secret as stored: valid until `expires_at` (during a rotation's grace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredSecret {
+    secret: String,
+    expires_at: Option<i64>,
+}
+
+fn new_webhook_secret() -> flowhook_sign::webhooks::WebhookSecret {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    flowhook_sign::webhooks::WebhookSecret::from_bytes(bytes).expect("32 bytes")
 }
 
 impl Strategy {
@@ -445,12 +463,13 @@ impl Store {
             .collect())
     }
 
-    /// Saves the strategy; every named action must belong to the organisation.
+    /// Saves the strategy; every named action must belong to the organisation. Returns the new
+    /// Standard Webhooks secret when signing was just turned on (shown this once).
     pub async fn put_strategy(
         &self,
         corp_id: &str,
         s: &Strategy,
-    ) -> Result<Result<(), String>, StoreError> {
+    ) -> Result<Result<Option<String>, String>, StoreError> {
         let known: Vec<String> = self
             .actions(corp_id, None)
             .await?
@@ -467,11 +486,11 @@ impl Store {
         on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO sync_strategies (corp_id, enabled, created_action, finished_action, cancelled_action, \
-                 deleted_action, cc_action, app_filter, process_filter, ordered, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 deleted_action, cc_action, app_filter, process_filter, ordered, updated_at, standard_webhooks) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                  ON CONFLICT (corp_id) DO UPDATE SET enabled = $2, created_action = $3, finished_action = $4, \
                  cancelled_action = $5, deleted_action = $6, cc_action = $7, app_filter = $8, process_filter = $9, \
-                 ordered = $10, updated_at = $11",
+                 ordered = $10, updated_at = $11, standard_webhooks = $12",
             )
             .bind(corp_id)
             .bind(s.enabled)
@@ -484,11 +503,16 @@ impl Store {
             .bind(json(&s.process_codes))
             .bind(s.ordered)
             .bind(now_ms())
+            .bind(s.standard_webhooks)
             .execute(pool)
             .await?
             .rows_affected()
         });
-        Ok(Ok(()))
+        let mut new_secret = None;
+        if s.standard_webhooks && self.webhook_secrets(corp_id, now_ms()).await?.is_empty() {
+            new_secret = Some(self.rotate_webhook_secret(corp_id, 0).await?);
+        }
+        Ok(Ok(new_secret))
     }
 
     pub async fn strategy(&self, corp_id: &str) -> Result<Option<Strategy>, StoreError> {
@@ -502,11 +526,12 @@ impl Store {
             Option<String>,
             Option<String>,
             bool,
+            bool,
         );
         let row: Option<Row> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT enabled, created_action, finished_action, cancelled_action, deleted_action, cc_action, \
-                 app_filter, process_filter, ordered FROM sync_strategies WHERE corp_id = $1",
+                 app_filter, process_filter, ordered, standard_webhooks FROM sync_strategies WHERE corp_id = $1",
             )
             .bind(corp_id)
             .fetch_optional(pool)
@@ -520,7 +545,18 @@ impl Store {
             .transpose()
         };
         row.map(
-            |(enabled, created, finished, cancelled, deleted, cc, apps, processes, ordered)| {
+            |(
+                enabled,
+                created,
+                finished,
+                cancelled,
+                deleted,
+                cc,
+                apps,
+                processes,
+                ordered,
+                standard_webhooks,
+            )| {
                 Ok(Strategy {
                     enabled,
                     actions: EventActions {
@@ -533,9 +569,86 @@ impl Store {
                     app_types: parse(apps)?,
                     process_codes: parse(processes)?,
                     ordered,
+                    standard_webhooks,
                 })
             },
         )
         .transpose()
+    }
+
+    /// Starts signing with a new Standard Webhooks secret; the others stay valid for `grace_ms`.
+    /// Returns the new secret (`whsec_…`), shown this once.
+    pub async fn rotate_webhook_secret(
+        &self,
+        corp_id: &str,
+        grace_ms: i64,
+    ) -> Result<String, StoreError> {
+        let now = now_ms();
+        let mut secrets = self.stored_secrets(corp_id, true).await?;
+        secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
+        for s in &mut secrets {
+            s.expires_at = Some(
+                s.expires_at
+                    .map_or(now + grace_ms, |t| t.min(now + grace_ms)),
+            );
+        }
+        let secret = new_webhook_secret().expose();
+        secrets.insert(
+            0,
+            StoredSecret {
+                secret: secret.clone(),
+                expires_at: None,
+            },
+        );
+        let json = serde_json::to_string(&secrets).expect("secrets serialise");
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE sync_strategies SET webhook_secrets = $2 WHERE corp_id = $1")
+                .bind(corp_id)
+                .bind(&json)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(secret)
+    }
+
+    /// The Standard Webhooks secrets to sign with now (newest first); empty when disabled.
+    pub async fn webhook_secrets(
+        &self,
+        corp_id: &str,
+        now: i64,
+    ) -> Result<Vec<flowhook_sign::webhooks::WebhookSecret>, StoreError> {
+        self.stored_secrets(corp_id, false)
+            .await?
+            .into_iter()
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .map(|s| {
+                flowhook_sign::webhooks::WebhookSecret::parse(&s.secret)
+                    .map_err(|e| StoreError::Corrupt(format!("webhook secret: {e}")))
+            })
+            .collect()
+    }
+
+    /// Stored secrets; only when signing is enabled unless `even_if_disabled`.
+    async fn stored_secrets(
+        &self,
+        corp_id: &str,
+        even_if_disabled: bool,
+    ) -> Result<Vec<StoredSecret>, StoreError> {
+        let row: Option<(bool, Option<String>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT standard_webhooks, webhook_secrets FROM sync_strategies WHERE corp_id = $1",
+            )
+            .bind(corp_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        match row {
+            Some((enabled, Some(json))) if enabled || even_if_disabled => {
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("webhook secrets: {e}")))
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 }

@@ -239,7 +239,7 @@ impl Store {
 
     pub async fn put_user(&self, corp_id: &str, p: &Person) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             sqlx::query(
                 "INSERT INTO users (corp_id, user_id, name, avatar, manager_id, admin) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (corp_id, user_id) DO UPDATE SET name = $3, avatar = $4, manager_id = $5, admin = $6",
@@ -263,7 +263,7 @@ impl Store {
 
     pub async fn delete_user(&self, corp_id: &str, user_id: &str) -> Result<bool, StoreError> {
         let n = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             let n = sqlx::query("DELETE FROM users WHERE corp_id = $1 AND user_id = $2")
                 .bind(corp_id)
                 .bind(user_id)
@@ -294,7 +294,7 @@ impl Store {
         members: &[String],
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             sqlx::query(
                 "INSERT INTO roles (corp_id, role_id, name) VALUES ($1, $2, $3) \
                  ON CONFLICT (corp_id, role_id) DO UPDATE SET name = $3",
@@ -330,7 +330,7 @@ impl Store {
 
     pub async fn delete_role(&self, corp_id: &str, role_id: &str) -> Result<bool, StoreError> {
         let n = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             sqlx::query("DELETE FROM role_members WHERE corp_id = $1 AND role_id = $2")
                 .bind(corp_id)
                 .bind(role_id)

@@ -83,7 +83,7 @@ impl Store {
             .collect();
         let total = deliveries.len() as i64;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             sqlx::query("INSERT INTO jobs (id, corp_id, kind, params, total, created_at) VALUES ($1, $2, 'backfill', $3, $4, $5)")
                 .bind(&id)
                 .bind(corp_id)

@@ -30,7 +30,7 @@ impl Store {
             serde_json::to_string(definition).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = now_ms();
         let version: i64 = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             let current: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(version) FROM process_definitions WHERE corp_id = $1 AND process_code = $2",
             )

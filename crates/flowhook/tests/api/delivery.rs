@@ -678,3 +678,96 @@ async fn the_egress_policy_refuses_private_targets_when_asked(db: TestDb) {
     );
     org.app.stop().await;
 }
+
+mod standard_webhooks_signing_with_rotation {
+    crate::on_both_backends!(super::standard_webhooks_signing_with_rotation);
+}
+
+/// With Standard Webhooks on, every request also carries `webhook-*` headers that verify with
+/// the secret shown once; after a rotation, requests verify with the old and the new secret.
+async fn standard_webhooks_signing_with_rotation(db: TestDb) {
+    use flowhook_sign::webhooks::{verify as verify_webhook, WebhookSecret, DEFAULT_TOLERANCE};
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    let actions = connect(&org, &receiver, json!({"type": "none"})).await;
+    let (s, saved) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions, "standardWebhooks": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    let first = WebhookSecret::parse(
+        saved["webhookSecret"]
+            .as_str()
+            .expect("the secret, shown once"),
+    )
+    .unwrap();
+    let (_, again) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions, "standardWebhooks": true})),
+        )
+        .await;
+    assert!(
+        again.get("webhookSecret").is_none(),
+        "shown only when created"
+    );
+
+    let check = |c: &Captured, secrets: &[WebhookSecret]| {
+        let header = |name: &str| c.header(name);
+        verify_webhook(
+            secrets,
+            header,
+            &c.body,
+            flowhook::store::now_ms() / 1000,
+            DEFAULT_TOLERANCE,
+        )
+    };
+    let buy = org.start("alice", "purchase", "laptop", json!({})).await;
+    receiver
+        .wait_until(10, "two created", |got| got.len() >= 2)
+        .await;
+    for c in receiver.accepted() {
+        assert_eq!(c.header("webhook-id"), c.header("x-flowhook-event-id"));
+        assert_eq!(check(&c, std::slice::from_ref(&first)), Ok(()));
+        verify(&c, "APP_ACME", &org.system_token); // Yida's signature is still there
+    }
+
+    let (s, rotated) = org
+        .send(
+            "POST",
+            &org.path("/sync-strategy/rotate-webhook-secret"),
+            None,
+            Some(json!({"graceSeconds": 3600})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rotated}");
+    let second = WebhookSecret::parse(rotated["webhookSecret"].as_str().unwrap()).unwrap();
+    assert_ne!(first, second);
+    let before = receiver.accepted().len();
+    org.act(&buy, "fin1", "agree", json!({})).await;
+    receiver
+        .wait_until(10, "the events after the rotation", |got| {
+            got.len() >= before + 2
+        })
+        .await;
+    for c in &receiver.accepted()[before..] {
+        assert_eq!(
+            check(c, std::slice::from_ref(&first)),
+            Ok(()),
+            "the old secret still verifies during the grace"
+        );
+        assert_eq!(
+            check(c, std::slice::from_ref(&second)),
+            Ok(()),
+            "the new secret verifies"
+        );
+        assert_eq!(c.header("webhook-signature").unwrap().split(' ').count(), 2);
+    }
+    org.app.stop().await;
+}
