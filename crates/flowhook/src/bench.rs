@@ -5,6 +5,11 @@
 //! `engine`: N concurrent HTTP clients each start instances of a 3-approver (one by one)
 //! process and act on every task until the instance completes: 4 commands per instance, each a
 //! durable commit before its answer.
+//!
+//! `delivery`: a real receiver on 127.0.0.1; each API call starts an instance whose one
+//! `task.created` event has one delivery to it. Flat out (accepted/s, delivered/s from the first
+//! call to the last arrival) or at a fixed offered rate (end-to-end latency from the API call to
+//! the arrival).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -190,4 +195,236 @@ async fn post(
         anyhow::bail!("{status}: {body}");
     }
     Ok(body)
+}
+
+/// Options of `flowhook bench delivery`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeliveryBench {
+    /// Events (API calls) to send.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Concurrent API clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Offer this many events per second instead of flat out.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Stop waiting for arrivals after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub max_seconds: u64,
+}
+
+type Arrivals = Arc<
+    std::sync::Mutex<std::collections::HashMap<String, (Option<Instant>, Option<Instant>, u32)>>,
+>;
+
+/// Runs the delivery benchmark against `database_url` (a fresh database).
+pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Result<()> {
+    // The receiver: records the first arrival and counts duplicates per event id.
+    let arrivals: Arrivals = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_url = format!("http://{}", listener.local_addr()?);
+    let seen = arrivals.clone();
+    let receiver = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let seen = seen.clone();
+        async move {
+            let now = Instant::now();
+            if let Some(id) = headers
+                .get("x-flowhook-event-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                let mut map = seen.lock().expect("lock");
+                let entry = map.entry(id.to_owned()).or_insert((None, None, 0));
+                entry.1.get_or_insert(now);
+                entry.2 += 1;
+            }
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.database_url = database_url.to_owned();
+    config.database_max_connections = 16;
+    config.admin_key = Some(KEY.into());
+    config.delivery_concurrency = 128;
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    let store = app.store().clone();
+    if store.org(CORP).await?.is_some() {
+        anyhow::bail!("the database already holds a `{CORP}` organisation: use a fresh database");
+    }
+    store.create_org(CORP, "Benchmark").await?;
+    for u in ["u0", "u1"] {
+        let p = Person {
+            user_id: u.into(),
+            name: u.into(),
+            avatar: String::new(),
+            manager_id: None,
+            admin: false,
+        };
+        store.put_user(CORP, &p).await?;
+    }
+    store
+        .create_app(CORP, "APP_BENCH", "bench", "BENCHTOKEN")
+        .await?;
+    let (_, dir) = store.load_directory(CORP).await?;
+    let def = definition::validate(
+        &json!({"processCode": "one", "name": "One approver", "nodes": [
+            {"id": "a", "type": "approval", "name": "A", "approvers": [{"type": "users", "ids": ["u1"]}]}]}),
+        &dir,
+    )
+    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    store.put_definition(CORP, "APP_BENCH", &def).await?;
+    let connector = store
+        .create_connector(
+            CORP,
+            &crate::integration::connectors::ConnectorInput {
+                name: "receiver".into(),
+                base_url: receiver_url,
+                auth: Default::default(),
+                default_headers: Default::default(),
+                timeout_ms: 10_000,
+            },
+        )
+        .await?;
+    let action = store
+        .create_action(
+            CORP,
+            &crate::integration::connectors::ActionInput {
+                connector_id: connector.id,
+                name: "created".into(),
+                method: "POST".into(),
+                path: "/created".into(),
+                encoding: Default::default(),
+            },
+        )
+        .await?;
+    let strategy = crate::integration::connectors::Strategy {
+        enabled: true,
+        actions: crate::integration::connectors::EventActions {
+            created: Some(action.id),
+            ..Default::default()
+        },
+        app_types: None,
+        process_codes: None,
+        ordered: true,
+        standard_webhooks: false,
+    };
+    store
+        .put_strategy(CORP, &strategy)
+        .await?
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.clients)
+        .build()?;
+    let url = format!("http://{addr}/api/v1/orgs/{CORP}/instances");
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let interval = opts
+        .rate
+        .map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+    let mut workers = Vec::new();
+    for _ in 0..opts.clients {
+        let (client, url, next, arrivals) =
+            (client.clone(), url.clone(), next.clone(), arrivals.clone());
+        let total = opts.events;
+        workers.push(tokio::spawn(async move {
+            let mut errors = 0usize;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                if let Some(every) = interval {
+                    tokio::time::sleep_until((started + every * n as u32).into()).await;
+                }
+                let t = Instant::now();
+                match post(
+                    &client,
+                    &url,
+                    "u0",
+                    json!({"processCode": "one", "title": "bench"}),
+                )
+                .await
+                {
+                    Ok(body) => {
+                        if let Some(id) = body["events"][0]["id"].as_str() {
+                            let mut map = arrivals.lock().expect("lock");
+                            map.entry(id.to_owned()).or_insert((None, None, 0)).0 = Some(t);
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for w in workers {
+        errors += w.await?;
+    }
+    let accepted_secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(opts.max_seconds);
+    let expected = opts.events - errors;
+    loop {
+        let arrived = arrivals
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|e| e.0.is_some() && e.1.is_some())
+            .count();
+        if arrived >= expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let map = arrivals.lock().expect("lock").clone();
+    let _ = stop_tx.send(());
+    server.await??;
+
+    let mut latencies: Vec<Duration> = map
+        .values()
+        .filter_map(|(s, a, _)| Some(a.as_ref()?.saturating_duration_since(*s.as_ref()?)))
+        .collect();
+    latencies.sort();
+    let last_arrival = map.values().filter_map(|e| e.1).max();
+    let delivered = latencies.len();
+    let duplicates: u32 = map.values().map(|e| e.2.saturating_sub(1)).sum();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let delivered_secs = last_arrival.map_or(f64::NAN, |t| t.duration_since(started).as_secs_f64());
+    println!(
+        "delivery bench: backend={} events={} rate={} accepted/s={:.0} delivered={} delivered/s={:.0} e2e_p50={:.1}ms e2e_p99={:.1}ms duplicates={} errors={}",
+        if database_url.starts_with("sqlite") { "sqlite" } else { "postgres" },
+        opts.events,
+        opts.rate.map_or("max".to_string(), |r| r.to_string()),
+        opts.events as f64 / accepted_secs,
+        delivered,
+        delivered as f64 / delivered_secs,
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        duplicates,
+        errors,
+    );
+    if delivered < expected {
+        anyhow::bail!(
+            "{} events were not delivered within {} s",
+            expected - delivered,
+            opts.max_seconds
+        );
+    }
+    Ok(())
 }

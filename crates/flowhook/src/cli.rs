@@ -107,6 +107,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Concurrent clients start 3-approver instances and act on every task, over HTTP.
     Engine(crate::bench::EngineBench),
+    /// API calls → events → deliveries to a receiver on 127.0.0.1: throughput and latency.
+    Delivery(crate::bench::DeliveryBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,7 +229,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Bench { what } => {
-            let BenchCommand::Engine(opts) = what;
             let _tmp;
             let url = match &cli.database_url {
                 Some(url) => url.clone(),
@@ -238,7 +239,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     url
                 }
             };
-            crate::bench::engine(&url, opts).await?;
+            match what {
+                BenchCommand::Engine(opts) => crate::bench::engine(&url, opts).await?,
+                BenchCommand::Delivery(opts) => crate::bench::delivery(&url, opts).await?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { what } => {
