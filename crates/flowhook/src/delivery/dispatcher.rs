@@ -206,6 +206,7 @@ async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError
            ORDER BY d.next_attempt_at, d.seq LIMIT $4{lock}) \
          RETURNING id, corp_id, event_id, action_id, attempts, backfill, created_at"
     );
+    let _gate = crate::store::write_gate(&shared.store).await;
     let rows = on_pool!(&shared.store, |pool| {
         sqlx::query(&sql)
             .bind(&shared.owner)
@@ -609,6 +610,7 @@ async fn record(shared: Arc<Shared>, mut rx: mpsc::Receiver<AttemptRecord>) {
 
 async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
     let now = now_ms();
+    let _gate = crate::store::write_gate(store).await;
     on_pool!(store, |pool| {
         let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
         for r in batch {

@@ -55,6 +55,32 @@ impl BeginWrite for PgPool {
     }
 }
 
+/// The in-process write gate of a SQLite database (`None` for PostgreSQL).
+///
+/// SQLite admits one writer at a time; a second one waits in SQLite's busy handler, which sleeps
+/// in steps of up to 100 ms — the tail latency of every writer. The hot writers (the command
+/// writer, the dispatcher's claims, the attempt recorder) take this async mutex first, so they
+/// queue in memory and start the moment the lock is free. It orders nothing: SQLite's own lock
+/// still guarantees correctness, and other processes still wait in the busy handler.
+pub async fn write_gate(store: &Store) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static GATES: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let Store::Sqlite(pool) = store else {
+        return None;
+    };
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let gate = GATES
+        .get_or_init(Mutex::default)
+        .lock()
+        .expect("gate map lock")
+        .entry(file)
+        .or_default()
+        .clone();
+    Some(gate.lock_owned().await)
+}
+
 /// Wall-clock epoch milliseconds: the one clock the service reads (the engine takes it as input).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

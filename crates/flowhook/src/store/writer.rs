@@ -329,6 +329,7 @@ impl Worker {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
+        let _gate = super::write_gate(&self.store).await;
         if conn.is_none() {
             *conn = Some(match &self.store {
                 Store::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
