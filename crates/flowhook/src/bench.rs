@@ -42,40 +42,12 @@ const KEY: &str = "bench-bootstrap-key-not-secret";
 
 /// Runs the engine benchmark against `database_url` (a fresh database: it provisions its own org).
 pub async fn engine(database_url: &str, opts: &EngineBench) -> anyhow::Result<()> {
-    let mut config = Config::defaults();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.database_url = database_url.to_owned();
-    config.database_max_connections = 16;
-    config.admin_key = Some(KEY.into());
-    let app = Application::build(config).await?;
+    let users = ["u0", "u1", "u2", "u3"];
+    let process = json!({"processCode": "three", "name": "Three approvers", "nodes": [
+        {"id": "a", "type": "approval", "name": "A", "mode": "oneByOne",
+         "approvers": [{"type": "users", "ids": ["u1", "u2", "u3"]}]}]});
+    let app = provisioned(database_url, |_| {}, &users, process).await?;
     let addr = app.local_addr();
-    let store = app.store().clone();
-    if store.org(CORP).await?.is_some() {
-        anyhow::bail!("the database already holds a `{CORP}` organisation: use a fresh database");
-    }
-    store.create_org(CORP, "Benchmark").await?;
-    for u in ["u0", "u1", "u2", "u3"] {
-        let p = Person {
-            user_id: u.into(),
-            name: u.into(),
-            avatar: String::new(),
-            manager_id: None,
-            admin: false,
-        };
-        store.put_user(CORP, &p).await?;
-    }
-    store
-        .create_app(CORP, "APP_BENCH", "bench", "BENCHTOKEN")
-        .await?;
-    let (_, dir) = store.load_directory(CORP).await?;
-    let def = definition::validate(
-        &json!({"processCode": "three", "name": "Three approvers", "nodes": [
-            {"id": "a", "type": "approval", "name": "A", "mode": "oneByOne",
-             "approvers": [{"type": "users", "ids": ["u1", "u2", "u3"]}]}]}),
-        &dir,
-    )
-    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-    store.put_definition(CORP, "APP_BENCH", &def).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -243,40 +215,17 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     });
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
-    let mut config = Config::defaults();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.database_url = database_url.to_owned();
-    config.database_max_connections = 16;
-    config.admin_key = Some(KEY.into());
-    config.delivery_concurrency = 128;
-    let app = Application::build(config).await?;
+    let process = json!({"processCode": "one", "name": "One approver", "nodes": [
+        {"id": "a", "type": "approval", "name": "A", "approvers": [{"type": "users", "ids": ["u1"]}]}]});
+    let app = provisioned(
+        database_url,
+        |c| c.delivery_concurrency = 128,
+        &["u0", "u1"],
+        process,
+    )
+    .await?;
     let addr = app.local_addr();
     let store = app.store().clone();
-    if store.org(CORP).await?.is_some() {
-        anyhow::bail!("the database already holds a `{CORP}` organisation: use a fresh database");
-    }
-    store.create_org(CORP, "Benchmark").await?;
-    for u in ["u0", "u1"] {
-        let p = Person {
-            user_id: u.into(),
-            name: u.into(),
-            avatar: String::new(),
-            manager_id: None,
-            admin: false,
-        };
-        store.put_user(CORP, &p).await?;
-    }
-    store
-        .create_app(CORP, "APP_BENCH", "bench", "BENCHTOKEN")
-        .await?;
-    let (_, dir) = store.load_directory(CORP).await?;
-    let def = definition::validate(
-        &json!({"processCode": "one", "name": "One approver", "nodes": [
-            {"id": "a", "type": "approval", "name": "A", "approvers": [{"type": "users", "ids": ["u1"]}]}]}),
-        &dir,
-    )
-    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-    store.put_definition(CORP, "APP_BENCH", &def).await?;
     let connector = store
         .create_connector(
             CORP,
@@ -427,4 +376,43 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+/// The application on `database_url` (which must be fresh) with the benchmark organisation:
+/// `users`, an app and the process `document`.
+async fn provisioned(
+    database_url: &str,
+    tune: impl FnOnce(&mut Config),
+    users: &[&str],
+    document: Value,
+) -> anyhow::Result<Application> {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.database_url = database_url.to_owned();
+    config.database_max_connections = 16;
+    config.admin_key = Some(KEY.into());
+    tune(&mut config);
+    let app = Application::build(config).await?;
+    let store = app.store();
+    if store.org(CORP).await?.is_some() {
+        anyhow::bail!("the database already holds a `{CORP}` organisation: use a fresh database");
+    }
+    store.create_org(CORP, "Benchmark").await?;
+    for u in users {
+        let p = Person {
+            user_id: (*u).into(),
+            name: (*u).into(),
+            avatar: String::new(),
+            manager_id: None,
+            admin: false,
+        };
+        store.put_user(CORP, &p).await?;
+    }
+    store
+        .create_app(CORP, "APP_BENCH", "bench", "BENCHTOKEN")
+        .await?;
+    let (_, dir) = store.load_directory(CORP).await?;
+    let def = definition::validate(&document, &dir).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    store.put_definition(CORP, "APP_BENCH", &def).await?;
+    Ok(app)
 }

@@ -193,5 +193,11 @@ pub async fn json_errors(response: Response) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was not read, so the connection cannot be reused: say so, or the client puts
+        // it back in its pool and its next request fails on a closed socket.
+        json.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     json
 }

@@ -68,6 +68,19 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+impl Page {
+    /// A page from up to `limit + 1` rows: the extra row only says that there is a next page.
+    fn of(mut items: Vec<Item>, limit: u32) -> Page {
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|i| encode_cursor(i.created_at, &i.id))
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
 /// A position in a list: the last item's `(created_at, id)`.
 pub fn encode_cursor(created_at: i64, id: &str) -> String {
     format!("{created_at}.{id}")
@@ -181,14 +194,7 @@ impl Store {
                 .map(|r| Ok(item_from_row!(r)))
                 .collect::<Result<Vec<Item>, sqlx::Error>>()?
         });
-        let mut items = rows;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|i| encode_cursor(i.created_at, &i.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::of(rows, limit))
     }
 
     /// The size of each list.
@@ -277,7 +283,7 @@ impl Store {
              AND ($7 IS NULL OR i.created_at < $7 OR (i.created_at = $7 AND i.id < $8)) \
              ORDER BY i.created_at DESC, i.id DESC LIMIT $9"
         );
-        let mut items: Vec<Item> = on_pool!(self, |pool| {
+        let items: Vec<Item> = on_pool!(self, |pool| {
             sqlx::query(&sql)
                 .bind(corp_id)
                 .bind(status)
@@ -294,12 +300,6 @@ impl Store {
                 .map(|r| Ok(item_from_row!(r)))
                 .collect::<Result<Vec<Item>, sqlx::Error>>()?
         });
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|i| encode_cursor(i.created_at, &i.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::of(items, limit))
     }
 }

@@ -680,6 +680,10 @@ async fn bad_input_is_refused_and_changes_nothing(db: TestDb) {
     let r = raw(vec![b' '; 100 * 1024]).await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    assert_eq!(
         r.json::<Value>().await.unwrap()["code"],
         "payload_too_large"
     );
