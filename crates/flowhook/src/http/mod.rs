@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 mod health;
+mod ingest;
 pub mod instances;
 pub mod integration;
 mod json;
@@ -57,7 +58,7 @@ pub struct AppState {
         integration::create_connector, integration::list_connectors, integration::create_action,
         integration::list_actions, integration::put_strategy, integration::get_strategy,
         integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
-        integration::redeliver_many, integration::backfill, integration::job, integration::rotate_webhook_secret),
+        integration::redeliver_many, integration::backfill, integration::job, integration::rotate_webhook_secret, ingest::ingest),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -96,6 +97,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(instances::router())
         .merge(tasks::router())
         .merge(integration::router())
+        .merge(ingest::router())
         .fallback(|| async { error::ApiError::not_found("no such resource") })
         // Layers run outside-in from the last added: tracing, metrics (final status), JSON
         // errors (so the limits' own 413 is JSON too), then the body limits.

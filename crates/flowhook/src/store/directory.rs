@@ -222,6 +222,16 @@ impl Store {
         self.app(corp_id, app_type).await
     }
 
+    /// The organisation an application belongs to.
+    pub async fn app_corp(&self, app_type: &str) -> Result<Option<String>, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT corp_id FROM apps WHERE app_type = $1")
+                .bind(app_type)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
     /// The tokens valid now for `app_type` (the current one, and the previous during its grace).
     pub async fn app_tokens(&self, app_type: &str, now: i64) -> Result<Vec<String>, StoreError> {
         let row: Option<(String, Option<String>, Option<i64>)> = on_pool!(self, |pool| {

@@ -10,6 +10,7 @@
 
 pub mod deliveries;
 pub mod directory;
+pub mod ingest;
 pub mod jobs;
 mod postgres;
 pub mod processes;

@@ -771,3 +771,138 @@ async fn standard_webhooks_signing_with_rotation(db: TestDb) {
     }
     org.app.stop().await;
 }
+
+mod another_engines_events_are_relayed {
+    crate::on_both_backends!(super::another_engines_events_are_relayed);
+}
+
+/// Events from another workflow engine go through the same pipeline: numbered per instance,
+/// delivered in order, signed with the app's token; a retry with the same `eventId` delivers
+/// nothing twice; bad input and other organisations' apps are refused.
+async fn another_engines_events_are_relayed(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    let created = json!({"type": "task.created", "processInstanceId": "camunda-42", "eventId": "cam-1", "payload": {
+        "appType": "APP_ACME", "corpId": "acme", "taskId": "ext-t1", "title": "From Camunda", "actionerId": "bob",
+        "processCode": "camunda-purchase", "dataMap": {"amount": 12}}});
+    let (s, r) = org
+        .send(
+            "POST",
+            "/api/v1/apps/APP_ACME/events",
+            None,
+            Some(created.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["event"]["seq"].as_i64(), r["deliveries"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let (s, again) = org
+        .send("POST", "/api/v1/apps/APP_ACME/events", None, Some(created))
+        .await;
+    assert_eq!(
+        (
+            s,
+            again["event"]["id"].clone(),
+            again["deliveries"].as_i64()
+        ),
+        (StatusCode::OK, r["event"]["id"].clone(), Some(0))
+    );
+    let finished = json!({"type": "task.finished", "processInstanceId": "camunda-42", "payload": {
+        "appType": "APP_ACME", "corpId": "acme", "taskId": "ext-t1", "actualWorkId": "bob", "formInstId": "f-42"}});
+    let (s, r) = org
+        .send("POST", "/api/v1/apps/APP_ACME/events", None, Some(finished))
+        .await;
+    assert_eq!(
+        (s, r["event"]["seq"].as_i64()),
+        (StatusCode::CREATED, Some(2)),
+        "{r}"
+    );
+
+    receiver
+        .wait_until(10, "both relayed events", |got| got.len() >= 2)
+        .await;
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 2, "the retry was not delivered twice");
+    assert_eq!(got.iter().map(seq_of).collect::<Vec<_>>(), [1, 2]);
+    match verify(&got[0], "APP_ACME", &org.system_token).event {
+        flowhook_sign::event::TaskEvent::Created(t) => {
+            assert_eq!(t.task_id.as_deref(), Some("ext-t1"));
+            assert_eq!(
+                t.data_map["amount"].as_deref(),
+                Some("12"),
+                "form values become strings"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(got[0].header("x-flowhook-event-id"), Some("cam-1"));
+    verify(&got[1], "APP_ACME", &org.system_token);
+
+    let bad = |payload: Value| json!({"type": "task.created", "processInstanceId": "x", "payload": payload});
+    for (name, path, body, status) in [
+        (
+            "another app's payload",
+            "/api/v1/apps/APP_ACME/events",
+            bad(json!({"appType": "APP_OTHER", "taskId": "t"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "another organisation in the payload",
+            "/api/v1/apps/APP_ACME/events",
+            bad(json!({"appType": "APP_ACME", "corpId": "globex", "taskId": "t"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "no task id",
+            "/api/v1/apps/APP_ACME/events",
+            bad(json!({"appType": "APP_ACME"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown type",
+            "/api/v1/apps/APP_ACME/events",
+            json!({"type": "task.teleported", "processInstanceId": "x", "payload": {}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown app",
+            "/api/v1/apps/APP_NONE/events",
+            bad(json!({"appType": "APP_NONE", "taskId": "t"})),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (s, r) = org.send("POST", path, None, Some(body)).await;
+        assert_eq!((name, s), (name, status), "{r}");
+    }
+    // Another organisation's key does not see this app.
+    org.key = "test-bootstrap-key-0123456789".into();
+    org.send(
+        "POST",
+        "/api/v1/orgs",
+        None,
+        Some(json!({"corpId": "globex", "name": "g"})),
+    )
+    .await;
+    let (_, k) = org
+        .send(
+            "POST",
+            "/api/v1/orgs/globex/api-keys",
+            None,
+            Some(json!({"name": "g", "scopes": ["integration"]})),
+        )
+        .await;
+    org.key = k["key"].as_str().unwrap().to_owned();
+    let (s, _) = org
+        .send(
+            "POST",
+            "/api/v1/apps/APP_ACME/events",
+            None,
+            Some(bad(json!({"appType": "APP_ACME", "taskId": "t"}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    org.app.stop().await;
+}
