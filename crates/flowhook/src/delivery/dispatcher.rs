@@ -104,15 +104,7 @@ pub fn spawn(
     metrics: Metrics,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let client = reqwest::Client::builder()
-        .dns_resolver(Arc::new(super::egress::PolicyResolver(Arc::new(
-            config.egress.clone(),
-        ))))
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client");
+    let client = super::exchange::client(&config.egress);
     let shared = Arc::new(Shared {
         breakers,
         store,
@@ -370,15 +362,6 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         };
     }
     let number = c.attempts + 1;
-    // An IP-literal host never reaches the resolver: check it here.
-    let literal_refusal = url::Url::parse(&connector.base_url)
-        .ok()
-        .and_then(|u| match u.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        })
-        .and_then(|ip| shared.config.egress.check(ip).err());
     let info = EventInfo {
         event_id: &c.event_id,
         kind: &event.kind,
@@ -409,111 +392,22 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Ok(_) => {}
         Err(e) => return failed(e.to_string()),
     }
-    let mut req = shared
-        .client
-        .post(&prepared.url)
-        .timeout(Duration::from_millis(connector.timeout_ms))
-        .body(prepared.body.clone());
-    for (k, v) in &prepared.headers {
-        req = req.header(k, v);
-    }
-    let started = Instant::now();
-    let response = match literal_refusal {
-        Some(why) => Err(Refused(why)),
-        None => req.send().await.map_err(Sent),
-    };
-    let (outcome, status, headers, body, error_kind, error) = match response {
-        Ok(resp) => {
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let headers: Vec<(String, String)> = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
-            let outcome = if status.is_success() {
-                Outcome::Delivered
-            } else if status.as_u16() == 410 {
-                Outcome::Gone
-            } else {
-                let honour = matches!(status.as_u16(), 429 | 503);
-                Outcome::Failed {
-                    retry_after: retry_after.filter(|_| honour),
-                }
-            };
-            let kind = (!status.is_success()).then_some("status");
-            let error = (!status.is_success()).then(|| format!("HTTP {status}"));
-            (
-                outcome,
-                Some(status.as_u16()),
-                Some(serde_json::to_string(&headers).unwrap_or_default()),
-                Some(body),
-                kind,
-                error,
-            )
-        }
-        Err(Refused(why)) => (
-            Outcome::Failed { retry_after: None },
-            None,
-            None,
-            None,
-            Some("egress"),
-            Some(why),
-        ),
-        Err(Sent(e)) if format!("{e:?}").contains(super::egress::REFUSED) => {
-            // The refusal is deep in the chain (client error → connect → resolver): record it.
-            let mut why = e.to_string();
-            let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                if c.to_string().contains(super::egress::REFUSED) {
-                    why = c.to_string();
-                }
-                cause = c.source();
-            }
-            (
-                Outcome::Failed { retry_after: None },
-                None,
-                None,
-                None,
-                Some("egress"),
-                Some(scrub(&why, auth)),
-            )
-        }
-        Err(Sent(e)) => {
-            let kind = if e.is_timeout() {
-                "timeout"
-            } else if e.is_connect() {
-                if format!("{e:?}").to_lowercase().contains("dns") {
-                    "dns"
-                } else {
-                    "connect"
-                }
-            } else {
-                "other"
-            };
-            (
-                Outcome::Failed { retry_after: None },
-                None,
-                None,
-                None,
-                Some(kind),
-                Some(scrub(&e.to_string(), auth)),
-            )
-        }
-    };
-    let duration = started.elapsed();
+    let super::exchange::Exchange {
+        outcome,
+        status,
+        headers,
+        body,
+        error_kind,
+        error,
+        duration,
+    } = super::exchange::exchange(
+        &shared.client,
+        &shared.config.egress,
+        connector,
+        auth,
+        &prepared,
+    )
+    .await;
     let success = outcome == Outcome::Delivered;
     shared
         .metrics
@@ -571,22 +465,6 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         status: status_after,
         reopened_connector: reopened.then(|| connector.id.clone()),
     }
-}
-
-/// Why no response came back.
-enum SendError {
-    /// The egress policy refused the target before anything was sent.
-    Refused(String),
-    Sent(reqwest::Error),
-}
-use SendError::{Refused, Sent};
-
-/// Removes the connector's secrets from a text (an error message may quote the URL).
-fn scrub(text: &str, auth: &Auth) -> String {
-    auth.secrets()
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
 }
 
 /// Writes attempt records in batches: one transaction, one fsync, many records.

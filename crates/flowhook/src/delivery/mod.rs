@@ -10,5 +10,6 @@
 pub mod breaker;
 pub mod dispatcher;
 pub mod egress;
+pub mod exchange;
 pub mod request;
 pub mod retry;
