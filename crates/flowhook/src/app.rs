@@ -58,6 +58,8 @@ impl Application {
                     config.breaker_threshold,
                     std::time::Duration::from_millis(config.breaker_cooldown_ms),
                 )),
+                egress: std::sync::Arc::new(config.dispatcher().egress),
+                delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),
             },
             config,
         })

@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{corp_id}/sync-strategy/rotate-webhook-secret",
             post(rotate_webhook_secret),
         )
+        .route("/api/v1/orgs/{corp_id}/actions/{id}/test", post(test_fire))
         .route("/api/v1/orgs/{corp_id}/backfills", post(backfill))
         .route("/api/v1/orgs/{corp_id}/backfills/{id}", get(job))
 }
@@ -390,4 +391,130 @@ pub async fn job(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("job `{id}` not found")))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestFire {
+    /// Which events (`task.created`, …); all five when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// Whose systemToken signs the samples; the organisation's first app when absent.
+    #[serde(default)]
+    pub app_type: Option<String>,
+}
+
+/// One test exchange, as the delivery log would show it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Fired {
+    pub event_type: String,
+    /// Credentials masked.
+    pub url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub request_params: Vec<(String, String)>,
+    pub response_status: Option<u16>,
+    #[schema(value_type = Option<Object>)]
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Test fire: send a sample of each event (signed with the app's systemToken) to an action now,
+/// and show each exchange. Nothing is stored.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/actions/{id}/test", tag = "integration", request_body = TestFire,
+    responses((status = 200, body = Vec<Fired>), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn test_fire(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, action_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<TestFire>,
+) -> Result<Json<Vec<Fired>>, ApiError> {
+    use flowhook_sign::event::EventKind;
+    caller.check(&corp_id, Scope::Integration)?;
+    let action = state
+        .store
+        .actions(&corp_id, Some(&action_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("action `{action_id}` not found")))?;
+    let (connector, auth) = state
+        .store
+        .connectors(&corp_id, Some(&action.connector_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
+    let apps = state.store.apps(&corp_id).await?;
+    let app = match &body.app_type {
+        Some(a) => apps
+            .into_iter()
+            .find(|x| &x.app_type == a)
+            .ok_or_else(|| invalid(format!("unknown application `{a}`")))?,
+        None => apps.into_iter().next().ok_or_else(|| {
+            ApiError::client(
+                StatusCode::CONFLICT,
+                "no_app",
+                "create an application first: its systemToken signs the samples",
+            )
+        })?,
+    };
+    let now = crate::store::now_ms();
+    let token = state
+        .store
+        .app_tokens(&app.app_type, now)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("the application has no token"))?;
+    let kinds: Vec<EventKind> = match &body.events {
+        None => EventKind::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .map_err(|e: flowhook_sign::event::UnknownEventKind| invalid(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut fired = Vec::new();
+    for kind in kinds {
+        let event = crate::integration::render::sample(kind, &app.app_type, &corp_id, now);
+        let params: Vec<(String, String)> = crate::integration::render::stored_params(&event)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let event_id = crate::store::new_id("evt_test");
+        let info = crate::delivery::request::EventInfo {
+            event_id: &event_id,
+            kind: kind.event_type(),
+            seq: 0,
+            params: &params,
+            backfill: false,
+        };
+        let prepared =
+            crate::delivery::request::prepare(&info, 1, now, &token, &connector, &auth, &action);
+        let ex = crate::delivery::exchange::exchange(
+            &state.delivery_client,
+            &state.egress,
+            &connector,
+            &auth,
+            &prepared,
+        )
+        .await;
+        fired.push(Fired {
+            event_type: kind.event_type().into(),
+            url: prepared.logged_url,
+            request_headers: prepared.logged_headers,
+            request_params: prepared.params,
+            response_status: ex.status,
+            response_headers: ex.headers.and_then(|h| serde_json::from_str(&h).ok()),
+            response_body: ex.body,
+            error_kind: ex.error_kind.map(str::to_owned),
+            error: ex.error,
+            duration_ms: ex.duration.as_millis() as u64,
+        });
+    }
+    Ok(Json(fired))
 }

@@ -42,6 +42,9 @@ pub struct AppState {
     pub dispatch: std::sync::Arc<tokio::sync::Notify>,
     /// The endpoints' circuit breakers (shared with the dispatcher, shown in /metrics).
     pub breakers: std::sync::Arc<crate::delivery::breaker::Breakers>,
+    /// Test fire sends as the dispatcher does: same client settings, same egress policy.
+    pub egress: std::sync::Arc<crate::delivery::egress::EgressPolicy>,
+    pub delivery_client: reqwest::Client,
 }
 
 #[derive(OpenApi)]
@@ -58,7 +61,7 @@ pub struct AppState {
         integration::create_connector, integration::list_connectors, integration::create_action,
         integration::list_actions, integration::put_strategy, integration::get_strategy,
         integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
-        integration::redeliver_many, integration::backfill, integration::job, integration::rotate_webhook_secret, ingest::ingest),
+        integration::redeliver_many, integration::backfill, integration::job, integration::rotate_webhook_secret, integration::test_fire, ingest::ingest),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

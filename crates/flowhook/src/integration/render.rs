@@ -127,3 +127,59 @@ pub fn stored_params(event: &TaskEvent) -> Vec<(&'static str, String)> {
         .filter(|(k, _)| *k != flowhook_sign::event::params::DATE_TIME)
         .collect()
 }
+
+/// A sample of each event for test fire: realistic fields, ids marked as tests.
+pub fn sample(
+    kind: flowhook_sign::event::EventKind,
+    app_type: &str,
+    corp_id: &str,
+    now: i64,
+) -> TaskEvent {
+    use flowhook_sign::event::EventKind as K;
+    let record = TaskRecord {
+        task_id: Some("test-task-1".into()),
+        corp_id: Some(corp_id.into()),
+        activity_id: Some("test-node".into()),
+        activity_name: Some("Test approval".into()),
+        task_url: None,
+        actioner_id: Some("test-approver".into()),
+        actioner_name: Some("Test Approver".into()),
+        app_type: app_type.into(),
+        create_time: Some(now),
+        data_map: [("days".to_string(), Some("3".to_string()))].into(),
+        data_type: Some("pinst".into()),
+        form_instance_id: Some("test-form-instance".into()),
+        modified_time: Some(now),
+        originator_id: Some("test-originator".into()),
+        originator_display_name: Some("Test Originator".into()),
+        process_code: Some("test-process".into()),
+        process_instance_id: Some("test-process-instance".into()),
+        process_instance_status: Some("RUNNING".into()),
+        title: Some("Flowhook test fire".into()),
+        version: Some(1),
+        ..TaskRecord::default()
+    };
+    let ended = TaskEnded {
+        app_type: app_type.into(),
+        corp_id: corp_id.into(),
+        task_id: "test-task-1".into(),
+        actual_work_id: "test-approver".into(),
+        form_inst_id: "test-form-instance".into(),
+    };
+    match kind {
+        K::Created => TaskEvent::Created(record),
+        K::Finished => TaskEvent::Finished(ended),
+        K::Cancelled => TaskEvent::Cancelled(ended),
+        K::Deleted => TaskEvent::Deleted(InstanceDeleted {
+            app_type: app_type.into(),
+            corp_id: corp_id.into(),
+            form_inst_id: "test-form-instance".into(),
+        }),
+        K::Cc => TaskEvent::Cc(CcRecord {
+            cc_id: "test-cc-1".into(),
+            cc_user_id: "test-cc-user".into(),
+            cc_user_name: Some("Test Cc".into()),
+            record,
+        }),
+    }
+}

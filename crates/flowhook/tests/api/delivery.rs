@@ -906,3 +906,84 @@ async fn another_engines_events_are_relayed(db: TestDb) {
     assert_eq!(s, StatusCode::NOT_FOUND);
     org.app.stop().await;
 }
+
+mod test_fire_shows_each_exchange {
+    crate::on_both_backends!(super::test_fire_shows_each_exchange);
+}
+
+/// Test fire sends a signed sample of each event to an action and shows each exchange;
+/// nothing enters the delivery log.
+async fn test_fire_shows_each_exchange(db: TestDb) {
+    let org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(|c, _| {
+        if c.header("x-flowhook-event-type") == Some("task.deleted") {
+            500
+        } else {
+            200
+        }
+    });
+    let actions = connect(&org, &receiver, json!({"type": "none"})).await;
+    let (s, fired) = org
+        .send(
+            "POST",
+            &org.path(&format!("/actions/{}/test", actions["created"])),
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{fired}");
+    let fired = fired.as_array().unwrap();
+    assert_eq!(fired.len(), 5);
+    let statuses: Vec<(String, i64)> = fired
+        .iter()
+        .map(|f| {
+            (
+                f["eventType"].as_str().unwrap().to_owned(),
+                f["responseStatus"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("task.created", 200),
+            ("task.finished", 200),
+            ("task.cancelled", 200),
+            ("task.deleted", 500),
+            ("task.cc", 200)
+        ]
+        .map(|(k, s)| (k.to_string(), s))
+    );
+    let tokens = HashMap::from([("APP_ACME".to_string(), org.system_token.clone())]);
+    for c in receiver.requests() {
+        let kind: EventKind = c.header("x-flowhook-event-type").unwrap().parse().unwrap();
+        let headers: Vec<(&str, &str)> = c
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let req = RawRequest {
+            content_type: c.content_type(),
+            body: &c.body,
+            headers: &headers,
+        };
+        Verifier::new(&tokens)
+            .verify(kind, &req, flowhook::store::now_ms())
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    }
+    assert!(
+        deliveries(&org, "").await.is_empty(),
+        "test fire stores nothing"
+    );
+    let (s, _) = org
+        .send(
+            "POST",
+            &org.path("/actions/act_nope/test"),
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    org.app.stop().await;
+}
