@@ -91,6 +91,29 @@ pub enum Command {
         /// The body file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Backfill through a running Flowhook: push open tasks (or a time range) to the
+    /// organisation's integration, with a progress bar.
+    Backfill {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Every event created at or after this time (epoch ms) instead of the open tasks.
+        #[arg(long, requires = "to")]
+        from: Option<i64>,
+        /// … and before this time (epoch ms).
+        #[arg(long, requires = "from")]
+        to: Option<i64>,
+    },
+    /// Redeliver the delivered or dead deliveries matching a filter, through a running Flowhook.
+    Redeliver {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// `dead` or `delivered`.
+        #[arg(long, default_value = "dead")]
+        status: String,
+        /// Only deliveries created at or after this time (epoch ms).
+        #[arg(long)]
+        since: Option<i64>,
+    },
     /// Run a benchmark against a fresh database (default: a temporary SQLite file).
     Bench {
         #[command(subcommand)]
@@ -101,6 +124,20 @@ pub enum Command {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+}
+
+/// Where the running Flowhook is, and who asks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The Flowhook's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// An API key with the `integration` (or `admin`) scope.
+    #[arg(long, env = "FLOWHOOK_API_KEY", hide_env_values = true)]
+    pub key: String,
+    /// The organisation.
+    #[arg(long)]
+    pub org: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +265,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Backfill { server, from, to } => {
+            let body = match (from, to) {
+                (Some(from), Some(to)) => {
+                    serde_json::json!({"mode": "range", "from": from, "to": to})
+                }
+                _ => serde_json::json!({"mode": "open"}),
+            };
+            backfill(server, body).await
+        }
+        Command::Redeliver {
+            server,
+            status,
+            since,
+        } => {
+            let mut url = format!(
+                "{}/api/v1/orgs/{}/deliveries/redeliver?status={status}",
+                server.server, server.org
+            );
+            if let Some(t) = since {
+                url.push_str(&format!("&from={t}"));
+            }
+            let answer = api(server, reqwest::Method::POST, &url, None).await?;
+            println!("redelivered: {}", answer["redelivered"]);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { what } => {
             let _tmp;
             let url = match &cli.database_url {
@@ -331,4 +393,67 @@ fn verify_body(
         .verify(kind, &request, now_ms)
         .map(|v| format!("{} of app {}", v.event.kind(), v.event.app_type()))
         .map_err(|e| e.to_string()))
+}
+
+/// Calls the API of a running Flowhook; a non-2xx answer is an error with its message.
+async fn api(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(&server.key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", server.server))?;
+    let status = resp.status();
+    let value: serde_json::Value = resp.json().await.context("the answer is not JSON")?;
+    if !status.is_success() {
+        anyhow::bail!("{status}: {}", value["message"].as_str().unwrap_or("error"));
+    }
+    Ok(value)
+}
+
+/// Starts a backfill and follows its progress until nothing is pending.
+async fn backfill(server: &ServerArgs, body: serde_json::Value) -> anyhow::Result<ExitCode> {
+    let base = format!("{}/api/v1/orgs/{}/backfills", server.server, server.org);
+    let job = api(server, reqwest::Method::POST, &base, Some(body)).await?;
+    let id = job["id"].as_str().context("a job id")?.to_owned();
+    let total = job["total"].as_u64().unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} backfill [{bar:40}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let progress = loop {
+        let p = api(server, reqwest::Method::GET, &format!("{base}/{id}"), None).await?;
+        let done = p["delivered"].as_u64().unwrap_or(0) + p["dead"].as_u64().unwrap_or(0);
+        bar.set_position(done);
+        bar.set_message(format!("dead {}", p["dead"]));
+        if p["state"] == "done" {
+            break p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    bar.finish_and_clear();
+    println!(
+        "backfill {id}: {} of {} delivered, {} dead, in {:.1} s",
+        progress["delivered"],
+        progress["total"],
+        progress["dead"],
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if progress["dead"].as_u64() == Some(0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

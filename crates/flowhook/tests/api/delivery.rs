@@ -592,6 +592,54 @@ async fn backfill_pushes_exactly_the_open_tasks(db: TestDb) {
         };
     }
     assert_eq!(pushed, open, "exactly the open tasks");
+
+    // The same from the command line, as an operator would, with its progress and summary.
+    let cli = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowhook"));
+        cmd.args(args)
+            .env("FLOWHOOK_API_KEY", &org.key)
+            .kill_on_drop(true);
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+                .await
+                .expect("the CLI finishes")
+                .unwrap()
+        }
+    };
+    let server = format!("http://{}", org.app.addr);
+    let out = cli(vec![
+        "backfill".into(),
+        "--server".into(),
+        server.clone(),
+        "--org".into(),
+        "acme".into(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": 3 of 3 delivered, 0 dead"), "{stdout}");
+    let out = cli(vec![
+        "redeliver".into(),
+        "--server".into(),
+        server,
+        "--org".into(),
+        "acme".into(),
+        "--status".into(),
+        "delivered".into(),
+    ])
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "redelivered: 6",
+        "both backfills' deliveries"
+    );
+    receiver
+        .wait_until(10, "the redeliveries", |got| got.len() >= 12)
+        .await;
     org.app.stop().await;
 }
 
