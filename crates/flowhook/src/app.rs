@@ -91,6 +91,11 @@ impl Application {
             self.config.dispatcher(),
             self.state.breakers.clone(),
             self.state.metrics.clone(),
+            stop_rx.clone(),
+        );
+        let retention = crate::delivery::retention::spawn(
+            self.state.store.clone(),
+            self.config.attempt_body_retention_days,
             stop_rx,
         );
         let router = http::router(self.state.clone(), self.config.body_limit_bytes);
@@ -114,6 +119,7 @@ impl Application {
         // Deliveries in flight finish or, if cut off, come back when their lease expires.
         let _ = stop_dispatch.send(true);
         let _ = tokio::time::timeout(grace, dispatcher).await;
+        let _ = tokio::time::timeout(grace, retention).await;
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -39,6 +39,7 @@ pub const KEYS: &[&str] = &[
     "egress_deny_private",
     "egress_allow",
     "egress_deny",
+    "attempt_body_retention_days",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -68,6 +69,7 @@ pub struct Config {
     pub egress_deny_private: bool,
     pub egress_allow: Vec<String>,
     pub egress_deny: Vec<String>,
+    pub attempt_body_retention_days: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

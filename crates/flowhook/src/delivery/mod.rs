@@ -6,10 +6,12 @@
 //! - [`request`]: building the Yida-compatible request of one attempt, with secrets masked for the log.
 //! - [`dispatcher`]: claims due deliveries under a lease, sends them (no transaction held across
 //!   HTTP), records each attempt with group commit, schedules retries.
+//! - [`retention`]: purges old attempt bodies from the delivery log.
 
 pub mod breaker;
 pub mod dispatcher;
 pub mod egress;
 pub mod exchange;
 pub mod request;
+pub mod retention;
 pub mod retry;

@@ -229,3 +229,31 @@ impl Store {
         })
     }
 }
+
+/// Attempts purged per statement: short write transactions, so the hot writers are not held up.
+const PURGE_CHUNK: i64 = 1_000;
+
+impl Store {
+    /// Purges the request parameters and response body (they hold form data) of attempts
+    /// started before `before_ms`; the attempt itself — time, status, duration, error — stays.
+    /// Returns how many attempts were purged.
+    pub async fn purge_attempt_bodies(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let sql = "UPDATE attempts SET request_params = '[]', response_body = NULL \
+                   WHERE id IN (SELECT id FROM attempts WHERE started_at < $1 \
+                   AND (response_body IS NOT NULL OR request_params <> '[]') LIMIT $2)";
+        let mut total = 0;
+        loop {
+            let _gate = super::write_gate(self).await;
+            let n = on_pool!(self, |pool| sqlx::query(sql)
+                .bind(before_ms)
+                .bind(PURGE_CHUNK)
+                .execute(pool)
+                .await?
+                .rows_affected());
+            total += n;
+            if n < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}

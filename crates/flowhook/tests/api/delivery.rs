@@ -277,6 +277,42 @@ async fn retries_then_dead_then_redelivered(db: TestDb) {
         })
         .await;
     all_delivered(&org).await;
+
+    // Retention: attempts older than the cutoff lose their parameters and body, not themselves.
+    let path = org.path(&format!("/deliveries/{}", first["id"].as_str().unwrap()));
+    assert!(!detail["attempts"][2]["requestParams"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        org.app.store.purge_attempt_bodies(0).await.unwrap(),
+        0,
+        "nothing is that old"
+    );
+    let purged = org
+        .app
+        .store
+        .purge_attempt_bodies(flowhook::store::now_ms() + 1)
+        .await
+        .unwrap();
+    assert!(purged >= 3, "every attempt so far: {purged}");
+    let (_, after) = org.send("GET", &path, None, None).await;
+    let attempts = after["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "the attempts stay");
+    for a in attempts {
+        assert_eq!(a["requestParams"], json!([]), "{a}");
+        assert!(a["responseBody"].is_null(), "{a}");
+        assert!(a["responseStatus"].is_i64(), "{a}");
+    }
+    assert_eq!(
+        org.app
+            .store
+            .purge_attempt_bodies(flowhook::store::now_ms() + 1)
+            .await
+            .unwrap(),
+        0,
+        "purged once"
+    );
     org.app.stop().await;
 }
 
