@@ -18,6 +18,9 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     config: Config,
+    /// This node's lease owner id, and the writer's channel of fresh deliveries to it.
+    owner: String,
+    fresh: tokio::sync::mpsc::Receiver<crate::store::writer::FreshDelivery>,
 }
 
 impl Application {
@@ -39,6 +42,15 @@ impl Application {
             "database ready"
         );
         let dispatch = std::sync::Arc::new(tokio::sync::Notify::new());
+        let owner = crate::delivery::dispatcher::new_owner();
+        let (fresh_tx, fresh) = tokio::sync::mpsc::channel(
+            config.delivery_concurrency.max(1) * crate::delivery::dispatcher::FRESH_ROOM_PER_SLOT,
+        );
+        let handoff = crate::store::writer::Handoff {
+            owner: owner.clone(),
+            lease: config.dispatcher().lease,
+            tx: fresh_tx,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -49,6 +61,7 @@ impl Application {
                     store.clone(),
                     config.public_base_url.clone(),
                     dispatch.clone(),
+                    Some(handoff),
                 ),
                 store,
                 metrics: Metrics::new(),
@@ -62,6 +75,8 @@ impl Application {
                 delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),
             },
             config,
+            owner,
+            fresh,
         })
     }
 
@@ -91,6 +106,8 @@ impl Application {
             self.config.dispatcher(),
             self.state.breakers.clone(),
             self.state.metrics.clone(),
+            self.owner.clone(),
+            Some(self.fresh),
             stop_rx.clone(),
         );
         let retention = crate::delivery::retention::spawn(
@@ -99,7 +116,7 @@ impl Application {
             stop_rx,
         );
         let router = http::router(self.state.clone(), self.config.body_limit_bytes);
-        let addr = self.local_addr();
+        let addr = self.listener.local_addr().expect("a bound listener");
         tracing::info!(%addr, "listening");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {

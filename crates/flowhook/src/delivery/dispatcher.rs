@@ -21,6 +21,7 @@ use super::breaker::{Breakers, Permit};
 use super::request::{prepare, EventInfo, Prepared};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
+use crate::store::writer::FreshDelivery;
 use crate::store::{new_id, now_ms, on_pool, Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -86,7 +87,18 @@ struct Shared {
     metrics: Metrics,
     /// Actions and connectors never change once created: cached by action id.
     targets: std::sync::Mutex<HashMap<String, Arc<Target>>>,
+    /// App tokens and webhook secrets, read at most once a second per app / organisation, and
+    /// again at once after a change made through this process ([`crate::store::secrets_changed`]);
+    /// a rotation keeps the previous one valid for its grace period, far longer than a second.
+    tokens: std::sync::Mutex<HashMap<String, Cached<String>>>,
+    secrets: std::sync::Mutex<HashMap<String, Cached<Vec<flowhook_sign::webhooks::WebhookSecret>>>>,
 }
+
+/// A cached value: when it was read, at which [`crate::store::secrets_generation`].
+type Cached<T> = (Instant, u64, T);
+
+/// How long a cached token or secret list is used.
+const SECRET_TTL: Duration = Duration::from_secs(1);
 
 /// Where a delivery goes: its action, the action's connector and the connector's credentials.
 struct Target {
@@ -95,13 +107,25 @@ struct Target {
     auth: Auth,
 }
 
-/// Starts the dispatcher; it stops when `stop` becomes true.
+/// A lease owner id for this node's dispatcher (the writer leases fresh deliveries to it).
+pub fn new_owner() -> String {
+    new_id("node")
+}
+
+/// The room of the fresh-delivery channel, per request allowed in flight.
+pub const FRESH_ROOM_PER_SLOT: usize = 4;
+
+/// Starts the dispatcher as lease owner `owner`; `fresh` brings the deliveries the writer
+/// leased to it at commit. It stops when `stop` becomes true.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     store: Store,
     notify: Arc<Notify>,
     config: DispatcherConfig,
     breakers: Arc<Breakers>,
     metrics: Metrics,
+    owner: String,
+    fresh: Option<mpsc::Receiver<FreshDelivery>>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let client = super::exchange::client(&config.egress);
@@ -111,17 +135,74 @@ pub fn spawn(
         client,
         config,
         notify,
-        owner: new_id("node"),
+        owner,
         metrics,
         targets: std::sync::Mutex::new(HashMap::new()),
+        tokens: std::sync::Mutex::new(HashMap::new()),
+        secrets: std::sync::Mutex::new(HashMap::new()),
     });
-    tokio::spawn(run(shared, stop))
+    tokio::spawn(run(shared, fresh, stop))
 }
 
-async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Sends what the writer hands over, as it arrives: no claim, no event read.
+async fn take_fresh(
+    shared: Arc<Shared>,
+    mut fresh: mpsc::Receiver<FreshDelivery>,
+    permits: Arc<Semaphore>,
+    records_tx: mpsc::Sender<AttemptRecord>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let f = tokio::select! {
+            f = fresh.recv() => match f { Some(f) => f, None => return },
+            _ = stop.changed() => return,
+        };
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        let claimed = Claimed {
+            id: f.id,
+            corp_id: f.corp_id,
+            event_id: f.event_id,
+            action_id: f.action_id,
+            attempts: 0,
+            backfill: false,
+            created_at: f.created_at,
+        };
+        let event = StoredEvent {
+            kind: f.kind,
+            seq: f.seq,
+            app_type: f.app_type,
+            params: f.params,
+        };
+        let (shared, tx) = (shared.clone(), records_tx.clone());
+        tokio::spawn(async move {
+            let record = send(&shared, claimed, &event).await;
+            let _ = tx.send(record).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    fresh: Option<mpsc::Receiver<FreshDelivery>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(4096);
     let recorder = tokio::spawn(record(shared.clone(), records_rx));
     let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+    let fresh_task = fresh.map(|rx| {
+        tokio::spawn(take_fresh(
+            shared.clone(),
+            rx,
+            permits.clone(),
+            records_tx.clone(),
+            stop.clone(),
+        ))
+    });
     while !*stop.borrow() {
         let free = permits.available_permits().min(256);
         let claimed = if free == 0 {
@@ -176,6 +257,9 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
+    }
+    if let Some(t) = fresh_task {
+        let _ = t.await;
     }
     drop(records_tx);
     let _ = recorder.await;
@@ -310,6 +394,54 @@ async fn target(
     Ok(t)
 }
 
+/// The token an app signs with now, cached for [`SECRET_TTL`].
+async fn app_token(
+    shared: &Shared,
+    app_type: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let generation = crate::store::secrets_generation();
+    if let Some((at, g, t)) = shared.tokens.lock().expect("cache lock").get(app_type) {
+        if at.elapsed() < SECRET_TTL && *g == generation {
+            return Ok(Some(t.clone()));
+        }
+    }
+    let Some(token) = shared
+        .store
+        .app_tokens(app_type, now)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    shared.tokens.lock().expect("cache lock").insert(
+        app_type.to_owned(),
+        (Instant::now(), generation, token.clone()),
+    );
+    Ok(Some(token))
+}
+
+/// An organisation's Standard Webhooks secrets (empty: not signing), cached for [`SECRET_TTL`].
+async fn webhook_secrets(
+    shared: &Shared,
+    corp_id: &str,
+    now: i64,
+) -> Result<Vec<flowhook_sign::webhooks::WebhookSecret>, StoreError> {
+    let generation = crate::store::secrets_generation();
+    if let Some((at, g, s)) = shared.secrets.lock().expect("cache lock").get(corp_id) {
+        if at.elapsed() < SECRET_TTL && *g == generation {
+            return Ok(s.clone());
+        }
+    }
+    let secrets = shared.store.webhook_secrets(corp_id, now).await?;
+    shared.secrets.lock().expect("cache lock").insert(
+        corp_id.to_owned(),
+        (Instant::now(), generation, secrets.clone()),
+    );
+    Ok(secrets)
+}
+
 /// The breaker key: scheme, host and port of the connector.
 fn endpoint_of(connector: &Connector) -> String {
     match url::Url::parse(&connector.base_url) {
@@ -345,9 +477,9 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Err(e) => return failed(e.to_string()),
     };
     let (action, connector, auth) = (&target.action, &target.connector, &target.auth);
-    let token = match shared.store.app_tokens(&event.app_type, now).await {
-        Ok(t) if !t.is_empty() => t[0].clone(),
-        Ok(_) => return failed(format!("application {} has no token", event.app_type)),
+    let token = match app_token(shared, &event.app_type, now).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return failed(format!("application {} has no token", event.app_type)),
         Err(e) => return failed(e.to_string()),
     };
     let endpoint = endpoint_of(connector);
@@ -371,7 +503,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
     };
     let mut prepared = prepare(&info, number as u32, now, &token, connector, auth, action);
     // Standard Webhooks, when the strategy asks for it: signed over the exact body sent.
-    match shared.store.webhook_secrets(&c.corp_id, now).await {
+    match webhook_secrets(shared, &c.corp_id, now).await {
         Ok(secrets) if !secrets.is_empty() => {
             let ts = now / 1000;
             let signature = flowhook_sign::webhooks::signature_header(
@@ -488,44 +620,77 @@ async fn record(shared: Arc<Shared>, mut rx: mpsc::Receiver<AttemptRecord>) {
 
 async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
     let now = now_ms();
+    // The common case — an attempt that delivered — is written with multi-row statements: one
+    // INSERT of every attempt, one UPDATE of every delivered delivery. Failures and holds are
+    // rarer and carry their own schedule: one UPDATE each.
+    let attempts: Vec<(&AttemptRecord, &Attempt)> = batch
+        .iter()
+        .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
+        .collect();
+    let delivered: Vec<&str> = attempts
+        .iter()
+        .filter(|(r, _)| r.status == "delivered")
+        .map(|(r, _)| r.delivery_id.as_str())
+        .collect();
     let _gate = crate::store::write_gate(store).await;
     on_pool!(store, |pool| {
         let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+        for chunk in attempts.chunks(200) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
+                 request_params, response_status, response_headers, response_body, error_kind, error) ",
+            );
+            q.push_values(chunk, |mut b, (r, a)| {
+                b.push_bind(new_id("att"))
+                    .push_bind(&r.delivery_id)
+                    .push_bind(&r.corp_id)
+                    .push_bind(a.number as i32)
+                    .push_bind(a.started_at)
+                    .push_bind(a.duration_ms)
+                    .push_bind(&a.prepared.logged_url)
+                    .push_bind(
+                        serde_json::to_string(&a.prepared.logged_headers).unwrap_or_default(),
+                    )
+                    .push_bind(serde_json::to_string(&a.prepared.params).unwrap_or_default())
+                    .push_bind(a.response_status.map(i32::from))
+                    .push_bind(&a.response_headers)
+                    .push_bind(&a.response_body)
+                    .push_bind(a.error_kind)
+                    .push_bind(&a.error);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in delivered.chunks(500) {
+            // `attempts + 1`: the attempt just made (the delivery is leased to this node).
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = ",
+            );
+            q.push_bind(now).push(" WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
         for r in batch {
             if let Some(a) = &r.attempt {
-                sqlx::query(
-                    "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
-                     request_params, response_status, response_headers, response_body, error_kind, error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(new_id("att"))
-                .bind(&r.delivery_id)
-                .bind(&r.corp_id)
-                .bind(a.number as i32)
-                .bind(a.started_at)
-                .bind(a.duration_ms)
-                .bind(&a.prepared.logged_url)
-                .bind(serde_json::to_string(&a.prepared.logged_headers).unwrap_or_default())
-                .bind(serde_json::to_string(&a.prepared.params).unwrap_or_default())
-                .bind(a.response_status.map(i32::from))
-                .bind(&a.response_headers)
-                .bind(&a.response_body)
-                .bind(a.error_kind)
-                .bind(&a.error)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1",
-                )
-                .bind(&r.delivery_id)
-                .bind(r.status)
-                .bind(a.number as i32)
-                .bind(r.next_attempt_at)
-                .bind(&a.error)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                // Delivered ones were written above.
+                if r.status != "delivered" {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, \
+                         lease_owner = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1",
+                    )
+                    .bind(&r.delivery_id)
+                    .bind(r.status)
+                    .bind(a.number as i32)
+                    .bind(r.next_attempt_at)
+                    .bind(&a.error)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             } else {
                 sqlx::query(
                     "UPDATE deliveries SET next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",

@@ -470,6 +470,16 @@ impl Store {
         corp_id: &str,
         s: &Strategy,
     ) -> Result<Result<Option<String>, String>, StoreError> {
+        let result = self.put_strategy_unannounced(corp_id, s).await;
+        crate::store::secrets_changed();
+        result
+    }
+
+    async fn put_strategy_unannounced(
+        &self,
+        corp_id: &str,
+        s: &Strategy,
+    ) -> Result<Result<Option<String>, String>, StoreError> {
         let known: Vec<String> = self
             .actions(corp_id, None)
             .await?
@@ -579,6 +589,18 @@ impl Store {
     /// Starts signing with a new Standard Webhooks secret; the others stay valid for `grace_ms`.
     /// Returns the new secret (`whsec_…`), shown this once.
     pub async fn rotate_webhook_secret(
+        &self,
+        corp_id: &str,
+        grace_ms: i64,
+    ) -> Result<String, StoreError> {
+        let result = self
+            .rotate_webhook_secret_unannounced(corp_id, grace_ms)
+            .await;
+        crate::store::secrets_changed();
+        result
+    }
+
+    async fn rotate_webhook_secret_unannounced(
         &self,
         corp_id: &str,
         grace_ms: i64,

@@ -203,6 +203,20 @@ impl Store {
         new_token: &str,
         grace_until: i64,
     ) -> Result<Option<App>, StoreError> {
+        let result = self
+            .rotate_app_token_unannounced(corp_id, app_type, new_token, grace_until)
+            .await;
+        crate::store::secrets_changed();
+        result
+    }
+
+    async fn rotate_app_token_unannounced(
+        &self,
+        corp_id: &str,
+        app_type: &str,
+        new_token: &str,
+        grace_until: i64,
+    ) -> Result<Option<App>, StoreError> {
         let done = on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE apps SET previous_token = system_token, previous_valid_until = $3, system_token = $4 \

@@ -86,6 +86,33 @@ struct Caches {
     directories: Mutex<HashMap<String, (i64, Arc<DirectorySnapshot>)>>,
 }
 
+/// A delivery committed already leased to this node's dispatcher, with everything needed to
+/// send it: the fresh path skips the claim transaction and the event read.
+#[derive(Debug, Clone)]
+pub struct FreshDelivery {
+    pub id: String,
+    pub corp_id: String,
+    pub event_id: String,
+    pub action_id: String,
+    pub created_at: i64,
+    pub kind: String,
+    pub seq: i64,
+    pub app_type: String,
+    pub params: Vec<(String, String)>,
+}
+
+/// Where the writer hands fresh deliveries: the local dispatcher, as lease owner `owner`.
+///
+/// Only the head of an instance's lane (no earlier pending delivery) is handed over, and only
+/// as many as the channel has room for; the rest are left for the dispatcher's claims. A
+/// handed-over delivery is leased in the same transaction that creates it, so a crash before it
+/// is sent only delays it until the lease expires.
+pub struct Handoff {
+    pub owner: String,
+    pub lease: std::time::Duration,
+    pub tx: mpsc::Sender<FreshDelivery>,
+}
+
 /// Handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
@@ -98,6 +125,7 @@ impl Writer {
         store: Store,
         public_base_url: String,
         dispatch: Arc<tokio::sync::Notify>,
+        handoff: Option<Handoff>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let worker = Worker {
@@ -105,6 +133,7 @@ impl Writer {
             caches: Caches::default(),
             public_base_url,
             dispatch,
+            handoff,
         };
         tokio::spawn(worker.run(rx));
         Self { jobs }
@@ -125,8 +154,10 @@ struct Worker {
     store: Store,
     caches: Caches,
     public_base_url: String,
-    /// Woken after a commit that created deliveries.
+    /// Woken after a commit that created deliveries it must claim.
     dispatch: Arc<tokio::sync::Notify>,
+    /// The local dispatcher's inbox for fresh deliveries (none: everything goes through claims).
+    handoff: Option<Handoff>,
 }
 
 /// The writer's own connection.
@@ -475,12 +506,62 @@ impl Worker {
                 );
                 q.build().execute(&mut *tx).await?;
             }
-            for chunk in rows.deliveries.chunks(CHUNK) {
+            // Which new deliveries go straight to the local dispatcher: the heads of their lanes
+            // (an ordered instance with a pending delivery already waits its turn), within room.
+            let mut fresh = vec![false; rows.deliveries.len()];
+            let lease = self.handoff.as_ref().map(|h| {
+                (
+                    h.owner.as_str(),
+                    now_ms() + h.lease.as_millis() as i64,
+                    h.tx.capacity(),
+                )
+            });
+            if let Some((_, _, mut room)) = lease.filter(|l| l.2 > 0) {
+                let mut lanes: Vec<&str> = rows
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.ordered)
+                    .map(|d| d.instance_id)
+                    .collect();
+                lanes.sort_unstable();
+                lanes.dedup();
+                let mut busy: std::collections::HashSet<String> = Default::default();
+                for chunk in lanes.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT DISTINCT instance_id FROM deliveries WHERE status = 'pending' AND instance_id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    let found: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    busy.extend(found.into_iter().map(|(id,)| id));
+                }
+                let mut taken: std::collections::HashSet<&str> = Default::default();
+                for (d, flag) in rows.deliveries.iter().zip(fresh.iter_mut()) {
+                    if room == 0 {
+                        break;
+                    }
+                    if d.ordered && (busy.contains(d.instance_id) || !taken.insert(d.instance_id)) {
+                        continue;
+                    }
+                    *flag = true;
+                    room -= 1;
+                }
+            }
+            let flagged: Vec<(&NewDelivery, bool)> =
+                rows.deliveries.iter().zip(fresh.iter().copied()).collect();
+            for chunk in flagged.chunks(CHUNK) {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, backfill, \
-                     attempts, next_attempt_at, created_at, updated_at) ",
+                     attempts, next_attempt_at, created_at, updated_at, lease_owner, lease_until) ",
                 );
-                q.push_values(chunk, |mut b, d| {
+                q.push_values(chunk, |mut b, (d, handed)| {
+                    let (owner, until) = match lease {
+                        Some((owner, until, _)) if *handed => (Some(owner), Some(until)),
+                        _ => (None, None),
+                    };
                     b.push_bind(&d.id)
                         .push_bind(d.corp_id)
                         .push_bind(d.event_id)
@@ -493,7 +574,9 @@ impl Worker {
                         .push_bind(0i32)
                         .push_bind(d.at)
                         .push_bind(d.at)
-                        .push_bind(d.at);
+                        .push_bind(d.at)
+                        .push_bind(owner)
+                        .push_bind(until);
                 });
                 q.build().execute(&mut *tx).await?;
             }
@@ -529,7 +612,43 @@ impl Worker {
                 }
             }
             tx.commit().await?;
-            if !rows.deliveries.is_empty() {
+            let handed = fresh.iter().filter(|f| **f).count();
+            if handed > 0 {
+                let handoff = self
+                    .handoff
+                    .as_ref()
+                    .expect("handed over only with a handoff");
+                let events: HashMap<&str, (&StoredEvent, &String, &str)> = rows
+                    .events
+                    .iter()
+                    .map(|(inst, stored, params)| {
+                        (
+                            stored.id.as_str(),
+                            (*stored, *params, inst.app_type.as_str()),
+                        )
+                    })
+                    .collect();
+                for (d, _) in flagged.iter().filter(|(_, handed)| *handed) {
+                    let (stored, params, app_type) = events[d.event_id];
+                    let Ok(params) = serde_json::from_str(params) else {
+                        continue; // not possible: just serialised; the lease would cover it
+                    };
+                    // Room was checked and only this task sends: this cannot fail but for a
+                    // stopped dispatcher, and then the lease brings the delivery back.
+                    let _ = handoff.tx.try_send(FreshDelivery {
+                        id: d.id.clone(),
+                        corp_id: d.corp_id.to_owned(),
+                        event_id: d.event_id.to_owned(),
+                        action_id: d.action_id.to_owned(),
+                        created_at: d.at,
+                        kind: stored.kind.clone(),
+                        seq: stored.seq,
+                        app_type: app_type.to_owned(),
+                        params,
+                    });
+                }
+            }
+            if rows.deliveries.len() > handed {
                 self.dispatch.notify_one();
             }
             Ok(results)
