@@ -21,6 +21,8 @@ pub struct Application {
     /// This node's lease owner id, and the writer's channel of fresh deliveries to it.
     owner: String,
     fresh: tokio::sync::mpsc::Receiver<crate::store::writer::FreshDelivery>,
+    /// The dispatcher's attempt records, to the writer.
+    records: tokio::sync::mpsc::Sender<crate::delivery::dispatcher::AttemptRecord>,
 }
 
 impl Application {
@@ -46,10 +48,13 @@ impl Application {
         let (fresh_tx, fresh) = tokio::sync::mpsc::channel(
             config.delivery_concurrency.max(1) * crate::delivery::dispatcher::FRESH_ROOM_PER_SLOT,
         );
+        let (records_tx, records) =
+            tokio::sync::mpsc::channel(crate::delivery::dispatcher::RECORDS_ROOM);
         let handoff = crate::store::writer::Handoff {
             owner: owner.clone(),
             lease: config.dispatcher().lease,
             tx: fresh_tx,
+            records,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -77,6 +82,7 @@ impl Application {
             config,
             owner,
             fresh,
+            records: records_tx,
         })
     }
 
@@ -108,6 +114,7 @@ impl Application {
             self.state.metrics.clone(),
             self.owner.clone(),
             Some(self.fresh),
+            Some(self.records),
             stop_rx.clone(),
         );
         let retention = crate::delivery::retention::spawn(

@@ -53,27 +53,27 @@ struct Claimed {
 }
 
 /// What happened to one claimed delivery.
-struct AttemptRecord {
-    delivery_id: String,
-    corp_id: String,
+pub struct AttemptRecord {
+    pub(crate) delivery_id: String,
+    pub(crate) corp_id: String,
     /// None: held back by the breaker (no attempt made, no attempt counted).
-    attempt: Option<Attempt>,
-    next_attempt_at: i64,
-    status: &'static str,
+    pub(crate) attempt: Option<Attempt>,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) status: &'static str,
     /// The connector whose breaker this success closed: its waiting deliveries become due now.
-    reopened_connector: Option<String>,
+    pub(crate) reopened_connector: Option<String>,
 }
 
-struct Attempt {
-    number: i64,
-    started_at: i64,
-    duration_ms: i64,
-    prepared: Prepared,
-    response_status: Option<u16>,
-    response_headers: Option<String>,
-    response_body: Option<String>,
-    error_kind: Option<&'static str>,
-    error: Option<String>,
+pub struct Attempt {
+    pub(crate) number: i64,
+    pub(crate) started_at: i64,
+    pub(crate) duration_ms: i64,
+    pub(crate) prepared: Prepared,
+    pub(crate) response_status: Option<u16>,
+    pub(crate) response_headers: Option<String>,
+    pub(crate) response_body: Option<String>,
+    pub(crate) error_kind: Option<&'static str>,
+    pub(crate) error: Option<String>,
 }
 
 /// Shared by the dispatcher's tasks.
@@ -126,6 +126,7 @@ pub fn spawn(
     metrics: Metrics,
     owner: String,
     fresh: Option<mpsc::Receiver<FreshDelivery>>,
+    records: Option<mpsc::Sender<AttemptRecord>>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let client = super::exchange::client(&config.egress);
@@ -141,7 +142,7 @@ pub fn spawn(
         tokens: std::sync::Mutex::new(HashMap::new()),
         secrets: std::sync::Mutex::new(HashMap::new()),
     });
-    tokio::spawn(run(shared, fresh, stop))
+    tokio::spawn(run(shared, fresh, records, stop))
 }
 
 /// Sends what the writer hands over, as it arrives: no claim, no event read.
@@ -189,10 +190,17 @@ async fn take_fresh(
 async fn run(
     shared: Arc<Shared>,
     fresh: Option<mpsc::Receiver<FreshDelivery>>,
+    records: Option<mpsc::Sender<AttemptRecord>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (records_tx, records_rx) = mpsc::channel::<AttemptRecord>(4096);
-    let recorder = tokio::spawn(record(shared.clone(), records_rx));
+    // Attempts go to the command writer (one group commit for both), or to a recorder of our own.
+    let (records_tx, recorder) = match records {
+        Some(tx) => (tx, None),
+        None => {
+            let (tx, rx) = mpsc::channel::<AttemptRecord>(RECORDS_ROOM);
+            (tx, Some(tokio::spawn(record(shared.clone(), rx))))
+        }
+    };
     let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
     let fresh_task = fresh.map(|rx| {
         tokio::spawn(take_fresh(
@@ -262,8 +270,13 @@ async fn run(
         let _ = t.await;
     }
     drop(records_tx);
-    let _ = recorder.await;
+    if let Some(recorder) = recorder {
+        let _ = recorder.await;
+    }
 }
+
+/// Attempt records waiting to be written, at most.
+pub const RECORDS_ROOM: usize = 4096;
 
 async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError> {
     let now = now_ms();
@@ -618,12 +631,17 @@ async fn record(shared: Arc<Shared>, mut rx: mpsc::Receiver<AttemptRecord>) {
     }
 }
 
-async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
-    let now = now_ms();
+/// Writes attempt records into the open transaction `$tx` (either backend): the writer runs it
+/// inside its own group commit, so a command batch and the attempts finished meanwhile share
+/// one fsync.
+macro_rules! write_records_in {
+    ($tx:ident, $batch:expr) => {{
+        let batch: &[$crate::delivery::dispatcher::AttemptRecord] = $batch;
+    let now = $crate::store::now_ms();
     // The common case — an attempt that delivered — is written with multi-row statements: one
     // INSERT of every attempt, one UPDATE of every delivered delivery. Failures and holds are
     // rarer and carry their own schedule: one UPDATE each.
-    let attempts: Vec<(&AttemptRecord, &Attempt)> = batch
+    let attempts: Vec<(&$crate::delivery::dispatcher::AttemptRecord, &$crate::delivery::dispatcher::Attempt)> = batch
         .iter()
         .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
         .collect();
@@ -632,16 +650,13 @@ async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), Sto
         .filter(|(r, _)| r.status == "delivered")
         .map(|(r, _)| r.delivery_id.as_str())
         .collect();
-    let _gate = crate::store::write_gate(store).await;
-    on_pool!(store, |pool| {
-        let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
         for chunk in attempts.chunks(200) {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
                  request_params, response_status, response_headers, response_body, error_kind, error) ",
             );
             q.push_values(chunk, |mut b, (r, a)| {
-                b.push_bind(new_id("att"))
+                b.push_bind($crate::store::new_id("att"))
                     .push_bind(&r.delivery_id)
                     .push_bind(&r.corp_id)
                     .push_bind(a.number as i32)
@@ -658,7 +673,7 @@ async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), Sto
                     .push_bind(a.error_kind)
                     .push_bind(&a.error);
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *$tx).await?;
         }
         for chunk in delivered.chunks(500) {
             // `attempts + 1`: the attempt just made (the delivery is leased to this node).
@@ -672,7 +687,7 @@ async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), Sto
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *$tx).await?;
         }
         for r in batch {
             if let Some(a) = &r.attempt {
@@ -688,7 +703,7 @@ async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), Sto
                     .bind(r.next_attempt_at)
                     .bind(&a.error)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?;
                 }
             } else {
@@ -698,7 +713,7 @@ async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), Sto
                 .bind(&r.delivery_id)
                 .bind(r.next_attempt_at)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
             if let Some(connector) = &r.reopened_connector {
@@ -709,10 +724,20 @@ async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), Sto
                 )
                 .bind(connector)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             }
         }
+    }};
+}
+pub(crate) use write_records_in;
+
+/// Writes attempt records in a transaction of their own (when no writer takes them).
+async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
+    let _gate = crate::store::write_gate(store).await;
+    on_pool!(store, |pool| {
+        let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+        write_records_in!(tx, batch);
         tx.commit().await?;
         Ok(())
     })

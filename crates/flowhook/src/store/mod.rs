@@ -103,9 +103,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A fresh random id with a type prefix (`evt_…`, `pinst_…`).
+/// A fresh id with a type prefix (`evt_…`, `dlv_…`): a UUIDv7, so ids created later sort later
+/// and new rows land at the right edge of their B-tree instead of on random pages.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 use std::time::Duration;

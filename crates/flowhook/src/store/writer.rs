@@ -28,6 +28,9 @@ use crate::integration::render::{render, stored_params, RenderContext};
 /// Most commands in one transaction.
 pub const MAX_BATCH: usize = 256;
 
+/// Most attempt records in one transaction.
+const MAX_RECORDS: usize = 1024;
+
 /// A state change to make.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -111,6 +114,16 @@ pub struct Handoff {
     pub owner: String,
     pub lease: std::time::Duration,
     pub tx: mpsc::Sender<FreshDelivery>,
+    /// The dispatcher's attempt records, written in the writer's own transactions: a batch of
+    /// commands and the attempts finished meanwhile share one commit (one fsync).
+    pub records: mpsc::Receiver<crate::delivery::dispatcher::AttemptRecord>,
+}
+
+/// Where the writer sends fresh deliveries (the rest of [`Handoff`]).
+struct FreshLink {
+    owner: String,
+    lease: std::time::Duration,
+    tx: mpsc::Sender<FreshDelivery>,
 }
 
 /// Handle to the writer task; cheap to clone.
@@ -128,6 +141,17 @@ impl Writer {
         handoff: Option<Handoff>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (handoff, records) = match handoff {
+            Some(h) => (
+                Some(FreshLink {
+                    owner: h.owner,
+                    lease: h.lease,
+                    tx: h.tx,
+                }),
+                Some(h.records),
+            ),
+            None => (None, None),
+        };
         let worker = Worker {
             store,
             caches: Caches::default(),
@@ -135,7 +159,7 @@ impl Writer {
             dispatch,
             handoff,
         };
-        tokio::spawn(worker.run(rx));
+        tokio::spawn(worker.run(rx, records));
         Self { jobs }
     }
 
@@ -157,7 +181,7 @@ struct Worker {
     /// Woken after a commit that created deliveries it must claim.
     dispatch: Arc<tokio::sync::Notify>,
     /// The local dispatcher's inbox for fresh deliveries (none: everything goes through claims).
-    handoff: Option<Handoff>,
+    handoff: Option<FreshLink>,
 }
 
 /// The writer's own connection.
@@ -299,19 +323,52 @@ impl<'a> Rows<'a> {
 }
 
 impl Worker {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(
+        self,
+        rx: mpsc::Receiver<Job>,
+        records: Option<mpsc::Receiver<crate::delivery::dispatcher::AttemptRecord>>,
+    ) {
         // The writer keeps one connection: its page cache stays warm (only the writer writes),
         // and its prepared statements stay prepared. Replaced after any database error.
         let mut conn: Option<Conn> = None;
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+        let (mut rx, mut records) = (Some(rx), records);
+        /// The next item of a channel that may be gone (then: never).
+        async fn next<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+            match rx {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        while rx.is_some() || records.is_some() {
+            let mut batch = Vec::new();
+            let mut recs = Vec::new();
+            tokio::select! {
+                job = next(&mut rx) => match job {
+                    Some(j) => batch.push(j),
+                    None => { rx = None; continue; }
+                },
+                rec = next(&mut records) => match rec {
+                    Some(r) => recs.push(r),
+                    None => { records = None; continue; }
+                },
+            }
+            if let Some(r) = rx.as_mut() {
+                while batch.len() < MAX_BATCH {
+                    match r.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
                 }
             }
-            match self.batch(&mut conn, &batch).await {
+            if let Some(r) = records.as_mut() {
+                while recs.len() < MAX_RECORDS {
+                    match r.try_recv() {
+                        Ok(rec) => recs.push(rec),
+                        Err(_) => break,
+                    }
+                }
+            }
+            match self.batch(&mut conn, &batch, &recs).await {
                 Ok(results) => {
                     for (job, result) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(result);
@@ -320,14 +377,23 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its commands one by one");
                     conn = None;
+                    if !recs.is_empty() {
+                        // A record that cannot be written is not lost: the delivery's lease
+                        // expires and it is sent again (at-least-once).
+                        if let Err(e) = self.batch(&mut conn, &[], &recs).await {
+                            conn = None;
+                            tracing::error!(error = %e, size = recs.len(), "recording attempts failed; the leases will expire and the deliveries be retried");
+                        }
+                    }
                     for job in batch {
-                        let result = match self.batch(&mut conn, std::slice::from_ref(&job)).await {
-                            Ok(mut r) => r.pop().expect("one result per job"),
-                            Err(e) => {
-                                conn = None;
-                                Err(WriteError::Store(e))
-                            }
-                        };
+                        let result =
+                            match self.batch(&mut conn, std::slice::from_ref(&job), &[]).await {
+                                Ok(mut r) => r.pop().expect("one result per job"),
+                                Err(e) => {
+                                    conn = None;
+                                    Err(WriteError::Store(e))
+                                }
+                            };
                         let _ = job.reply.send(result);
                     }
                 }
@@ -345,6 +411,7 @@ impl Worker {
         &self,
         conn: &mut Option<Conn>,
         jobs: &[Job],
+        records: &[crate::delivery::dispatcher::AttemptRecord],
     ) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
         let lock = if matches!(self.store, Store::Postgres(_)) {
             " FOR UPDATE"
@@ -611,6 +678,9 @@ impl Worker {
                     q.build().execute(&mut *tx).await?;
                 }
             }
+            if !records.is_empty() {
+                crate::delivery::dispatcher::write_records_in!(tx, records);
+            }
             tx.commit().await?;
             let handed = fresh.iter().filter(|f| **f).count();
             if handed > 0 {
@@ -648,7 +718,8 @@ impl Worker {
                     });
                 }
             }
-            if rows.deliveries.len() > handed {
+            // Deliveries left for claims, or lanes whose head just finished: the dispatcher looks.
+            if rows.deliveries.len() > handed || !records.is_empty() {
                 self.dispatch.notify_one();
             }
             Ok(results)
@@ -690,11 +761,11 @@ impl Worker {
                 let (instance, events) = machine::start(
                     &def,
                     Start {
-                        id: uuid::Uuid::new_v4().to_string(),
+                        id: uuid::Uuid::now_v7().to_string(),
                         corp_id: corp_id.clone(),
                         app_type,
                         process_version: version,
-                        form_instance_id: uuid::Uuid::new_v4().to_string(),
+                        form_instance_id: uuid::Uuid::now_v7().to_string(),
                         title: title.clone(),
                         originator_id: actor.clone(),
                         form_data: form_data.clone(),
