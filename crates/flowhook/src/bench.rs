@@ -184,6 +184,24 @@ pub struct DeliveryBench {
     /// Stop waiting for arrivals after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub max_seconds: u64,
+    /// The receiver answers 503 for the first this many seconds (an outage), then 200.
+    #[arg(long, conflicts_with = "backlog")]
+    pub outage_secs: Option<u64>,
+    /// The receiver answers 503 until every event is accepted, then 200: the drain of a backlog.
+    #[arg(long)]
+    pub backlog: bool,
+}
+
+/// The process's peak resident set, in MiB (Linux; 0 elsewhere).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 type Arrivals = Arc<
@@ -197,9 +215,19 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let receiver_url = format!("http://{}", listener.local_addr()?);
     let seen = arrivals.clone();
+    // Down (503) during an outage or until the backlog is complete; when it came back.
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(
+        opts.outage_secs.is_some() || opts.backlog,
+    ));
+    let back_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let is_down = down.clone();
     let receiver = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let seen = seen.clone();
+        let is_down = is_down.clone();
         async move {
+            if is_down.load(Ordering::SeqCst) {
+                return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down");
+            }
             let now = Instant::now();
             if let Some(id) = headers
                 .get("x-flowhook-event-id")
@@ -210,7 +238,7 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
                 entry.1.get_or_insert(now);
                 entry.2 += 1;
             }
-            "ok"
+            (axum::http::StatusCode::OK, "ok")
         }
     });
     tokio::spawn(async move { axum::serve(listener, receiver).await });
@@ -277,6 +305,18 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     let url = format!("http://{addr}/api/v1/orgs/{CORP}/instances");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let come_back = |down: &Arc<std::sync::atomic::AtomicBool>,
+                     back_at: &Arc<std::sync::Mutex<Option<Instant>>>| {
+        *back_at.lock().expect("lock") = Some(Instant::now());
+        down.store(false, Ordering::SeqCst);
+    };
+    if let Some(secs) = opts.outage_secs {
+        let (down, back_at) = (down.clone(), back_at.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            come_back(&down, &back_at);
+        });
+    }
     let interval = opts
         .rate
         .map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
@@ -321,6 +361,9 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
         errors += w.await?;
     }
     let accepted_secs = started.elapsed().as_secs_f64();
+    if opts.backlog {
+        come_back(&down, &back_at);
+    }
     let deadline = Instant::now() + Duration::from_secs(opts.max_seconds);
     let expected = opts.events - errors;
     loop {
@@ -367,6 +410,26 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
         ms(pct(0.99)),
         duplicates,
         errors,
+    );
+    if let Some(back) = *back_at.lock().expect("lock") {
+        let after: Vec<Instant> = map
+            .values()
+            .filter_map(|e| e.1)
+            .filter(|t| *t >= back)
+            .collect();
+        let last = after.iter().max().copied().unwrap_or(back);
+        let secs = last.duration_since(back).as_secs_f64();
+        println!(
+            "after the receiver came back: {} events delivered in {:.1} s ({:.0}/s), every event delivered {:.1} s after its return",
+            after.len(),
+            secs,
+            after.len() as f64 / secs.max(f64::EPSILON),
+            secs
+        );
+    }
+    println!(
+        "peak RSS of the process (Flowhook, receiver and clients): {:.0} MiB",
+        peak_rss_mib()
     );
     if delivered < expected {
         anyhow::bail!(

@@ -286,13 +286,16 @@ async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError
     } else {
         ""
     };
+    // Ordered by due time only: within a lane only the head is claimable anyway, and a sort
+    // on (due, seq) would read every due row when a recovered endpoint makes its whole backlog
+    // due at the same instant.
     let sql = format!(
         "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
            SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
            AND (d.lease_until IS NULL OR d.lease_until < $3) \
            AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
                 AND p.status = 'pending' AND p.seq < d.seq)) \
-           ORDER BY d.next_attempt_at, d.seq LIMIT $4{lock}) \
+           ORDER BY d.next_attempt_at LIMIT $4{lock}) \
          RETURNING id, corp_id, event_id, action_id, attempts, backfill, created_at"
     );
     let _gate = crate::store::write_gate(&shared.store).await;

@@ -17,10 +17,7 @@ pub(super) async fn connect(
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
-        // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the writer's
-        // connection keeps the hot index pages instead of re-reading them from the OS.
-        .pragma("cache_size", "-32768");
+        .busy_timeout(Duration::from_secs(10));
     super::probe::<sqlx::SqliteConnection>(&options, connect_timeout).await?;
     SqlitePoolOptions::new()
         .max_connections(max_connections)

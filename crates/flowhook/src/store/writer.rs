@@ -430,7 +430,15 @@ impl Worker {
         let _gate = super::write_gate(&self.store).await;
         if conn.is_none() {
             *conn = Some(match &self.store {
-                Store::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+                Store::Sqlite(pool) => {
+                    let mut c = pool.acquire().await?;
+                    // 32 MiB of page cache for the writer's own connection (SQLite's default is
+                    // 2 MiB): it keeps the hot index pages instead of re-reading them.
+                    sqlx::query("PRAGMA cache_size = -32768")
+                        .execute(&mut *c)
+                        .await?;
+                    Conn::Sqlite(c)
+                }
                 Store::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
             });
         }
