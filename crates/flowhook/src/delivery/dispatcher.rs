@@ -692,44 +692,55 @@ macro_rules! write_records_in {
             q.push(")");
             q.build().execute(&mut *$tx).await?;
         }
-        for r in batch {
-            if let Some(a) = &r.attempt {
-                // Delivered ones were written above.
-                if r.status != "delivered" {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, \
-                         lease_owner = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1",
-                    )
-                    .bind(&r.delivery_id)
-                    .bind(r.status)
-                    .bind(a.number as i32)
-                    .bind(r.next_attempt_at)
-                    .bind(&a.error)
-                    .bind(now)
-                    .execute(&mut *$tx)
-                    .await?;
+        // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
+        // by that time to the second, one UPDATE per group: during an outage every fresh
+        // delivery comes back this way.
+        let mut held: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
+        for r in batch.iter().filter(|r| r.attempt.is_none()) {
+            let due = (r.next_attempt_at + 999) / 1000 * 1000;
+            held.entry(due).or_default().push(r.delivery_id.as_str());
+        }
+        for (due, ids) in &held {
+            for chunk in ids.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
+                q.push_bind(*due)
+                    .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
                 }
-            } else {
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 WHERE id = $1",
-                )
-                .bind(&r.delivery_id)
-                .bind(r.next_attempt_at)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?;
+                q.push(")");
+                q.build().execute(&mut *$tx).await?;
             }
-            if let Some(connector) = &r.reopened_connector {
-                // The endpoint is back: its backlog is due now, not when each backoff expires.
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $2 WHERE status = 'pending' AND next_attempt_at > $2 \
-                     AND action_id IN (SELECT id FROM actions WHERE connector_id = $1)",
-                )
-                .bind(connector)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?;
-            }
+        }
+        // Failed attempts: each with its own schedule and error.
+        for (r, a) in attempts.iter().filter(|(r, _)| r.status != "delivered") {
+            sqlx::query(
+                "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1",
+            )
+            .bind(&r.delivery_id)
+            .bind(r.status)
+            .bind(a.number as i32)
+            .bind(r.next_attempt_at)
+            .bind(&a.error)
+            .bind(now)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        // Last, so nothing written above pushes them back: an endpoint that is back gets its
+        // backlog due now, not when each backoff expires.
+        for connector in batch.iter().filter_map(|r| r.reopened_connector.as_ref()) {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $2 WHERE status = 'pending' AND next_attempt_at > $2 \
+                 AND action_id IN (SELECT id FROM actions WHERE connector_id = $1)",
+            )
+            .bind(connector)
+            .bind(now)
+            .execute(&mut *$tx)
+            .await?;
         }
     }};
 }
