@@ -88,13 +88,15 @@ struct Shared {
     /// Actions and connectors never change once created: cached by action id.
     targets: std::sync::Mutex<HashMap<String, Arc<Target>>>,
     /// App tokens and webhook secrets, read at most once a second per app / organisation, and
-    /// again at once after a change made through this process ([`crate::store::secrets_changed`]);
+    /// again at once after a change made through this process ([`crate::store::settings_changed`]);
     /// a rotation keeps the previous one valid for its grace period, far longer than a second.
     tokens: std::sync::Mutex<HashMap<String, Cached<String>>>,
+    /// Whether a connector is paused, read like the tokens.
+    paused: std::sync::Mutex<HashMap<String, Cached<bool>>>,
     secrets: std::sync::Mutex<HashMap<String, Cached<Vec<flowhook_sign::webhooks::WebhookSecret>>>>,
 }
 
-/// A cached value: when it was read, at which [`crate::store::secrets_generation`].
+/// A cached value: when it was read, at which [`crate::store::settings_generation`].
 type Cached<T> = (Instant, u64, T);
 
 /// How long a cached token or secret list is used.
@@ -140,6 +142,7 @@ pub fn spawn(
         metrics,
         targets: std::sync::Mutex::new(HashMap::new()),
         tokens: std::sync::Mutex::new(HashMap::new()),
+        paused: std::sync::Mutex::new(HashMap::new()),
         secrets: std::sync::Mutex::new(HashMap::new()),
     });
     tokio::spawn(run(shared, fresh, records, stop))
@@ -416,7 +419,7 @@ async fn app_token(
     app_type: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let generation = crate::store::secrets_generation();
+    let generation = crate::store::settings_generation();
     if let Some((at, g, t)) = shared.tokens.lock().expect("cache lock").get(app_type) {
         if at.elapsed() < SECRET_TTL && *g == generation {
             return Ok(Some(t.clone()));
@@ -438,13 +441,38 @@ async fn app_token(
     Ok(Some(token))
 }
 
+/// Whether a connector is paused now, cached for [`SECRET_TTL`].
+async fn is_paused(shared: &Shared, corp_id: &str, connector_id: &str) -> Result<bool, StoreError> {
+    let generation = crate::store::settings_generation();
+    if let Some((at, g, p)) = shared.paused.lock().expect("cache lock").get(connector_id) {
+        if at.elapsed() < SECRET_TTL && *g == generation {
+            return Ok(*p);
+        }
+    }
+    let paused = shared
+        .store
+        .connectors(corp_id, Some(connector_id))
+        .await?
+        .first()
+        .is_some_and(|(c, _)| c.paused_at.is_some());
+    shared.paused.lock().expect("cache lock").insert(
+        connector_id.to_owned(),
+        (Instant::now(), generation, paused),
+    );
+    Ok(paused)
+}
+
+/// How long the deliveries of a paused connector wait before looking again (resuming makes
+/// them due at once).
+const PAUSED_RECHECK_MS: i64 = 60_000;
+
 /// An organisation's Standard Webhooks secrets (empty: not signing), cached for [`SECRET_TTL`].
 async fn webhook_secrets(
     shared: &Shared,
     corp_id: &str,
     now: i64,
 ) -> Result<Vec<flowhook_sign::webhooks::WebhookSecret>, StoreError> {
-    let generation = crate::store::secrets_generation();
+    let generation = crate::store::settings_generation();
     if let Some((at, g, s)) = shared.secrets.lock().expect("cache lock").get(corp_id) {
         if at.elapsed() < SECRET_TTL && *g == generation {
             return Ok(s.clone());
@@ -498,6 +526,20 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Ok(None) => return failed(format!("application {} has no token", event.app_type)),
         Err(e) => return failed(e.to_string()),
     };
+    match is_paused(shared, &c.corp_id, &connector.id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return AttemptRecord {
+                delivery_id: c.id.clone(),
+                corp_id: c.corp_id.clone(),
+                attempt: None,
+                next_attempt_at: now + PAUSED_RECHECK_MS,
+                status: "pending",
+                reopened_connector: None,
+            }
+        }
+        Err(e) => return failed(e.to_string()),
+    }
     let endpoint = endpoint_of(connector);
     if shared.breakers.permit(&endpoint, Instant::now()) == Permit::Hold {
         return AttemptRecord {
@@ -574,27 +616,39 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         .observe(duration.as_secs_f64());
     let reopened = shared.breakers.record(&endpoint, success, Instant::now());
     let since_first = Duration::from_millis((now - c.created_at).max(0) as u64);
-    let (status_after, next_at) =
-        match shared
-            .config
-            .policy
-            .next(number as u32, outcome, since_first, random_unit())
-        {
-            Next::Done => ("delivered", now),
-            // Behind an open breaker, come back at the cooldown: held until the probe succeeds,
-            // and then sent at once rather than after a long backoff.
-            Next::RetryIn(d) if shared.breakers.is_tripped(&endpoint) => (
-                "pending",
-                now + d.min(shared.breakers.cooldown()).as_millis() as i64,
-            ),
-            Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
-            Next::Dead => ("dead", now),
-            // 410: the endpoint's breaker holds further sends; this delivery waits a cooldown.
-            Next::PauseEndpoint => (
-                "pending",
-                now + shared.config.breaker_cooldown.as_millis() as i64,
-            ),
-        };
+    let (status_after, next_at) = match shared.config.policy.next(
+        number as u32,
+        outcome,
+        since_first,
+        random_unit(),
+    ) {
+        Next::Done => ("delivered", now),
+        // Behind an open breaker, come back at the cooldown: held until the probe succeeds,
+        // and then sent at once rather than after a long backoff.
+        Next::RetryIn(d) if shared.breakers.is_tripped(&endpoint) => (
+            "pending",
+            now + d.min(shared.breakers.cooldown()).as_millis() as i64,
+        ),
+        Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
+        Next::Dead => ("dead", now),
+        // 410: the connector is paused until an operator resumes it; this delivery waits
+        // with the others (resuming makes them all due at once).
+        Next::PauseEndpoint => {
+            let reason = format!("the endpoint answered 410 Gone to delivery {}", c.id);
+            match shared
+                .store
+                .pause_connector(&c.corp_id, &connector.id, &reason)
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(connector = %connector.id, "endpoint answered 410 Gone: connector paused until resumed")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not pause the connector after 410"),
+            }
+            ("pending", now + PAUSED_RECHECK_MS)
+        }
+    };
     AttemptRecord {
         delivery_id: c.id.clone(),
         corp_id: c.corp_id.clone(),

@@ -134,6 +134,8 @@ mod tests {
             default_headers: BTreeMap::from([("x-tenant".into(), "t1".into())]),
             timeout_ms: 1000,
             created_at: 0,
+            paused_at: None,
+            paused_reason: None,
         };
         let action = Action {
             id: "act_1".into(),

@@ -27,6 +27,14 @@ pub fn router() -> Router<AppState> {
             post(create_connector).get(list_connectors),
         )
         .route(
+            "/api/v1/orgs/{corp_id}/connectors/{id}/pause",
+            post(pause_connector),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/connectors/{id}/resume",
+            post(resume_connector),
+        )
+        .route(
             "/api/v1/orgs/{corp_id}/actions",
             post(create_action).get(list_actions),
         )
@@ -92,6 +100,71 @@ pub async fn list_connectors(
             .map(|(c, _)| c)
             .collect(),
     ))
+}
+
+/// What pausing or resuming did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseOutcome {
+    pub connector: Connector,
+    /// Resume: how many waiting deliveries became due at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due: Option<u64>,
+}
+
+async fn connector_or_404(
+    state: &AppState,
+    corp_id: &str,
+    id: &str,
+) -> Result<Connector, ApiError> {
+    state
+        .store
+        .connectors(corp_id, Some(id))
+        .await?
+        .pop()
+        .map(|(c, _)| c)
+        .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))
+}
+
+/// Pause a connector: nothing is sent to it until it is resumed (a `410 Gone` does the same).
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/connectors/{id}/pause", tag = "integration",
+    responses((status = 200, body = PauseOutcome), (status = 404, body = super::error::ErrorBody)))]
+pub async fn pause_connector(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<PauseOutcome>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    connector_or_404(&state, &corp_id, &id).await?;
+    state
+        .store
+        .pause_connector(&corp_id, &id, "paused by an operator")
+        .await?;
+    Ok(Json(PauseOutcome {
+        connector: connector_or_404(&state, &corp_id, &id).await?,
+        due: None,
+    }))
+}
+
+/// Resume a paused connector: its waiting deliveries are sent at once.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/connectors/{id}/resume", tag = "integration",
+    responses((status = 200, body = PauseOutcome), (status = 404, body = super::error::ErrorBody)))]
+pub async fn resume_connector(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<PauseOutcome>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let due = state
+        .store
+        .resume_connector(&corp_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))?;
+    state.dispatch.notify_one();
+    Ok(Json(PauseOutcome {
+        connector: connector_or_404(&state, &corp_id, &id).await?,
+        due: Some(due),
+    }))
 }
 
 /// Add an action to a connector.

@@ -125,6 +125,11 @@ pub struct Connector {
     pub default_headers: BTreeMap<String, String>,
     pub timeout_ms: u64,
     pub created_at: i64,
+    /// Set while paused (after a `410 Gone`, or by an operator): nothing is sent until resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
 }
 
 impl ConnectorInput {
@@ -298,11 +303,24 @@ type ConnectorRow = (
     String,
     i64,
     i64,
+    Option<i64>,
+    Option<String>,
 );
 
 fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
-    let (id, corp_id, name, base_url, auth_type, auth_config, headers, timeout_ms, created_at) =
-        row;
+    let (
+        id,
+        corp_id,
+        name,
+        base_url,
+        auth_type,
+        auth_config,
+        headers,
+        timeout_ms,
+        created_at,
+        paused_at,
+        paused_reason,
+    ) = row;
     let auth: Auth = serde_json::from_str(&auth_config)
         .map_err(|e| StoreError::Corrupt(format!("connector auth: {e}")))?;
     debug_assert_eq!(auth_type, auth_kind(&auth));
@@ -318,6 +336,8 @@ fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
             default_headers,
             timeout_ms: timeout_ms as u64,
             created_at,
+            paused_at,
+            paused_reason,
         },
         auth,
     ))
@@ -369,6 +389,8 @@ impl Store {
             default_headers: input.default_headers.clone(),
             timeout_ms: input.timeout_ms,
             created_at: now,
+            paused_at: None,
+            paused_reason: None,
         })
     }
 
@@ -380,7 +402,8 @@ impl Store {
     ) -> Result<Vec<(Connector, Auth)>, StoreError> {
         let rows: Vec<ConnectorRow> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, created_at \
+                "SELECT id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, created_at, \
+                 paused_at, paused_reason \
                  FROM connectors WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at, id",
             )
             .bind(corp_id)
@@ -389,6 +412,68 @@ impl Store {
             .await?
         });
         rows.into_iter().map(connector_from).collect()
+    }
+
+    /// Pauses a connector (`410 Gone`, or an operator); `false` when it does not exist or was
+    /// paused already.
+    pub async fn pause_connector(
+        &self,
+        corp_id: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "UPDATE connectors SET paused_at = $3, paused_reason = $4 \
+             WHERE corp_id = $1 AND id = $2 AND paused_at IS NULL"
+        )
+        .bind(corp_id)
+        .bind(id)
+        .bind(now)
+        .bind(reason)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        crate::store::settings_changed();
+        Ok(changed == 1)
+    }
+
+    /// Resumes a paused connector: its waiting deliveries are due at once. Returns how many,
+    /// or `None` when the connector does not exist.
+    pub async fn resume_connector(
+        &self,
+        corp_id: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let now = now_ms();
+        let _gate = crate::store::write_gate(self).await;
+        let due = on_pool!(self, |pool| {
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+            let found = sqlx::query(
+                "UPDATE connectors SET paused_at = NULL, paused_reason = NULL WHERE corp_id = $1 AND id = $2",
+            )
+            .bind(corp_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if found == 0 {
+                return Ok(None);
+            }
+            let due = sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $2 WHERE status = 'pending' AND next_attempt_at > $2 \
+                 AND action_id IN (SELECT id FROM actions WHERE connector_id = $1)",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            due
+        });
+        crate::store::settings_changed();
+        Ok(Some(due))
     }
 
     pub async fn create_action(
@@ -471,7 +556,7 @@ impl Store {
         s: &Strategy,
     ) -> Result<Result<Option<String>, String>, StoreError> {
         let result = self.put_strategy_unannounced(corp_id, s).await;
-        crate::store::secrets_changed();
+        crate::store::settings_changed();
         result
     }
 
@@ -596,7 +681,7 @@ impl Store {
         let result = self
             .rotate_webhook_secret_unannounced(corp_id, grace_ms)
             .await;
-        crate::store::secrets_changed();
+        crate::store::settings_changed();
         result
     }
 

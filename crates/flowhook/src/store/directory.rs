@@ -206,7 +206,7 @@ impl Store {
         let result = self
             .rotate_app_token_unannounced(corp_id, app_type, new_token, grace_until)
             .await;
-        crate::store::secrets_changed();
+        crate::store::settings_changed();
         result
     }
 

@@ -82,17 +82,18 @@ pub async fn write_gate(store: &Store) -> Option<tokio::sync::OwnedMutexGuard<()
     Some(gate.lock_owned().await)
 }
 
-static SECRETS_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static SETTINGS_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Called after app tokens or webhook secrets changed: caches of them in this process reload.
-/// (Other nodes' caches expire within a second; the previous secret stays valid far longer.)
-pub fn secrets_changed() {
-    SECRETS_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+/// Called after app tokens, webhook secrets or a connector's pause changed: the dispatcher's
+/// caches of them in this process reload at once. (Other nodes' caches expire within a second;
+/// a rotated secret stays valid far longer.)
+pub fn settings_changed() {
+    SETTINGS_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Changes with every [`secrets_changed`].
-pub fn secrets_generation() -> u64 {
-    SECRETS_GENERATION.load(std::sync::atomic::Ordering::SeqCst)
+/// Changes with every [`settings_changed`].
+pub fn settings_generation() -> u64 {
+    SETTINGS_GENERATION.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Wall-clock epoch milliseconds: the one clock the service reads (the engine takes it as input).

@@ -1071,3 +1071,81 @@ async fn test_fire_shows_each_exchange(db: TestDb) {
     assert_eq!(s, StatusCode::NOT_FOUND);
     org.app.stop().await;
 }
+
+mod gone_pauses_the_connector_until_resumed {
+    crate::on_both_backends!(super::gone_pauses_the_connector_until_resumed);
+}
+
+/// `410 Gone` pauses the connector: nothing more is sent — not the retry, not new events —
+/// until an operator resumes it; then everything waiting arrives, nothing lost.
+async fn gone_pauses_the_connector_until_resumed(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 600_000)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(|_, earlier| if earlier.is_empty() { 410 } else { 200 });
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    // The 410 is answered, and the connector paused.
+    let mut connector = Value::Null;
+    for _ in 0..250 {
+        let (s, list) = org.send("GET", &org.path("/connectors"), None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        connector = list[0].clone();
+        if connector["pausedAt"].is_i64() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.requests().len(), 1);
+    assert!(connector["pausedAt"].is_i64(), "paused: {connector}");
+    assert!(connector["pausedReason"].as_str().unwrap().contains("410"));
+
+    // Paused: the retry and a new instance's events wait.
+    org.start("dave", "purchase", "desk", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(receiver.requests().len(), 1, "nothing sent while paused");
+    let all = deliveries(&org, "").await;
+    assert!(all.len() >= 4, "two tasks per instance: {all:#?}");
+    assert!(
+        all.iter().all(|d| d["status"] == "pending"),
+        "everything waits: {all:#?}"
+    );
+
+    // Resumed: everything waiting is sent at once.
+    let id = connector["id"].as_str().unwrap();
+    let (s, r) = org
+        .send(
+            "POST",
+            &org.path(&format!("/connectors/{id}/resume")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["connector"]["pausedAt"].is_null(), "{r}");
+    assert!(r["due"].as_i64().unwrap() >= 1, "{r}");
+    let delivered = all_delivered(&org).await;
+    assert_eq!(delivered.len(), all.len());
+    let got: BTreeSet<String> = receiver
+        .accepted()
+        .iter()
+        .map(|c| c.header("x-flowhook-event-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(got.len(), all.len(), "every waiting event arrived");
+
+    // An operator can pause it too; an unknown connector is a 404.
+    let (s, r) = org
+        .send(
+            "POST",
+            &org.path(&format!("/connectors/{id}/pause")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["connector"]["pausedReason"], "paused by an operator");
+    let (s, _) = org
+        .send("POST", &org.path("/connectors/con_nope/resume"), None, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    org.app.stop().await;
+}
