@@ -287,8 +287,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 url.push_str(&format!("&from={t}"));
             }
             let answer = api(server, reqwest::Method::POST, &url, None).await?;
-            println!("redelivered: {}", answer["redelivered"]);
-            Ok(ExitCode::SUCCESS)
+            let jobs = format!("{}/api/v1/orgs/{}/jobs", server.server, server.org);
+            follow_job(server, &jobs, &answer["job"], "redeliver").await
         }
         Command::Bench { what } => {
             let _tmp;
@@ -424,13 +424,26 @@ async fn api(
 async fn backfill(server: &ServerArgs, body: serde_json::Value) -> anyhow::Result<ExitCode> {
     let base = format!("{}/api/v1/orgs/{}/backfills", server.server, server.org);
     let job = api(server, reqwest::Method::POST, &base, Some(body)).await?;
+    follow_job(server, &base, &job, "backfill").await
+}
+
+/// Polls a job (`{base}/{id}`) with a progress bar until nothing is pending; exit 1 when any
+/// of its deliveries is dead.
+async fn follow_job(
+    server: &ServerArgs,
+    base: &str,
+    job: &serde_json::Value,
+    label: &str,
+) -> anyhow::Result<ExitCode> {
     let id = job["id"].as_str().context("a job id")?.to_owned();
     let total = job["total"].as_u64().unwrap_or(0);
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} backfill [{bar:40}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {label} [{{bar:40}}] {{pos}}/{{len}} {{msg}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
     let progress = loop {
@@ -445,7 +458,7 @@ async fn backfill(server: &ServerArgs, body: serde_json::Value) -> anyhow::Resul
     };
     bar.finish_and_clear();
     println!(
-        "backfill {id}: {} of {} delivered, {} dead, in {:.1} s",
+        "{label} {id}: {} of {} delivered, {} dead, in {:.1} s",
         progress["delivered"],
         progress["total"],
         progress["dead"],

@@ -59,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orgs/{corp_id}/actions/{id}/test", post(test_fire))
         .route("/api/v1/orgs/{corp_id}/backfills", post(backfill))
         .route("/api/v1/orgs/{corp_id}/backfills/{id}", get(job))
+        .route("/api/v1/orgs/{corp_id}/jobs/{id}", get(any_job))
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -382,6 +383,9 @@ pub async fn get_delivery(
 pub struct Redelivered {
     /// Deliveries made due again.
     pub redelivered: u64,
+    /// Bulk redelivery: the job whose progress `GET …/jobs/{id}` shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobProgress>,
 }
 
 /// Redeliver one delivery (delivered or dead) now.
@@ -403,7 +407,10 @@ pub async fn redeliver_one(
         )));
     }
     state.dispatch.notify_one();
-    Ok(Json(Redelivered { redelivered: n }))
+    Ok(Json(Redelivered {
+        redelivered: n,
+        job: None,
+    }))
 }
 
 /// Redeliver every delivered or dead delivery matching the filter (e.g. `status=dead&from=T`).
@@ -416,9 +423,12 @@ pub async fn redeliver_many(
     Query(filter): Query<DeliveryFilter>,
 ) -> Result<Json<Redelivered>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
-    let n = state.store.redeliver(&corp_id, &filter, None).await?;
+    let job = state.store.redeliver_job(&corp_id, &filter).await?;
     state.dispatch.notify_one();
-    Ok(Json(Redelivered { redelivered: n }))
+    Ok(Json(Redelivered {
+        redelivered: job.total as u64,
+        job: Some(job),
+    }))
 }
 
 /// Start a backfill: push the open tasks (`{"mode": "open"}`) or every event of a time range
@@ -447,6 +457,17 @@ pub async fn backfill(
     })?;
     state.dispatch.notify_one();
     Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// A background job's progress: a backfill or a bulk redelivery.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/jobs/{id}", tag = "integration",
+    responses((status = 200, body = JobProgress), (status = 404, body = super::error::ErrorBody)))]
+pub async fn any_job(
+    state: State<AppState>,
+    caller: Caller,
+    path: Path<(String, String)>,
+) -> Result<Json<JobProgress>, ApiError> {
+    job(state, caller, path).await
 }
 
 /// A backfill's progress.

@@ -62,7 +62,7 @@ pub struct AppState {
         integration::resume_connector, integration::create_action,
         integration::list_actions, integration::put_strategy, integration::get_strategy,
         integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
-        integration::redeliver_many, integration::backfill, integration::job, integration::rotate_webhook_secret, integration::test_fire, ingest::ingest),
+        integration::redeliver_many, integration::backfill, integration::job, integration::any_job, integration::rotate_webhook_secret, integration::test_fire, ingest::ingest),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -51,7 +51,7 @@ pub struct AttemptView {
 }
 
 /// Filters of the delivery log.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryFilter {
     pub status: Option<String>,
@@ -198,6 +198,56 @@ impl Store {
                 .await?
                 .rows_affected()
         }))
+    }
+}
+
+impl Store {
+    /// Redelivers every delivery the filter selects (not pending) as a job, whose progress is
+    /// the state of those deliveries (`job`): one transaction marks them due and theirs.
+    pub async fn redeliver_job(
+        &self,
+        corp_id: &str,
+        f: &DeliveryFilter,
+    ) -> Result<super::jobs::JobProgress, StoreError> {
+        let now = now_ms();
+        let id = super::new_id("job");
+        let params = serde_json::to_string(f).expect("a filter serialises");
+        let sql = format!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $9, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $9, redelivery_job_id = $10 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE {FILTER} AND d.status <> 'pending')"
+        );
+        let _gate = super::write_gate(self).await;
+        on_pool!(self, |pool| {
+            let mut tx = super::BeginWrite::begin_write(pool).await?;
+            let n = sqlx::query(&sql)
+                .bind(corp_id)
+                .bind(&f.status)
+                .bind(&f.event_type)
+                .bind(&f.task_id)
+                .bind(&f.instance_id)
+                .bind(&f.action_id)
+                .bind(f.from)
+                .bind(f.to)
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("INSERT INTO jobs (id, corp_id, kind, params, total, created_at) VALUES ($1, $2, 'redelivery', $3, $4, $5)")
+                .bind(&id)
+                .bind(corp_id)
+                .bind(&params)
+                .bind(n as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        drop(_gate);
+        self.job(corp_id, &id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the job just written is missing".into()))
     }
 }
 

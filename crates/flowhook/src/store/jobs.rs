@@ -1,5 +1,7 @@
 //! Backfill (Yida has none): push the current state of existing tasks through the same pipeline,
 //! marked `X-Flowhook-Backfill: true`, as a job whose progress is the state of its deliveries.
+//! A bulk redelivery is a job of the same shape (`kind = redelivery`, see
+//! [`Store::redeliver_job`](super::Store::redeliver_job)).
 //!
 //! `open` re-sends the stored `task.created` event of every task open now; `range` re-sends
 //! every event created in a time range. The deliveries carry the events' own ids and `seq`, so
@@ -23,6 +25,7 @@ pub enum BackfillRequest {
 #[serde(rename_all = "camelCase")]
 pub struct JobProgress {
     pub id: String,
+    /// `backfill` or `redelivery`.
     pub kind: String,
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
@@ -134,7 +137,7 @@ impl Store {
         };
         let counts: Vec<(String, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT status, COUNT(*) FROM deliveries WHERE job_id = $1 GROUP BY status",
+                "SELECT status, COUNT(*) FROM deliveries WHERE job_id = $1 OR redelivery_job_id = $1 GROUP BY status",
             )
             .bind(&id)
             .fetch_all(pool)

@@ -668,14 +668,56 @@ async fn backfill_pushes_exactly_the_open_tasks(db: TestDb) {
         "delivered".into(),
     ])
     .await;
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "redelivered: 6",
-        "both backfills' deliveries"
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(": 6 of 6 delivered, 0 dead"),
+        "both backfills' deliveries, followed to the end: {stdout}"
     );
     receiver
         .wait_until(10, "the redeliveries", |got| got.len() >= 12)
         .await;
+
+    // Through the API: a job with its progress; the backfill keeps its own.
+    let (s, r) = org
+        .send(
+            "POST",
+            &org.path("/deliveries/redeliver?status=delivered&eventType=task.created"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["redelivered"].as_i64(), r["job"]["kind"].as_str()),
+        (Some(6), Some("redelivery")),
+        "{r}"
+    );
+    let job = r["job"]["id"].as_str().unwrap().to_owned();
+    let mut progress = Value::Null;
+    for _ in 0..500 {
+        progress = org
+            .send("GET", &org.path(&format!("/jobs/{job}")), None, None)
+            .await
+            .1;
+        if progress["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (
+            progress["total"].as_i64(),
+            progress["delivered"].as_i64(),
+            progress["state"].as_str()
+        ),
+        (Some(6), Some(6), Some("done")),
+        "{progress}"
+    );
+    let (_, backfill) = org
+        .send("GET", &org.path(&format!("/backfills/{id}")), None, None)
+        .await;
+    assert_eq!(backfill["delivered"], 3, "{backfill}");
     org.app.stop().await;
 }
 
