@@ -257,9 +257,13 @@ async fn run(
         if full {
             continue;
         }
+        // Sleep until the next retry falls due, or a wake-up. A row due already but not claimed
+        // just now is leased or behind its lane's head: the writer wakes us when that head is
+        // recorded, and the poll covers a crashed node's leases. (Waiting zero for it would
+        // spin, and every empty claim takes the write lock.)
         let wait = match next_due(&shared.store).await {
-            Ok(Some(at)) => {
-                Duration::from_millis((at - now_ms()).max(0) as u64).min(shared.config.poll)
+            Ok(Some(at)) if at > now_ms() => {
+                Duration::from_millis((at - now_ms()) as u64).min(shared.config.poll)
             }
             _ => shared.config.poll,
         };
