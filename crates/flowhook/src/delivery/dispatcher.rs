@@ -205,6 +205,14 @@ async fn run(
         }
     };
     let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+    let listener = match &shared.store {
+        Store::Postgres(pool) => Some(tokio::spawn(listen(
+            pool.clone(),
+            shared.notify.clone(),
+            stop.clone(),
+        ))),
+        Store::Sqlite(_) => None,
+    };
     let fresh_task = fresh.map(|rx| {
         tokio::spawn(take_fresh(
             shared.clone(),
@@ -276,6 +284,9 @@ async fn run(
     if let Some(t) = fresh_task {
         let _ = t.await;
     }
+    if let Some(l) = listener {
+        l.abort();
+    }
     drop(records_tx);
     if let Some(recorder) = recorder {
         let _ = recorder.await;
@@ -284,6 +295,35 @@ async fn run(
 
 /// Attempt records waiting to be written, at most.
 pub const RECORDS_ROOM: usize = 4096;
+
+/// PostgreSQL: wakes this dispatcher when any node announces deliveries (`LISTEN`); reconnects
+/// after a lost connection. The poll still runs behind it.
+async fn listen(pool: sqlx::PgPool, notify: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(crate::store::DELIVERIES_CHANNEL).await {
+                Ok(()) => loop {
+                    tokio::select! {
+                        n = listener.recv() => match n {
+                            Ok(_) => notify.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the notification connection; reconnecting");
+                                break;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "no notification connection; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
 
 async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError> {
     let now = now_ms();

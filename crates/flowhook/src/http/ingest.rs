@@ -154,7 +154,7 @@ pub async fn ingest(
         )
         .await?;
     if done.deliveries > 0 {
-        state.dispatch.notify_one();
+        state.wake_dispatchers().await;
     }
     let status = if done.created {
         StatusCode::CREATED

@@ -161,7 +161,7 @@ pub async fn resume_connector(
         .resume_connector(&corp_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))?;
-    state.dispatch.notify_one();
+    state.wake_dispatchers().await;
     Ok(Json(PauseOutcome {
         connector: connector_or_404(&state, &corp_id, &id).await?,
         due: Some(due),
@@ -406,7 +406,7 @@ pub async fn redeliver_one(
             "no delivered or dead delivery `{id}`"
         )));
     }
-    state.dispatch.notify_one();
+    state.wake_dispatchers().await;
     Ok(Json(Redelivered {
         redelivered: n,
         job: None,
@@ -424,7 +424,7 @@ pub async fn redeliver_many(
 ) -> Result<Json<Redelivered>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     let job = state.store.redeliver_job(&corp_id, &filter).await?;
-    state.dispatch.notify_one();
+    state.wake_dispatchers().await;
     Ok(Json(Redelivered {
         redelivered: job.total as u64,
         job: Some(job),
@@ -455,7 +455,7 @@ pub async fn backfill(
             "save a sync strategy before backfilling",
         )
     })?;
-    state.dispatch.notify_one();
+    state.wake_dispatchers().await;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 

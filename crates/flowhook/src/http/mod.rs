@@ -47,6 +47,16 @@ pub struct AppState {
     pub delivery_client: reqwest::Client,
 }
 
+impl AppState {
+    /// New work for the dispatchers: this node's at once, the others' by `NOTIFY` (PostgreSQL).
+    pub async fn wake_dispatchers(&self) {
+        self.dispatch.notify_one();
+        if let Err(e) = self.store.notify_deliveries().await {
+            tracing::warn!(error = %e, "could not notify the other nodes; they will poll");
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Flowhook", description = "Approval task center and reliable, Yida-compatible task event push."),

@@ -96,6 +96,23 @@ pub fn settings_generation() -> u64 {
     SETTINGS_GENERATION.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// The PostgreSQL channel on which nodes announce deliveries to claim.
+pub const DELIVERIES_CHANNEL: &str = "flowhook_deliveries";
+
+impl Store {
+    /// Tells the other nodes there are deliveries to claim (PostgreSQL `NOTIFY`; one SQLite file
+    /// has one node, whose dispatcher is woken in process).
+    pub async fn notify_deliveries(&self) -> Result<(), StoreError> {
+        if let Store::Postgres(pool) = self {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(DELIVERIES_CHANNEL)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Wall-clock epoch milliseconds: the one clock the service reads (the engine takes it as input).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -689,6 +689,15 @@ impl Worker {
             if !records.is_empty() {
                 crate::delivery::dispatcher::write_records_in!(tx, records);
             }
+            // Other nodes may claim what is not handed over here, and the lanes whose heads
+            // were just recorded: tell them at commit (NOTIFY is transactional).
+            let unhanded = fresh.iter().filter(|f| !**f).count() > 0;
+            if matches!(self.store, Store::Postgres(_)) && (unhanded || !records.is_empty()) {
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(super::DELIVERIES_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             let handed = fresh.iter().filter(|f| **f).count();
             if handed > 0 {

@@ -1191,3 +1191,40 @@ async fn gone_pauses_the_connector_until_resumed(db: TestDb) {
     assert_eq!(s, StatusCode::NOT_FOUND);
     org.app.stop().await;
 }
+
+/// PostgreSQL, many nodes: a dispatcher wakes on a `NOTIFY` from any node, not only on its own
+/// writer's commits or its poll (set to a minute here, so only the notification can wake it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dispatchers_wake_on_notify() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("not run: set FLOWHOOK_TEST_POSTGRES to run this on PostgreSQL");
+        return;
+    };
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.delivery_poll_ms = 60_000;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    let first = all_delivered(&org).await.len();
+    // Made due again behind this node's back (no in-process wake-up) …
+    let n = org
+        .app
+        .store
+        .redeliver(
+            "acme",
+            &flowhook::store::deliveries::DeliveryFilter::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n as usize, first);
+    // … and announced as another node announces its work: the LISTEN wakes the dispatcher.
+    org.app.store.notify_deliveries().await.unwrap();
+    receiver
+        .wait_until(10, "the redeliveries", |got| got.len() >= 2 * first)
+        .await;
+    org.app.stop().await;
+}
