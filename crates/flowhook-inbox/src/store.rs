@@ -45,6 +45,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("the writer has stopped")]
     WriterGone,
+    #[error("the transaction holding this event was rolled back")]
+    RolledBack,
 }
 
 #[derive(Debug, Clone)]
@@ -234,9 +236,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
             Err(e) => {
                 tracing::error!(error = %e, events = batch.len(), "could not store a batch; senders will retry");
                 for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Sql(sqlx::Error::Protocol(
-                        "the batch was rolled back".into(),
-                    ))));
+                    let _ = job.reply.send(Err(StoreError::RolledBack));
                 }
             }
         }

@@ -113,8 +113,8 @@ impl Application {
             self.state.breakers.clone(),
             self.state.metrics.clone(),
             self.owner.clone(),
-            Some(self.fresh),
-            Some(self.records),
+            self.fresh,
+            self.records,
             stop_rx.clone(),
         );
         let retention = crate::delivery::retention::spawn(

@@ -6,8 +6,9 @@
 //!    different actions, and a failing head holds back only its own instance.
 //! 2. Send each one outside any transaction, bounded by a semaphore; the endpoint's breaker may
 //!    hold it back.
-//! 3. The recorder writes attempts and outcomes with group commit, and schedules retries with
-//!    the pure policy. A crash loses nothing: an expired lease makes the delivery claimable again
+//! 3. Each attempt and its outcome go to the command writer, written in its group commit, with
+//!    retries scheduled by the pure policy. Fresh deliveries skip step 1: the writer leases them
+//!    to this node when it creates them and hands them over in memory. A crash loses nothing: an expired lease makes the delivery claimable again
 //!    (at-least-once; the event id lets receivers de-duplicate).
 
 use std::collections::HashMap;
@@ -90,7 +91,7 @@ struct Shared {
     /// App tokens and webhook secrets, read at most once a second per app / organisation, and
     /// again at once after a change made through this process ([`crate::store::settings_changed`]);
     /// a rotation keeps the previous one valid for its grace period, far longer than a second.
-    tokens: std::sync::Mutex<HashMap<String, Cached<String>>>,
+    tokens: std::sync::Mutex<HashMap<String, Cached<Option<String>>>>,
     /// Whether a connector is paused, read like the tokens.
     paused: std::sync::Mutex<HashMap<String, Cached<bool>>>,
     secrets: std::sync::Mutex<HashMap<String, Cached<Vec<flowhook_sign::webhooks::WebhookSecret>>>>,
@@ -127,8 +128,8 @@ pub fn spawn(
     breakers: Arc<Breakers>,
     metrics: Metrics,
     owner: String,
-    fresh: Option<mpsc::Receiver<FreshDelivery>>,
-    records: Option<mpsc::Sender<AttemptRecord>>,
+    fresh: mpsc::Receiver<FreshDelivery>,
+    records: mpsc::Sender<AttemptRecord>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let client = super::exchange::client(&config.egress);
@@ -181,29 +182,32 @@ async fn take_fresh(
             app_type: f.app_type,
             params: f.params,
         };
-        let (shared, tx) = (shared.clone(), records_tx.clone());
-        tokio::spawn(async move {
-            let record = send(&shared, claimed, &event).await;
-            let _ = tx.send(record).await;
-            drop(permit);
-        });
+        spawn_send(&shared, claimed, event, permit, &records_tx);
     }
+}
+
+/// Sends one delivery in a task of its own, holding `permit` until its record is queued.
+fn spawn_send(
+    shared: &Arc<Shared>,
+    c: Claimed,
+    event: StoredEvent,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    records_tx: &mpsc::Sender<AttemptRecord>,
+) {
+    let (shared, tx) = (shared.clone(), records_tx.clone());
+    tokio::spawn(async move {
+        let record = send(&shared, c, &event).await;
+        let _ = tx.send(record).await;
+        drop(permit);
+    });
 }
 
 async fn run(
     shared: Arc<Shared>,
-    fresh: Option<mpsc::Receiver<FreshDelivery>>,
-    records: Option<mpsc::Sender<AttemptRecord>>,
+    fresh: mpsc::Receiver<FreshDelivery>,
+    records_tx: mpsc::Sender<AttemptRecord>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Attempts go to the command writer (one group commit for both), or to a recorder of our own.
-    let (records_tx, recorder) = match records {
-        Some(tx) => (tx, None),
-        None => {
-            let (tx, rx) = mpsc::channel::<AttemptRecord>(RECORDS_ROOM);
-            (tx, Some(tokio::spawn(record(shared.clone(), rx))))
-        }
-    };
     let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
     let listener = match &shared.store {
         Store::Postgres(pool) => Some(tokio::spawn(listen(
@@ -213,15 +217,13 @@ async fn run(
         ))),
         Store::Sqlite(_) => None,
     };
-    let fresh_task = fresh.map(|rx| {
-        tokio::spawn(take_fresh(
-            shared.clone(),
-            rx,
-            permits.clone(),
-            records_tx.clone(),
-            stop.clone(),
-        ))
-    });
+    let fresh_task = tokio::spawn(take_fresh(
+        shared.clone(),
+        fresh,
+        permits.clone(),
+        records_tx.clone(),
+        stop.clone(),
+    ));
     while !*stop.borrow() {
         let free = permits.available_permits().min(256);
         let claimed = if free == 0 {
@@ -249,12 +251,7 @@ async fn run(
                             .acquire_owned()
                             .await
                             .expect("semaphore open");
-                        let (shared, tx) = (shared.clone(), records_tx.clone());
-                        tokio::spawn(async move {
-                            let record = send(&shared, c, &event).await;
-                            let _ = tx.send(record).await;
-                            drop(permit);
-                        });
+                        spawn_send(&shared, c, event, permit, &records_tx);
                     }
                 }
                 Err(e) => {
@@ -281,15 +278,9 @@ async fn run(
             _ = stop.changed() => {}
         }
     }
-    if let Some(t) = fresh_task {
-        let _ = t.await;
-    }
+    let _ = fresh_task.await;
     if let Some(l) = listener {
         l.abort();
-    }
-    drop(records_tx);
-    if let Some(recorder) = recorder {
-        let _ = recorder.await;
     }
 }
 
@@ -457,77 +448,73 @@ async fn target(
     Ok(t)
 }
 
-/// The token an app signs with now, cached for [`SECRET_TTL`].
+/// A value from `cache` when read less than [`SECRET_TTL`] ago and no setting changed since
+/// in this process; else `load`ed and kept.
+async fn cached<T: Clone, F: std::future::Future<Output = Result<T, StoreError>>>(
+    cache: &std::sync::Mutex<HashMap<String, Cached<T>>>,
+    key: &str,
+    load: F,
+) -> Result<T, StoreError> {
+    let generation = crate::store::settings_generation();
+    if let Some((at, g, v)) = cache.lock().expect("cache lock").get(key) {
+        if at.elapsed() < SECRET_TTL && *g == generation {
+            return Ok(v.clone());
+        }
+    }
+    let v = load.await?;
+    cache
+        .lock()
+        .expect("cache lock")
+        .insert(key.to_owned(), (Instant::now(), generation, v.clone()));
+    Ok(v)
+}
+
+/// The token an app signs with now.
 async fn app_token(
     shared: &Shared,
     app_type: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let generation = crate::store::settings_generation();
-    if let Some((at, g, t)) = shared.tokens.lock().expect("cache lock").get(app_type) {
-        if at.elapsed() < SECRET_TTL && *g == generation {
-            return Ok(Some(t.clone()));
-        }
-    }
-    let Some(token) = shared
-        .store
-        .app_tokens(app_type, now)
-        .await?
-        .into_iter()
-        .next()
-    else {
-        return Ok(None);
-    };
-    shared.tokens.lock().expect("cache lock").insert(
-        app_type.to_owned(),
-        (Instant::now(), generation, token.clone()),
-    );
-    Ok(Some(token))
+    cached(&shared.tokens, app_type, async {
+        Ok(shared
+            .store
+            .app_tokens(app_type, now)
+            .await?
+            .into_iter()
+            .next())
+    })
+    .await
 }
 
-/// Whether a connector is paused now, cached for [`SECRET_TTL`].
+/// Whether a connector is paused now.
 async fn is_paused(shared: &Shared, corp_id: &str, connector_id: &str) -> Result<bool, StoreError> {
-    let generation = crate::store::settings_generation();
-    if let Some((at, g, p)) = shared.paused.lock().expect("cache lock").get(connector_id) {
-        if at.elapsed() < SECRET_TTL && *g == generation {
-            return Ok(*p);
-        }
-    }
-    let paused = shared
-        .store
-        .connectors(corp_id, Some(connector_id))
-        .await?
-        .first()
-        .is_some_and(|(c, _)| c.paused_at.is_some());
-    shared.paused.lock().expect("cache lock").insert(
-        connector_id.to_owned(),
-        (Instant::now(), generation, paused),
-    );
-    Ok(paused)
+    cached(&shared.paused, connector_id, async {
+        Ok(shared
+            .store
+            .connectors(corp_id, Some(connector_id))
+            .await?
+            .first()
+            .is_some_and(|(c, _)| c.paused_at.is_some()))
+    })
+    .await
 }
 
 /// How long the deliveries of a paused connector wait before looking again (resuming makes
 /// them due at once).
 const PAUSED_RECHECK_MS: i64 = 60_000;
 
-/// An organisation's Standard Webhooks secrets (empty: not signing), cached for [`SECRET_TTL`].
+/// An organisation's Standard Webhooks secrets (empty: not signing).
 async fn webhook_secrets(
     shared: &Shared,
     corp_id: &str,
     now: i64,
 ) -> Result<Vec<flowhook_sign::webhooks::WebhookSecret>, StoreError> {
-    let generation = crate::store::settings_generation();
-    if let Some((at, g, s)) = shared.secrets.lock().expect("cache lock").get(corp_id) {
-        if at.elapsed() < SECRET_TTL && *g == generation {
-            return Ok(s.clone());
-        }
-    }
-    let secrets = shared.store.webhook_secrets(corp_id, now).await?;
-    shared.secrets.lock().expect("cache lock").insert(
-        corp_id.to_owned(),
-        (Instant::now(), generation, secrets.clone()),
-    );
-    Ok(secrets)
+    cached(
+        &shared.secrets,
+        corp_id,
+        shared.store.webhook_secrets(corp_id, now),
+    )
+    .await
 }
 
 /// The breaker key: scheme, host and port of the connector.
@@ -713,25 +700,6 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
     }
 }
 
-/// Writes attempt records in batches: one transaction, one fsync, many records.
-async fn record(shared: Arc<Shared>, mut rx: mpsc::Receiver<AttemptRecord>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        // A record that cannot be written is not lost: the delivery's lease expires and it is
-        // sent again (at-least-once).
-        if let Err(e) = write_records(&shared.store, &batch).await {
-            tracing::error!(error = %e, size = batch.len(), "recording attempts failed; the leases will expire and the deliveries be retried");
-        }
-        shared.notify.notify_one();
-    }
-}
-
 /// Writes attempt records into the open transaction `$tx` (either backend): the writer runs it
 /// inside its own group commit, so a command batch and the attempts finished meanwhile share
 /// one fsync.
@@ -843,14 +811,3 @@ macro_rules! write_records_in {
     }};
 }
 pub(crate) use write_records_in;
-
-/// Writes attempt records in a transaction of their own (when no writer takes them).
-async fn write_records(store: &Store, batch: &[AttemptRecord]) -> Result<(), StoreError> {
-    let _gate = crate::store::write_gate(store).await;
-    on_pool!(store, |pool| {
-        let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
-        write_records_in!(tx, batch);
-        tx.commit().await?;
-        Ok(())
-    })
-}

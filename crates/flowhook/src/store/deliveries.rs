@@ -168,40 +168,17 @@ impl Store {
         Ok(rows)
     }
 
-    /// Makes matching deliveries that are not pending (or all matching, with `include_pending`)
-    /// due again now; returns how many. Attempts so far stay in the log.
+    /// Makes the matching deliveries that are not pending (or the one `id`) due again now;
+    /// returns how many. Attempts so far stay in the log.
     pub async fn redeliver(
         &self,
         corp_id: &str,
         f: &DeliveryFilter,
         id: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let now = now_ms();
-        let sql = format!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $9, lease_owner = NULL, lease_until = NULL, \
-             updated_at = $9 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE {FILTER} AND d.status <> 'pending' AND ($10 IS NULL OR d.id = $10))"
-        );
-        Ok(on_pool!(self, |pool| {
-            sqlx::query(&sql)
-                .bind(corp_id)
-                .bind(&f.status)
-                .bind(&f.event_type)
-                .bind(&f.task_id)
-                .bind(&f.instance_id)
-                .bind(&f.action_id)
-                .bind(f.from)
-                .bind(f.to)
-                .bind(now)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+        self.redeliver_as(corp_id, f, id, None).await
     }
-}
 
-impl Store {
     /// Redelivers every delivery the filter selects (not pending) as a job, whose progress is
     /// the state of those deliveries (`job`): one transaction marks them due and theirs.
     pub async fn redeliver_job(
@@ -209,16 +186,31 @@ impl Store {
         corp_id: &str,
         f: &DeliveryFilter,
     ) -> Result<super::jobs::JobProgress, StoreError> {
-        let now = now_ms();
         let id = super::new_id("job");
-        let params = serde_json::to_string(f).expect("a filter serialises");
+        self.redeliver_as(corp_id, f, None, Some(&id)).await?;
+        self.job(corp_id, &id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the job just written is missing".into()))
+    }
+
+    /// The one redelivery: marks the deliveries due in one transaction and, for a bulk job,
+    /// records the job (`total` = how many) and points the deliveries at it.
+    async fn redeliver_as(
+        &self,
+        corp_id: &str,
+        f: &DeliveryFilter,
+        id: Option<&str>,
+        job: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
         let sql = format!(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $9, lease_owner = NULL, lease_until = NULL, \
-             updated_at = $9, redelivery_job_id = $10 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE {FILTER} AND d.status <> 'pending')"
+             updated_at = $9, redelivery_job_id = COALESCE($11, redelivery_job_id) WHERE id IN ( \
+             SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE {FILTER} AND d.status <> 'pending' AND ($10 IS NULL OR d.id = $10))"
         );
         let _gate = super::write_gate(self).await;
-        on_pool!(self, |pool| {
+        Ok(on_pool!(self, |pool| {
             let mut tx = super::BeginWrite::begin_write(pool).await?;
             let n = sqlx::query(&sql)
                 .bind(corp_id)
@@ -230,24 +222,24 @@ impl Store {
                 .bind(f.from)
                 .bind(f.to)
                 .bind(now)
-                .bind(&id)
+                .bind(id)
+                .bind(job)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("INSERT INTO jobs (id, corp_id, kind, params, total, created_at) VALUES ($1, $2, 'redelivery', $3, $4, $5)")
-                .bind(&id)
-                .bind(corp_id)
-                .bind(&params)
-                .bind(n as i64)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            if let Some(job) = job {
+                sqlx::query("INSERT INTO jobs (id, corp_id, kind, params, total, created_at) VALUES ($1, $2, 'redelivery', $3, $4, $5)")
+                    .bind(job)
+                    .bind(corp_id)
+                    .bind(serde_json::to_string(f).expect("a filter serialises"))
+                    .bind(n as i64)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-        });
-        drop(_gate);
-        self.job(corp_id, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the job just written is missing".into()))
+            n
+        }))
     }
 }
 
