@@ -106,6 +106,20 @@ async fn all_delivered(org: &Org) -> Vec<Value> {
     panic!("not all delivered: {:#?}", deliveries(org, "").await);
 }
 
+/// Polls a job's progress (`path` under the organisation) until it is `done`, or gives up
+/// after 10 s; returns the last progress seen.
+async fn job_done(org: &Org, path: &str) -> Value {
+    let mut progress = Value::Null;
+    for _ in 0..500 {
+        progress = org.send("GET", &org.path(path), None, None).await.1;
+        if progress["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    progress
+}
+
 /// The `X-Flowhook-Seq` of a request.
 fn seq_of(c: &Captured) -> i64 {
     c.header("x-flowhook-seq").unwrap().parse().unwrap()
@@ -324,17 +338,24 @@ async fn a_failing_instance_holds_back_only_itself(db: TestDb) {
     let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
     let receiver = Receiver::start().await;
     connect(&org, &receiver, json!({"type": "none"})).await;
-    let a = org.start("alice", "purchase", "A", json!({})).await;
+    // The rule is in place before A starts (its first delivery leaves at once); until A's id is
+    // known, A is the only instance, so every `created` is about A.
     let failing = Arc::new(AtomicBool::new(true));
-    let (flag, a_id) = (failing.clone(), a.clone());
+    let a_slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let (flag, slot) = (failing.clone(), a_slot.clone());
     receiver.answer(move |c, _| {
-        let about_a = String::from_utf8_lossy(&c.body).contains(&a_id);
+        let about_a = match slot.lock().unwrap().as_deref() {
+            Some(a_id) => String::from_utf8_lossy(&c.body).contains(a_id),
+            None => true,
+        };
         if flag.load(Ordering::SeqCst) && c.path.ends_with("/created") && about_a {
             500
         } else {
             200
         }
     });
+    let a = org.start("alice", "purchase", "A", json!({})).await;
+    *a_slot.lock().unwrap() = Some(a.clone());
     org.act(&a, "fin1", "agree", json!({})).await; // A: finished, cancelled, created — all behind A's head
     let b = org.start("dave", "purchase", "B", json!({})).await;
     org.act(&b, "fin2", "agree", json!({})).await;
@@ -603,17 +624,7 @@ async fn backfill_pushes_exactly_the_open_tasks(db: TestDb) {
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
     assert_eq!(job["total"], 3);
     let id = job["id"].as_str().unwrap().to_owned();
-    let mut progress = job;
-    for _ in 0..500 {
-        progress = org
-            .send("GET", &org.path(&format!("/backfills/{id}")), None, None)
-            .await
-            .1;
-        if progress["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let progress = job_done(&org, &format!("/backfills/{id}")).await;
     assert_eq!(
         (progress["state"].as_str(), progress["delivered"].as_i64()),
         (Some("done"), Some(3)),
@@ -694,17 +705,7 @@ async fn backfill_pushes_exactly_the_open_tasks(db: TestDb) {
         "{r}"
     );
     let job = r["job"]["id"].as_str().unwrap().to_owned();
-    let mut progress = Value::Null;
-    for _ in 0..500 {
-        progress = org
-            .send("GET", &org.path(&format!("/jobs/{job}")), None, None)
-            .await
-            .1;
-        if progress["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let progress = job_done(&org, &format!("/jobs/{job}")).await;
     assert_eq!(
         (
             progress["total"].as_i64(),
