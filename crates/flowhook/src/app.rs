@@ -69,6 +69,7 @@ impl Application {
                     Some(handoff),
                 ),
                 store,
+                known_orgs: Default::default(),
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
                 dispatch,

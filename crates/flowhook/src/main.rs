@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: see docs/BENCHMARKS.md (a fifth of the CPU went to
+/// glibc malloc under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = flowhook::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -48,6 +48,8 @@ struct Claimed {
     corp_id: String,
     event_id: String,
     action_id: String,
+    /// The instance, when the delivery is ordered: its lane.
+    lane: Option<String>,
     attempts: i64,
     backfill: bool,
     created_at: i64,
@@ -57,6 +59,8 @@ struct Claimed {
 pub struct AttemptRecord {
     pub(crate) delivery_id: String,
     pub(crate) corp_id: String,
+    /// The ordered delivery's instance: when it ends, the lane's next delivery may go.
+    pub(crate) lane: Option<String>,
     /// None: held back by the breaker (no attempt made, no attempt counted).
     pub(crate) attempt: Option<Attempt>,
     pub(crate) next_attempt_at: i64,
@@ -108,6 +112,8 @@ struct Target {
     action: Action,
     connector: Connector,
     auth: Auth,
+    /// The breaker key ([`endpoint_of`]), parsed once.
+    endpoint: String,
 }
 
 /// A lease owner id for this node's dispatcher (the writer leases fresh deliveries to it).
@@ -172,6 +178,7 @@ async fn take_fresh(
             corp_id: f.corp_id,
             event_id: f.event_id,
             action_id: f.action_id,
+            lane: f.ordered.then_some(f.instance_id),
             attempts: 0,
             backfill: false,
             created_at: f.created_at,
@@ -334,7 +341,7 @@ async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError
            AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
                 AND p.status = 'pending' AND p.seq < d.seq)) \
            ORDER BY d.next_attempt_at LIMIT $4{lock}) \
-         RETURNING id, corp_id, event_id, action_id, attempts, backfill, created_at"
+         RETURNING id, corp_id, event_id, action_id, instance_id, ordered, attempts, backfill, created_at"
     );
     let _gate = crate::store::write_gate(&shared.store).await;
     let rows = on_pool!(&shared.store, |pool| {
@@ -352,6 +359,11 @@ async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError
                     corp_id: r.try_get("corp_id")?,
                     event_id: r.try_get("event_id")?,
                     action_id: r.try_get("action_id")?,
+                    lane: if r.try_get("ordered")? {
+                        Some(r.try_get("instance_id")?)
+                    } else {
+                        None
+                    },
                     attempts: i64::from(r.try_get::<i32, _>("attempts")?),
                     backfill: r.try_get("backfill")?,
                     created_at: r.try_get("created_at")?,
@@ -436,6 +448,7 @@ async fn target(
             StoreError::Corrupt(format!("connector {} is missing", action.connector_id))
         })?;
     let t = Arc::new(Target {
+        endpoint: endpoint_of(&connector),
         action,
         connector,
         auth,
@@ -541,6 +554,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         AttemptRecord {
             delivery_id: c.id.clone(),
             corp_id: c.corp_id.clone(),
+            lane: c.lane.clone(),
             attempt: None,
             next_attempt_at: now + shared.config.poll.as_millis() as i64,
             status: "pending",
@@ -563,6 +577,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
             return AttemptRecord {
                 delivery_id: c.id.clone(),
                 corp_id: c.corp_id.clone(),
+                lane: c.lane.clone(),
                 attempt: None,
                 next_attempt_at: now + PAUSED_RECHECK_MS,
                 status: "pending",
@@ -571,11 +586,12 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         }
         Err(e) => return failed(e.to_string()),
     }
-    let endpoint = endpoint_of(connector);
-    if shared.breakers.permit(&endpoint, Instant::now()) == Permit::Hold {
+    let endpoint = &target.endpoint;
+    if shared.breakers.permit(endpoint, Instant::now()) == Permit::Hold {
         return AttemptRecord {
             delivery_id: c.id.clone(),
             corp_id: c.corp_id.clone(),
+            lane: c.lane.clone(),
             attempt: None,
             next_attempt_at: now + shared.config.breaker_cooldown.as_millis() as i64,
             status: "pending",
@@ -645,7 +661,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         .metrics
         .delivery_latency
         .observe(duration.as_secs_f64());
-    let reopened = shared.breakers.record(&endpoint, success, Instant::now());
+    let reopened = shared.breakers.record(endpoint, success, Instant::now());
     let since_first = Duration::from_millis((now - c.created_at).max(0) as u64);
     let (status_after, next_at) = match shared.config.policy.next(
         number as u32,
@@ -656,7 +672,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Next::Done => ("delivered", now),
         // Behind an open breaker, come back at the cooldown: held until the probe succeeds,
         // and then sent at once rather than after a long backoff.
-        Next::RetryIn(d) if shared.breakers.is_tripped(&endpoint) => (
+        Next::RetryIn(d) if shared.breakers.is_tripped(endpoint) => (
             "pending",
             now + d.min(shared.breakers.cooldown()).as_millis() as i64,
         ),
@@ -683,6 +699,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
     AttemptRecord {
         delivery_id: c.id.clone(),
         corp_id: c.corp_id.clone(),
+        lane: c.lane.clone(),
         attempt: Some(Attempt {
             number,
             started_at: now,
@@ -700,27 +717,32 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
     }
 }
 
-/// Writes attempt records into the open transaction `$tx` (either backend): the writer runs it
-/// inside its own group commit, so a command batch and the attempts finished meanwhile share
-/// one fsync.
+/// Adds the statements writing attempt records to `$script` (the writer's [`Statements`] of
+/// either backend): the writer runs them inside its own group commit, so a command batch and
+/// the attempts finished meanwhile share one fsync.
+///
+/// [`Statements`]: crate::store::writer
 macro_rules! write_records_in {
-    ($tx:ident, $batch:expr) => {{
+    ($script:ident, $batch:expr) => {{
         let batch: &[$crate::delivery::dispatcher::AttemptRecord] = $batch;
-    let now = $crate::store::now_ms();
-    // The common case — an attempt that delivered — is written with multi-row statements: one
-    // INSERT of every attempt, one UPDATE of every delivered delivery. Failures and holds are
-    // rarer and carry their own schedule: one UPDATE each.
-    let attempts: Vec<(&$crate::delivery::dispatcher::AttemptRecord, &$crate::delivery::dispatcher::Attempt)> = batch
-        .iter()
-        .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
-        .collect();
-    let delivered: Vec<&str> = attempts
-        .iter()
-        .filter(|(r, _)| r.status == "delivered")
-        .map(|(r, _)| r.delivery_id.as_str())
-        .collect();
+        let now = $crate::store::now_ms();
+        // The common case — an attempt that delivered — is written with multi-row statements:
+        // one INSERT of every attempt, one UPDATE of every delivered delivery. Failures and
+        // holds are rarer and carry their own schedule: one UPDATE each.
+        let attempts: Vec<(
+            &$crate::delivery::dispatcher::AttemptRecord,
+            &$crate::delivery::dispatcher::Attempt,
+        )> = batch
+            .iter()
+            .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
+            .collect();
+        let delivered: Vec<&str> = attempts
+            .iter()
+            .filter(|(r, _)| r.status == "delivered")
+            .map(|(r, _)| r.delivery_id.as_str())
+            .collect();
         for chunk in attempts.chunks(200) {
-            let mut q = sqlx::QueryBuilder::new(
+            let q = $script.start_with(
                 "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
                  request_params, response_status, response_headers, response_body, error_kind, error) ",
             );
@@ -732,9 +754,7 @@ macro_rules! write_records_in {
                     .push_bind(a.started_at)
                     .push_bind(a.duration_ms)
                     .push_bind(&a.prepared.logged_url)
-                    .push_bind(
-                        serde_json::to_string(&a.prepared.logged_headers).unwrap_or_default(),
-                    )
+                    .push_bind(serde_json::to_string(&a.prepared.logged_headers).unwrap_or_default())
                     .push_bind(serde_json::to_string(&a.prepared.params).unwrap_or_default())
                     .push_bind(a.response_status.map(i32::from))
                     .push_bind(&a.response_headers)
@@ -742,11 +762,10 @@ macro_rules! write_records_in {
                     .push_bind(a.error_kind)
                     .push_bind(&a.error);
             });
-            q.build().execute(&mut *$tx).await?;
         }
         for chunk in delivered.chunks(500) {
             // `attempts + 1`: the attempt just made (the delivery is leased to this node).
-            let mut q = sqlx::QueryBuilder::new(
+            let q = $script.start_with(
                 "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
                  lease_owner = NULL, lease_until = NULL, updated_at = ",
             );
@@ -756,7 +775,6 @@ macro_rules! write_records_in {
                 list.push_bind(*id);
             }
             q.push(")");
-            q.build().execute(&mut *$tx).await?;
         }
         // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
         // by that time to the second, one UPDATE per group: during an outage every fresh
@@ -768,7 +786,7 @@ macro_rules! write_records_in {
         }
         for (due, ids) in &held {
             for chunk in ids.chunks(500) {
-                let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
+                let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
                 q.push_bind(*due)
                     .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
                     .push_bind(now)
@@ -778,35 +796,33 @@ macro_rules! write_records_in {
                     list.push_bind(*id);
                 }
                 q.push(")");
-                q.build().execute(&mut *$tx).await?;
             }
         }
         // Failed attempts: each with its own schedule and error.
         for (r, a) in attempts.iter().filter(|(r, _)| r.status != "delivered") {
-            sqlx::query(
-                "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, \
-                 lease_owner = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1",
-            )
-            .bind(&r.delivery_id)
-            .bind(r.status)
-            .bind(a.number as i32)
-            .bind(r.next_attempt_at)
-            .bind(&a.error)
-            .bind(now)
-            .execute(&mut *$tx)
-            .await?;
+            let q = $script.start("UPDATE deliveries SET status = ");
+            q.push_bind(r.status)
+                .push(", attempts = ")
+                .push_bind(a.number as i32)
+                .push(", next_attempt_at = ")
+                .push_bind(r.next_attempt_at)
+                .push(", last_error = ")
+                .push_bind(&a.error)
+                .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
+                .push_bind(now)
+                .push(" WHERE id = ")
+                .push_bind(&r.delivery_id);
         }
         // Last, so nothing written above pushes them back: an endpoint that is back gets its
         // backlog due now, not when each backoff expires.
         for connector in batch.iter().filter_map(|r| r.reopened_connector.as_ref()) {
-            sqlx::query(
-                "UPDATE deliveries SET next_attempt_at = $2 WHERE status = 'pending' AND next_attempt_at > $2 \
-                 AND action_id IN (SELECT id FROM actions WHERE connector_id = $1)",
-            )
-            .bind(connector)
-            .bind(now)
-            .execute(&mut *$tx)
-            .await?;
+            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
+            q.push_bind(now)
+                .push(" WHERE status = 'pending' AND next_attempt_at > ")
+                .push_bind(now)
+                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id = ")
+                .push_bind(connector)
+                .push(")");
         }
     }};
 }

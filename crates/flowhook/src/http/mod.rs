@@ -45,6 +45,9 @@ pub struct AppState {
     /// Test fire sends as the dispatcher does: same client settings, same egress policy.
     pub egress: std::sync::Arc<crate::delivery::egress::EgressPolicy>,
     pub delivery_client: reqwest::Client,
+    /// Organisations known to exist (there is no deletion, so a hit never goes stale): the
+    /// check before each command reads the database only for an unknown one.
+    pub known_orgs: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
 }
 
 impl AppState {

@@ -93,8 +93,23 @@ pub async fn get_org(
 
 /// Ensures the organisation exists (the bootstrap key reaches every id).
 pub async fn require_org(state: &AppState, corp_id: &str) -> Result<(), ApiError> {
+    if state
+        .known_orgs
+        .read()
+        .expect("known orgs lock")
+        .contains(corp_id)
+    {
+        return Ok(());
+    }
     match state.store.org(corp_id).await? {
-        Some(_) => Ok(()),
+        Some(_) => {
+            state
+                .known_orgs
+                .write()
+                .expect("known orgs lock")
+                .insert(corp_id.to_owned());
+            Ok(())
+        }
         None => Err(ApiError::not_found(format!(
             "organisation `{corp_id}` not found"
         ))),

@@ -21,6 +21,9 @@ pub(super) async fn connect(
     super::probe::<sqlx::SqliteConnection>(&options, connect_timeout).await?;
     SqlitePoolOptions::new()
         .max_connections(max_connections)
+        // A local file's connection does not go stale: no ping before every use (it was a
+        // round trip to the connection's thread per query).
+        .test_before_acquire(false)
         .acquire_timeout(connect_timeout)
         .connect_with(options)
         .await

@@ -97,6 +97,8 @@ pub struct FreshDelivery {
     pub corp_id: String,
     pub event_id: String,
     pub action_id: String,
+    pub instance_id: String,
+    pub ordered: bool,
     pub created_at: i64,
     pub kind: String,
     pub seq: i64,
@@ -186,7 +188,8 @@ struct Worker {
 
 /// The writer's own connection.
 enum Conn {
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    /// Not pooled: dropped after an error, it closes, which rolls back what was open.
+    Sqlite(Box<sqlx::SqliteConnection>),
     Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
 }
 
@@ -202,10 +205,127 @@ macro_rules! on_conn {
 /// Rows per multi-row statement (well under both backends' bind-parameter limits).
 const CHUNK: usize = 500;
 
+/// The write statements of one batch. On SQLite they are joined into one multi-statement
+/// execution: one round trip to the connection's thread instead of one per statement (each
+/// costs two thread wake-ups, which on a loaded machine is most of a small statement's time).
+/// PostgreSQL prepares one statement at a time; there the inserts (and the update of delivered
+/// deliveries) become the data-modifying `WITH` parts of one statement — one round trip, and
+/// foreign keys are checked at its end — and the rest stay separate statements after it.
+struct Statements<'args, DB: sqlx::Database> {
+    joined: bool,
+    builders: Vec<sqlx::QueryBuilder<'args, DB>>,
+    /// PostgreSQL: the builder holding the open `WITH`, and how many parts it has.
+    with: Option<(usize, usize)>,
+}
+
+impl<'args, DB: sqlx::Database> Statements<'args, DB> {
+    fn new(joined: bool) -> Self {
+        Self {
+            joined,
+            builders: Vec::new(),
+            with: None,
+        }
+    }
+
+    /// Starts the next statement as a part of the batch's one `WITH` statement (PostgreSQL;
+    /// on SQLite like [`Self::start`]). Only for writes that see no other part's effect: the
+    /// parts share one snapshot.
+    fn start_with(&mut self, sql: &str) -> &mut sqlx::QueryBuilder<'args, DB> {
+        if self.joined {
+            return self.start(sql);
+        }
+        let i = match self.with {
+            Some((i, n)) => {
+                self.builders[i]
+                    .push(format_args!("), w{n} AS ("))
+                    .push(sql);
+                self.with = Some((i, n + 1));
+                i
+            }
+            None => {
+                self.builders
+                    .push(sqlx::QueryBuilder::new(format!("WITH w0 AS ({sql}")));
+                self.with = Some((self.builders.len() - 1, 1));
+                self.builders.len() - 1
+            }
+        };
+        &mut self.builders[i]
+    }
+
+    /// Closes the `WITH` statement, if any: call before running the statements.
+    fn close(&mut self) {
+        if let Some((i, _)) = self.with.take() {
+            self.builders[i].push(") SELECT 1");
+        }
+    }
+
+    /// Starts the next statement with `sql`; binds and SQL pushed to the builder follow it.
+    fn start(&mut self, sql: &str) -> &mut sqlx::QueryBuilder<'args, DB> {
+        match self.builders.last_mut() {
+            Some(b) if self.joined => {
+                b.push("; ").push(sql);
+            }
+            _ => self.builders.push(sqlx::QueryBuilder::new(sql)),
+        }
+        self.builders.last_mut().expect("just pushed")
+    }
+}
+
+/// How the writer opens a batch's transaction on each backend.
+///
+/// SQLite: the transaction opens and commits inside the batch's one statement script
+/// (`BEGIN IMMEDIATE; …; COMMIT`), so a whole batch is one round trip to the connection's
+/// thread. The reads before it (instance states, waiting lanes) need no transaction of their
+/// own: under the write gate nothing else in this process writes. A script that fails leaves
+/// its transaction open on the writer's own (unpooled) connection, which is then dropped —
+/// closing it rolls the transaction back.
+///
+/// PostgreSQL: a transaction around the whole batch, instance rows locked `FOR UPDATE`
+/// against other nodes.
+trait Open {
+    type Tx<'c>: std::ops::DerefMut<Target = Self> + Finish
+    where
+        Self: 'c;
+    async fn open(&mut self) -> Result<Self::Tx<'_>, sqlx::Error>;
+}
+
+/// Ends a batch's transaction (see [`Open`]).
+trait Finish {
+    async fn finish(self) -> Result<(), sqlx::Error>;
+}
+
+impl Open for sqlx::SqliteConnection {
+    type Tx<'c> = &'c mut sqlx::SqliteConnection;
+    async fn open(&mut self) -> Result<Self::Tx<'_>, sqlx::Error> {
+        Ok(self)
+    }
+}
+
+impl Finish for &mut sqlx::SqliteConnection {
+    async fn finish(self) -> Result<(), sqlx::Error> {
+        Ok(()) // committed by the script's own COMMIT
+    }
+}
+
+impl Open for sqlx::PgConnection {
+    type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
+    async fn open(&mut self) -> Result<Self::Tx<'_>, sqlx::Error> {
+        sqlx::Connection::begin(self).await
+    }
+}
+
+impl Finish for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn finish(self) -> Result<(), sqlx::Error> {
+        self.commit().await
+    }
+}
+
 /// What one command will write, computed before touching the database.
 struct Change {
     instance: Instance,
     events: Vec<(StoredEvent, Event, String)>,
+    /// Started by this command: no delivery of it can be waiting already.
+    started: bool,
 }
 
 /// Reads shared by the commands of one batch.
@@ -431,7 +551,12 @@ impl Worker {
         if conn.is_none() {
             *conn = Some(match &self.store {
                 Store::Sqlite(pool) => {
-                    let mut c = pool.acquire().await?;
+                    let mut c = Box::new(
+                        <sqlx::SqliteConnection as sqlx::Connection>::connect_with(
+                            &pool.connect_options(),
+                        )
+                        .await?,
+                    );
                     // 32 MiB of page cache for the writer's own connection (SQLite's default is
                     // 2 MiB): it keeps the hot index pages instead of re-reading them.
                     sqlx::query("PRAGMA cache_size = -32768")
@@ -443,16 +568,10 @@ impl Worker {
             });
         }
         let conn = conn.as_mut().expect("just set");
-        let begin = if matches!(self.store, Store::Sqlite(_)) {
-            "BEGIN IMMEDIATE"
-        } else {
-            "BEGIN"
-        };
         on_conn!(conn, |c| {
-            // SQLite: take the write lock up front. A deferred transaction that reads first and
-            // then writes fails at once (SQLITE_BUSY_SNAPSHOT) if another connection — the
-            // dispatcher — committed in between; IMMEDIATE waits its turn (busy_timeout) instead.
-            let mut tx = sqlx::Connection::begin_with(&mut **c, begin).await?;
+            // Mutable for PostgreSQL's transaction; SQLite's is a `&mut` already.
+            #[allow(unused_mut)]
+            let mut tx = Open::open(&mut **c).await?;
             let mut states: HashMap<String, Instance> = HashMap::new();
             for chunk in wanted.chunks(CHUNK) {
                 let mut q =
@@ -512,77 +631,9 @@ impl Worker {
                 }
             }
             let rows = Rows::of(&changes, &ctx.strategies, now_ms());
-            for chunk in rows.instances.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, \
-                     title, originator_id, status, state, seq, created_at, modified_at, finished_at) ",
-                );
-                q.push_values(chunk, |mut b, (inst, state)| {
-                    b.push_bind(&inst.id)
-                        .push_bind(&inst.corp_id)
-                        .push_bind(&inst.app_type)
-                        .push_bind(&inst.process_code)
-                        .push_bind(inst.process_version)
-                        .push_bind(&inst.form_instance_id)
-                        .push_bind(&inst.title)
-                        .push_bind(&inst.originator_id)
-                        .push_bind(inst.status.as_str())
-                        .push_bind(state)
-                        .push_bind(inst.seq as i64)
-                        .push_bind(inst.created_at)
-                        .push_bind(inst.modified_at)
-                        .push_bind(inst.finished_at);
-                });
-                q.push(
-                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, state = excluded.state, \
-                     seq = excluded.seq, modified_at = excluded.modified_at, finished_at = excluded.finished_at",
-                );
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in rows.events.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at) ",
-                );
-                q.push_values(chunk, |mut b, (inst, stored, params)| {
-                    b.push_bind(&stored.id)
-                        .push_bind(&inst.corp_id)
-                        .push_bind(&inst.app_type)
-                        .push_bind(&inst.id)
-                        .push_bind(stored.seq)
-                        .push_bind(&stored.kind)
-                        .push_bind(&stored.task_id)
-                        .push_bind(*params)
-                        .push_bind(stored.created_at);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in rows.tasks.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO tasks (id, corp_id, app_type, instance_id, process_code, user_id, node_id, \
-                     node_name, status, action, created_at, ended_at) ",
-                );
-                q.push_values(chunk, |mut b, (inst, t)| {
-                    b.push_bind(&t.id)
-                        .push_bind(&inst.corp_id)
-                        .push_bind(&inst.app_type)
-                        .push_bind(&inst.id)
-                        .push_bind(&inst.process_code)
-                        .push_bind(&t.user_id)
-                        .push_bind(&t.node_id)
-                        .push_bind(&t.node_name)
-                        .push_bind(t.status.as_str())
-                        .push_bind(t.action.map(|a| a.as_str()))
-                        .push_bind(t.created_at)
-                        .push_bind(t.ended_at);
-                });
-                q.push(
-                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, action = excluded.action, \
-                     ended_at = excluded.ended_at",
-                );
-                q.build().execute(&mut *tx).await?;
-            }
             // Which new deliveries go straight to the local dispatcher: the heads of their lanes
             // (an ordered instance with a pending delivery already waits its turn), within room.
+            // An instance started in this batch has nothing waiting: no need to look.
             let mut fresh = vec![false; rows.deliveries.len()];
             let lease = self.handoff.as_ref().map(|h| {
                 (
@@ -592,10 +643,15 @@ impl Worker {
                 )
             });
             if let Some((_, _, mut room)) = lease.filter(|l| l.2 > 0) {
+                let started: std::collections::HashSet<&str> = changes
+                    .iter()
+                    .filter(|c| c.started)
+                    .map(|c| c.instance.id.as_str())
+                    .collect();
                 let mut lanes: Vec<&str> = rows
                     .deliveries
                     .iter()
-                    .filter(|d| d.ordered)
+                    .filter(|d| d.ordered && !started.contains(d.instance_id))
                     .map(|d| d.instance_id)
                     .collect();
                 lanes.sort_unstable();
@@ -627,8 +683,79 @@ impl Worker {
             }
             let flagged: Vec<(&NewDelivery, bool)> =
                 rows.deliveries.iter().zip(fresh.iter().copied()).collect();
+
+            let mut script = Statements::new(matches!(self.store, Store::Sqlite(_)));
+            if script.joined {
+                script.start("BEGIN IMMEDIATE");
+            }
+            for chunk in rows.instances.chunks(CHUNK) {
+                let q = script.start_with(
+                    "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, \
+                     title, originator_id, status, state, seq, created_at, modified_at, finished_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, state)| {
+                    b.push_bind(&inst.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.process_code)
+                        .push_bind(inst.process_version)
+                        .push_bind(&inst.form_instance_id)
+                        .push_bind(&inst.title)
+                        .push_bind(&inst.originator_id)
+                        .push_bind(inst.status.as_str())
+                        .push_bind(state)
+                        .push_bind(inst.seq as i64)
+                        .push_bind(inst.created_at)
+                        .push_bind(inst.modified_at)
+                        .push_bind(inst.finished_at);
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, state = excluded.state, \
+                     seq = excluded.seq, modified_at = excluded.modified_at, finished_at = excluded.finished_at",
+                );
+            }
+            for chunk in rows.events.chunks(CHUNK) {
+                let q = script.start_with(
+                    "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, stored, params)| {
+                    b.push_bind(&stored.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.id)
+                        .push_bind(stored.seq)
+                        .push_bind(&stored.kind)
+                        .push_bind(&stored.task_id)
+                        .push_bind(*params)
+                        .push_bind(stored.created_at);
+                });
+            }
+            for chunk in rows.tasks.chunks(CHUNK) {
+                let q = script.start_with(
+                    "INSERT INTO tasks (id, corp_id, app_type, instance_id, process_code, user_id, node_id, \
+                     node_name, status, action, created_at, ended_at) ",
+                );
+                q.push_values(chunk, |mut b, (inst, t)| {
+                    b.push_bind(&t.id)
+                        .push_bind(&inst.corp_id)
+                        .push_bind(&inst.app_type)
+                        .push_bind(&inst.id)
+                        .push_bind(&inst.process_code)
+                        .push_bind(&t.user_id)
+                        .push_bind(&t.node_id)
+                        .push_bind(&t.node_name)
+                        .push_bind(t.status.as_str())
+                        .push_bind(t.action.map(|a| a.as_str()))
+                        .push_bind(t.created_at)
+                        .push_bind(t.ended_at);
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, action = excluded.action, \
+                     ended_at = excluded.ended_at",
+                );
+            }
             for chunk in flagged.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
+                let q = script.start_with(
                     "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, backfill, \
                      attempts, next_attempt_at, created_at, updated_at, lease_owner, lease_until) ",
                 );
@@ -653,10 +780,9 @@ impl Worker {
                         .push_bind(owner)
                         .push_bind(until);
                 });
-                q.build().execute(&mut *tx).await?;
             }
             for chunk in rows.ccs.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
+                let q = script.start_with(
                     "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, created_at) ",
                 );
                 q.push_values(chunk, |mut b, (inst, c)| {
@@ -669,36 +795,73 @@ impl Worker {
                         .push_bind(&c.node_id)
                         .push_bind(c.created_at);
                 });
-                q.build().execute(&mut *tx).await?;
             }
             // A deleted instance leaves no rows in the task center (after the upserts above,
             // which may have touched its tasks earlier in this batch).
             for chunk in rows.deleted.chunks(CHUNK) {
                 for table in ["tasks", "ccs"] {
-                    let mut q = sqlx::QueryBuilder::new(format!(
-                        "DELETE FROM {table} WHERE instance_id IN ("
-                    ));
+                    let q = script.start(&format!("DELETE FROM {table} WHERE instance_id IN ("));
                     let mut list = q.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);
                     }
                     q.push(")");
-                    q.build().execute(&mut *tx).await?;
                 }
             }
-            if !records.is_empty() {
-                crate::delivery::dispatcher::write_records_in!(tx, records);
+            crate::delivery::dispatcher::write_records_in!(script, records);
+            // Whether the recorded attempts give the dispatchers something to look at: a retry
+            // scheduled (their sleep may end too late), an endpoint back, or a lane whose head
+            // just ended while a later delivery waits in it (asked after the writes, in the
+            // same transaction). Most often none: waking them for nothing costs an empty claim,
+            // which takes the write lock.
+            let mut records_wake = records
+                .iter()
+                .any(|r| r.status == "pending" || r.reopened_connector.is_some());
+            let mut ended: Vec<&str> = if records_wake {
+                Vec::new()
+            } else {
+                records.iter().filter_map(|r| r.lane.as_deref()).collect()
+            };
+            ended.sort_unstable();
+            ended.dedup();
+            let mut waiting = Statements::new(script.joined);
+            for chunk in ended.chunks(CHUNK) {
+                let q = if script.joined {
+                    script.start(
+                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id IN (",
+                    )
+                } else {
+                    waiting.start(
+                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id IN (",
+                    )
+                };
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(") LIMIT 1");
+            }
+            if script.joined {
+                script.start("COMMIT");
+            }
+            script.close();
+            for q in script
+                .builders
+                .iter_mut()
+                .chain(waiting.builders.iter_mut())
+            {
+                records_wake |= !q.build().fetch_all(&mut *tx).await?.is_empty();
             }
             // Other nodes may claim what is not handed over here, and the lanes whose heads
             // were just recorded: tell them at commit (NOTIFY is transactional).
             let unhanded = fresh.iter().filter(|f| !**f).count() > 0;
-            if matches!(self.store, Store::Postgres(_)) && (unhanded || !records.is_empty()) {
+            if matches!(self.store, Store::Postgres(_)) && (unhanded || records_wake) {
                 sqlx::query("SELECT pg_notify($1, '')")
                     .bind(super::DELIVERIES_CHANNEL)
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await?;
+            tx.finish().await?;
             let handed = fresh.iter().filter(|f| **f).count();
             if handed > 0 {
                 let handoff = self
@@ -727,6 +890,8 @@ impl Worker {
                         corp_id: d.corp_id.to_owned(),
                         event_id: d.event_id.to_owned(),
                         action_id: d.action_id.to_owned(),
+                        instance_id: d.instance_id.to_owned(),
+                        ordered: d.ordered,
                         created_at: d.at,
                         kind: stored.kind.clone(),
                         seq: stored.seq,
@@ -735,8 +900,8 @@ impl Worker {
                     });
                 }
             }
-            // Deliveries left for claims, or lanes whose head just finished: the dispatcher looks.
-            if rows.deliveries.len() > handed || !records.is_empty() {
+            // Deliveries left for claims, or work behind the recorded attempts: the dispatcher looks.
+            if rows.deliveries.len() > handed || records_wake {
                 self.dispatch.notify_one();
             }
             Ok(results)
@@ -790,7 +955,7 @@ impl Worker {
                     &*dir,
                     now,
                 )?;
-                Ok(self.change(instance, events, &def, &dir))
+                Ok(self.change(instance, events, &def, &dir, true))
             }
             (
                 Op::Act {
@@ -806,7 +971,7 @@ impl Worker {
                     .await?;
                 let dir = self.directory(corp_id, ctx).await?;
                 let (instance, events) = inst.apply(&def, actor, command, &*dir, now)?;
-                Ok(self.change(instance, events, &def, &dir))
+                Ok(self.change(instance, events, &def, &dir, false))
             }
             (Op::Act { .. }, None) => Err(EngineError::NotFound("instance".into()).into()),
         }
@@ -818,6 +983,7 @@ impl Worker {
         events: Vec<Event>,
         def: &Definition,
         dir: &DirectorySnapshot,
+        started: bool,
     ) -> Change {
         let ctx = RenderContext {
             directory: dir,
@@ -846,7 +1012,11 @@ impl Worker {
                 (stored, e, params)
             })
             .collect();
-        Change { instance, events }
+        Change {
+            instance,
+            events,
+            started,
+        }
     }
 
     async fn definition(
