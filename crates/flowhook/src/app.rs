@@ -61,7 +61,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
-            state: AppState {
+            state: AppState(std::sync::Arc::new(crate::http::SharedState {
                 writer: crate::store::writer::Writer::spawn(
                     store.clone(),
                     config.public_base_url.clone(),
@@ -79,7 +79,7 @@ impl Application {
                 )),
                 egress: std::sync::Arc::new(config.dispatcher().egress),
                 delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),
-            },
+            })),
             config,
             owner,
             fresh,

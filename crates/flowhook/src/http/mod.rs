@@ -29,9 +29,20 @@ use utoipa::OpenApi;
 use crate::store::Store;
 use crate::telemetry::{HttpLabels, Metrics};
 
-/// What every handler can reach.
+/// What every handler can reach: one allocation shared by every request (axum clones the
+/// state for each extractor; a clone is one reference count, not one per field).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(pub std::sync::Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct SharedState {
     pub store: Store,
     pub metrics: Metrics,
     /// The only path by which commands change state (group commit).

@@ -1229,3 +1229,29 @@ async fn postgres_dispatchers_wake_on_notify() {
         .await;
     org.app.stop().await;
 }
+
+mod a_busy_dispatcher_claims_again_as_its_sends_finish {
+    crate::on_both_backends!(super::a_busy_dispatcher_claims_again_as_its_sends_finish);
+}
+
+/// With every slot busy, the dispatcher claims again as soon as its sends finish — not at its
+/// next poll, set to a minute here: a recorded delivery wakes nobody, most leave nothing
+/// behind. (One slot: most deliveries go through claims, one at a time.)
+async fn a_busy_dispatcher_claims_again_as_its_sends_finish(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.delivery_poll_ms = 60_000;
+        c.delivery_concurrency = 1;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    for i in 0..12 {
+        org.start("alice", "purchase", &format!("laptop {i}"), json!({}))
+            .await;
+    }
+    let all = all_delivered(&org).await;
+    assert!(all.len() >= 12, "{} deliveries", all.len());
+    assert_eq!(receiver.requests().len(), all.len(), "each sent once");
+    org.app.stop().await;
+}
