@@ -8,8 +8,9 @@
 //!    hold it back.
 //! 3. Each attempt and its outcome go to the command writer, written in its group commit, with
 //!    retries scheduled by the pure policy. Fresh deliveries skip step 1: the writer leases them
-//!    to this node when it creates them and hands them over in memory. A crash loses nothing: an expired lease makes the delivery claimable again
-//!    (at-least-once; the event id lets receivers de-duplicate).
+//!    to this node when it creates them and hands them over in memory. A crash loses nothing:
+//!    an expired lease makes the delivery claimable again (at-least-once; the event id lets
+//!    receivers de-duplicate).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -431,13 +432,9 @@ async fn load_events(
     for chunk in claimed.chunks(500) {
         let rows: Vec<(String, String, i64, String, String)> = on_pool!(&shared.store, |pool| {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT id, kind, seq, app_type, params FROM events WHERE id IN (",
+                "SELECT id, kind, seq, app_type, params FROM events WHERE id",
             );
-            let mut list = q.separated(", ");
-            for c in chunk {
-                list.push_bind(&c.event_id);
-            }
-            q.push(")");
+            crate::store::push_in_list(&mut q, chunk.iter().map(|c| c.event_id.as_str()));
             q.build_query_as().fetch_all(pool).await?
         });
         for (id, kind, seq, app_type, params) in rows {
@@ -809,12 +806,8 @@ macro_rules! write_records_in {
                 "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
                  lease_owner = NULL, lease_until = NULL, updated_at = ",
             );
-            q.push_bind(now).push(" WHERE id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
+            q.push_bind(now).push(" WHERE id");
+            $crate::store::push_in_list(q, chunk.iter().copied());
         }
         // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
         // by that time to the second, one UPDATE per group: during an outage every fresh
@@ -830,12 +823,8 @@ macro_rules! write_records_in {
                 q.push_bind(*due)
                     .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
                     .push_bind(now)
-                    .push(" WHERE id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                    .push(" WHERE id");
+                $crate::store::push_in_list(q, chunk.iter().copied());
             }
         }
         // Failed attempts: each with its own schedule and error.

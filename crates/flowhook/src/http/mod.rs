@@ -58,7 +58,7 @@ pub struct SharedState {
     pub delivery_client: reqwest::Client,
     /// Organisations known to exist (there is no deletion, so a hit never goes stale): the
     /// check before each command reads the database only for an unknown one.
-    pub known_orgs: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
+    pub known_orgs: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl AppState {

@@ -113,6 +113,22 @@ impl Store {
     }
 }
 
+/// Pushes ` IN (a, b, …)`, each id a bind: the id list of a multi-row lookup or update
+/// (either backend).
+pub(crate) fn push_in_list<'a, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    ids: impl IntoIterator<Item = &'a str>,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(" IN (");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    q.push(")");
+}
+
 /// Wall-clock epoch milliseconds: the one clock the service reads (the engine takes it as input).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

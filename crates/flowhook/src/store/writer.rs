@@ -574,13 +574,9 @@ impl Worker {
             let mut tx = Open::open(&mut **c).await?;
             let mut states: HashMap<String, Instance> = HashMap::new();
             for chunk in wanted.chunks(CHUNK) {
-                let mut q =
-                    sqlx::QueryBuilder::new("SELECT id, state FROM instances WHERE id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")").push(lock);
+                let mut q = sqlx::QueryBuilder::new("SELECT id, state FROM instances WHERE id");
+                super::push_in_list(&mut q, chunk.iter().copied());
+                q.push(lock);
                 let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
                 for (id, state) in rows {
                     let inst = serde_json::from_str(&state)
@@ -659,13 +655,9 @@ impl Worker {
                 let mut busy: std::collections::HashSet<String> = Default::default();
                 for chunk in lanes.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new(
-                        "SELECT DISTINCT instance_id FROM deliveries WHERE status = 'pending' AND instance_id IN (",
+                        "SELECT DISTINCT instance_id FROM deliveries WHERE status = 'pending' AND instance_id",
                     );
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
+                    super::push_in_list(&mut q, chunk.iter().copied());
                     let found: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
                     busy.extend(found.into_iter().map(|(id,)| id));
                 }
@@ -800,12 +792,8 @@ impl Worker {
             // which may have touched its tasks earlier in this batch).
             for chunk in rows.deleted.chunks(CHUNK) {
                 for table in ["tasks", "ccs"] {
-                    let q = script.start(&format!("DELETE FROM {table} WHERE instance_id IN ("));
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
+                    let q = script.start(&format!("DELETE FROM {table} WHERE instance_id"));
+                    super::push_in_list(q, chunk.iter().copied());
                 }
             }
             crate::delivery::dispatcher::write_records_in!(script, records);
@@ -824,22 +812,19 @@ impl Worker {
             };
             ended.sort_unstable();
             ended.dedup();
+            // SQLite: inside the script, before its COMMIT; PostgreSQL: after the WITH statement
+            // (whose parts cannot see each other's updates).
             let mut waiting = Statements::new(script.joined);
+            let checks = if script.joined {
+                &mut script
+            } else {
+                &mut waiting
+            };
             for chunk in ended.chunks(CHUNK) {
-                let q = if script.joined {
-                    script.start(
-                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id IN (",
-                    )
-                } else {
-                    waiting.start(
-                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id IN (",
-                    )
-                };
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(") LIMIT 1");
+                let q = checks
+                    .start("SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id");
+                super::push_in_list(q, chunk.iter().copied());
+                q.push(" LIMIT 1");
             }
             if script.joined {
                 script.start("COMMIT");
@@ -854,7 +839,7 @@ impl Worker {
             }
             // Other nodes may claim what is not handed over here, and the lanes whose heads
             // were just recorded: tell them at commit (NOTIFY is transactional).
-            let unhanded = fresh.iter().filter(|f| !**f).count() > 0;
+            let unhanded = fresh.contains(&false);
             if matches!(self.store, Store::Postgres(_)) && (unhanded || records_wake) {
                 sqlx::query("SELECT pg_notify($1, '')")
                     .bind(super::DELIVERIES_CHANNEL)
