@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{new_id, now_ms, Store, StoreError};
@@ -252,6 +253,14 @@ impl<'args, DB: sqlx::Database> Statements<'args, DB> {
         &mut self.builders[i]
     }
 
+    /// Ends the `WITH` part list, if any, leaving its main statement to the caller: the index
+    /// of its builder and the builder.
+    fn close_open(&mut self) -> Option<(usize, &mut sqlx::QueryBuilder<'args, DB>)> {
+        let (i, _) = self.with.take()?;
+        self.builders[i].push(") ");
+        Some((i, &mut self.builders[i]))
+    }
+
     /// Closes the `WITH` statement, if any: call before running the statements.
     fn close(&mut self) {
         if let Some((i, _)) = self.with.take() {
@@ -289,8 +298,10 @@ trait Open {
     async fn open(&mut self) -> Result<Self::Tx<'_>, sqlx::Error>;
 }
 
-/// Ends a batch's transaction (see [`Open`]).
+/// Starts and ends a batch's transaction (see [`Open`]).
 trait Finish {
+    /// From here on, everything runs in one transaction (idempotent).
+    async fn begin_now(&mut self) -> Result<(), sqlx::Error>;
     async fn finish(self) -> Result<(), sqlx::Error>;
 }
 
@@ -302,21 +313,69 @@ impl Open for sqlx::SqliteConnection {
 }
 
 impl Finish for &mut sqlx::SqliteConnection {
+    async fn begin_now(&mut self) -> Result<(), sqlx::Error> {
+        Ok(()) // the script opens its own transaction
+    }
+
     async fn finish(self) -> Result<(), sqlx::Error> {
         Ok(()) // committed by the script's own COMMIT
     }
 }
 
 impl Open for sqlx::PgConnection {
-    type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
+    type Tx<'c> = PgBatch<'c>;
     async fn open(&mut self) -> Result<Self::Tx<'_>, sqlx::Error> {
-        sqlx::Connection::begin(self).await
+        Ok(PgBatch::Idle(self))
     }
 }
 
-impl Finish for sqlx::Transaction<'_, sqlx::Postgres> {
+/// A PostgreSQL batch: no transaction until one is needed (instances to lock, or more than one
+/// statement to run) — a batch of one statement commits by itself, two round trips
+/// (`BEGIN`, `COMMIT`) fewer, each a wake-up of the server and of this task.
+enum PgBatch<'c> {
+    Idle(&'c mut sqlx::PgConnection),
+    Open(sqlx::Transaction<'c, sqlx::Postgres>),
+    /// Only between the two above, or after a failed `BEGIN` (the batch then fails).
+    Gone,
+}
+
+impl std::ops::Deref for PgBatch<'_> {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            PgBatch::Idle(c) => c,
+            PgBatch::Open(t) => t,
+            PgBatch::Gone => unreachable!("used after a failed BEGIN"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for PgBatch<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            PgBatch::Idle(c) => c,
+            PgBatch::Open(t) => t,
+            PgBatch::Gone => unreachable!("used after a failed BEGIN"),
+        }
+    }
+}
+
+impl Finish for PgBatch<'_> {
+    async fn begin_now(&mut self) -> Result<(), sqlx::Error> {
+        if let PgBatch::Idle(_) = self {
+            let PgBatch::Idle(c) = std::mem::replace(self, PgBatch::Gone) else {
+                unreachable!()
+            };
+            *self = PgBatch::Open(sqlx::Connection::begin(c).await?);
+        }
+        Ok(())
+    }
+
     async fn finish(self) -> Result<(), sqlx::Error> {
-        self.commit().await
+        match self {
+            PgBatch::Open(t) => t.commit().await,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -547,6 +606,11 @@ impl Worker {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
+        // What the decisions read besides the instances, all at once: one round trip's wait
+        // instead of one per organisation and process in turn (before the write gate: nothing
+        // here needs it).
+        let mut ctx = BatchContext::default();
+        self.prefetch(jobs, &mut ctx).await?;
         let _gate = super::write_gate(&self.store).await;
         if conn.is_none() {
             *conn = Some(match &self.store {
@@ -573,6 +637,9 @@ impl Worker {
             #[allow(unused_mut)]
             let mut tx = Open::open(&mut **c).await?;
             let mut states: HashMap<String, Instance> = HashMap::new();
+            if !wanted.is_empty() {
+                tx.begin_now().await?; // the instances are locked until the commit
+            }
             for chunk in wanted.chunks(CHUNK) {
                 let mut q = sqlx::QueryBuilder::new("SELECT id, state FROM instances WHERE id");
                 super::push_in_list(&mut q, chunk.iter().copied());
@@ -584,8 +651,6 @@ impl Worker {
                     states.insert(id, inst);
                 }
             }
-
-            let mut ctx = BatchContext::default();
             let mut results = Vec::with_capacity(jobs.len());
             let mut changes: Vec<Change> = Vec::new();
             for job in jobs {
@@ -617,7 +682,6 @@ impl Worker {
                     Err(e) => results.push(Err(e)),
                 }
             }
-
             // Fan-out: one delivery per matching action, in this same transaction, so no event
             // can exist without its deliveries.
             for c in &changes {
@@ -653,6 +717,9 @@ impl Worker {
                 lanes.sort_unstable();
                 lanes.dedup();
                 let mut busy: std::collections::HashSet<String> = Default::default();
+                if !lanes.is_empty() {
+                    tx.begin_now().await?;
+                }
                 for chunk in lanes.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new(
                         "SELECT DISTINCT instance_id FROM deliveries WHERE status = 'pending' AND instance_id",
@@ -812,35 +879,74 @@ impl Worker {
             };
             ended.sort_unstable();
             ended.dedup();
-            // SQLite: inside the script, before its COMMIT; PostgreSQL: after the WITH statement
-            // (whose parts cannot see each other's updates).
+            let unhanded = fresh.contains(&false);
+            // PostgreSQL: the WITH statement's own SELECT answers whether a recorded lane has
+            // another pending delivery and sends the notification (delivered at commit) when
+            // other nodes have something to claim — one round trip for the whole batch. Its
+            // parts' writes are invisible to it, so the recorded heads still read as pending:
+            // they are left out by id.
+            let mut folded = None;
+            if !script.joined {
+                if let Some((i, q)) = script.close_open() {
+                    q.push("SELECT w.waiting, (SELECT count(*) FROM (SELECT pg_notify(");
+                    q.push_bind(super::DELIVERIES_CHANNEL);
+                    q.push(", '') WHERE ");
+                    q.push_bind(unhanded || records_wake);
+                    q.push(" OR w.waiting) n) FROM (SELECT ");
+                    if ended.is_empty() {
+                        q.push("FALSE");
+                    } else {
+                        q.push("EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id");
+                        super::push_in_list(q, ended.iter().copied());
+                        q.push(" AND id NOT");
+                        super::push_in_list(q, records.iter().map(|r| r.delivery_id.as_str()));
+                        q.push(")");
+                    }
+                    q.push(" AS waiting) w");
+                    folded = Some(i);
+                }
+            }
+            // Otherwise the lane check runs as statements of its own: on SQLite inside the
+            // script, before its COMMIT; on PostgreSQL (no WITH statement) after the writes.
             let mut waiting = Statements::new(script.joined);
-            let checks = if script.joined {
-                &mut script
-            } else {
-                &mut waiting
-            };
-            for chunk in ended.chunks(CHUNK) {
-                let q = checks
-                    .start("SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id");
-                super::push_in_list(q, chunk.iter().copied());
-                q.push(" LIMIT 1");
+            if folded.is_none() {
+                let checks = if script.joined {
+                    &mut script
+                } else {
+                    &mut waiting
+                };
+                for chunk in ended.chunks(CHUNK) {
+                    let q = checks
+                        .start("SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id");
+                    super::push_in_list(q, chunk.iter().copied());
+                    q.push(" LIMIT 1");
+                }
             }
             if script.joined {
                 script.start("COMMIT");
             }
             script.close();
-            for q in script
-                .builders
-                .iter_mut()
-                .chain(waiting.builders.iter_mut())
-            {
+            let separate_notify = !script.joined && folded.is_none();
+            // PostgreSQL: one statement is a transaction of its own; more need one around them.
+            if script.builders.len() + waiting.builders.len() + usize::from(separate_notify) > 1 {
+                tx.begin_now().await?;
+            }
+            for (i, q) in script.builders.iter_mut().enumerate() {
+                let rows = q.build().fetch_all(&mut *tx).await?;
+                if folded == Some(i) {
+                    records_wake |= rows
+                        .first()
+                        .map(|r| r.try_get::<bool, _>(0))
+                        .transpose()?
+                        .unwrap_or(false);
+                } else if script.joined {
+                    records_wake |= !rows.is_empty(); // the lane check's rows
+                }
+            }
+            for q in waiting.builders.iter_mut() {
                 records_wake |= !q.build().fetch_all(&mut *tx).await?.is_empty();
             }
-            // Other nodes may claim what is not handed over here, and the lanes whose heads
-            // were just recorded: tell them at commit (NOTIFY is transactional).
-            let unhanded = fresh.contains(&false);
-            if matches!(self.store, Store::Postgres(_)) && (unhanded || records_wake) {
+            if separate_notify && (unhanded || records_wake) {
                 sqlx::query("SELECT pg_notify($1, '')")
                     .bind(super::DELIVERIES_CHANNEL)
                     .execute(&mut *tx)
@@ -891,6 +997,54 @@ impl Worker {
             }
             Ok(results)
         })
+    }
+
+    /// Reads, concurrently, what the batch's decisions will ask for besides the instances: each
+    /// organisation's directory (reloaded if its version moved) and sync strategy, the latest
+    /// version of each process started. Read once a batch, so a change applies from the next.
+    async fn prefetch(&self, jobs: &[Job], ctx: &mut BatchContext) -> Result<(), StoreError> {
+        use futures_util::future::{join_all, try_join_all};
+        let mut corps: Vec<&str> = jobs
+            .iter()
+            .map(|j| match &j.op {
+                Op::Start { corp_id, .. } | Op::Act { corp_id, .. } => corp_id.as_str(),
+            })
+            .collect();
+        corps.sort_unstable();
+        corps.dedup();
+        let mut started: Vec<(&str, &str)> = jobs
+            .iter()
+            .filter_map(|j| match &j.op {
+                Op::Start {
+                    corp_id,
+                    process_code,
+                    ..
+                } => Some((corp_id.as_str(), process_code.as_str())),
+                Op::Act { .. } => None,
+            })
+            .collect();
+        started.sort_unstable();
+        started.dedup();
+        let (directories, strategies, latest) = tokio::join!(
+            join_all(corps.iter().map(|c| self.fresh_directory(c))),
+            try_join_all(corps.iter().map(|c| self.store.strategy(c))),
+            try_join_all(
+                started
+                    .iter()
+                    .map(|(c, p)| self.store.latest_definition_version(c, p))
+            ),
+        );
+        for (corp, (directory, strategy)) in
+            corps.iter().zip(directories.into_iter().zip(strategies?))
+        {
+            ctx.directories.insert((*corp).to_owned(), directory?);
+            ctx.strategies.insert((*corp).to_owned(), strategy);
+        }
+        for ((corp, code), latest) in started.iter().zip(latest?) {
+            ctx.latest
+                .insert(((*corp).to_owned(), (*code).to_owned()), latest);
+        }
+        Ok(())
     }
 
     /// Runs the engine: what `op` changes, or why it is refused. Reads only (through caches).
@@ -1050,7 +1204,7 @@ impl Worker {
         Ok(snap)
     }
 
-    async fn fresh_directory(&self, corp_id: &str) -> Result<Arc<DirectorySnapshot>, WriteError> {
+    async fn fresh_directory(&self, corp_id: &str) -> Result<Arc<DirectorySnapshot>, StoreError> {
         let version = self.store.directory_version(corp_id).await?.unwrap_or(0);
         if let Some((v, snap)) = self
             .caches
