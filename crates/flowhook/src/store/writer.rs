@@ -2,7 +2,8 @@
 //! after the transaction that holds its new state, its task rows and its outbox events commits.
 //!
 //! Group commit: one task takes queued commands in batches (up to [`MAX_BATCH`]) and runs each
-//! batch in ONE transaction — one fsync for many commands, durability untouched. A command the
+//! batch in ONE transaction (on PostgreSQL often one statement, a transaction by itself) — one
+//! fsync for many commands, durability untouched. A command the
 //! engine refuses writes nothing and does not disturb its batch; if the database fails mid-batch,
 //! the batch is rolled back and its commands are retried one transaction each, so one bad
 //! command cannot fail its neighbours.
@@ -290,7 +291,8 @@ impl<'args, DB: sqlx::Database> Statements<'args, DB> {
 /// closing it rolls the transaction back.
 ///
 /// PostgreSQL: a transaction around the whole batch, instance rows locked `FOR UPDATE`
-/// against other nodes.
+/// against other nodes — opened only when needed ([`PgBatch`]): a batch that starts instances
+/// and records delivered attempts is one statement, which is a transaction by itself.
 trait Open {
     type Tx<'c>: std::ops::DerefMut<Target = Self> + Finish
     where

@@ -1230,6 +1230,38 @@ async fn postgres_dispatchers_wake_on_notify() {
     org.app.stop().await;
 }
 
+mod a_lane_moves_on_as_soon_as_its_head_is_delivered {
+    crate::on_both_backends!(super::a_lane_moves_on_as_soon_as_its_head_is_delivered);
+}
+
+/// The later deliveries of an instance, created while its head is in flight (a slow receiver),
+/// leave as soon as the head is delivered: the writer, recording the head, sees the lane
+/// waiting and wakes the dispatcher — the poll is set to a minute here, and would be the only
+/// other way out.
+async fn a_lane_moves_on_as_soon_as_its_head_is_delivered(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.delivery_poll_ms = 60_000;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.delay(std::time::Duration::from_millis(300));
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    // Two `task.created` (fin1, fin2): the second waits behind the first.
+    let buy = org.start("alice", "purchase", "laptop", json!({})).await;
+    // While the first is in flight: `task.finished`, `task.cancelled`, `task.created` (carol).
+    org.act(&buy, "fin2", "agree", json!({})).await;
+    receiver
+        .wait_until(15, "the instance's five events", |got| got.len() >= 5)
+        .await;
+    let seqs: Vec<i64> = receiver.accepted().iter().map(seq_of).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(seqs, sorted, "in the instance's order");
+    assert_eq!(seqs.len(), 5, "each once: {seqs:?}");
+    org.app.stop().await;
+}
+
 mod a_busy_dispatcher_claims_again_as_its_sends_finish {
     crate::on_both_backends!(super::a_busy_dispatcher_claims_again_as_its_sends_finish);
 }

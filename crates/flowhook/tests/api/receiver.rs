@@ -38,6 +38,8 @@ pub struct Receiver {
     pub url: String,
     log: Arc<Mutex<Vec<Captured>>>,
     rule: Arc<Mutex<Arc<Rule>>>,
+    /// How long each answer takes.
+    delay: Arc<Mutex<std::time::Duration>>,
 }
 
 impl Receiver {
@@ -49,6 +51,7 @@ impl Receiver {
             url,
             log: Arc::default(),
             rule: Arc::new(Mutex::new(Arc::new(|_: &Captured, _: &[Captured]| 200))),
+            delay: Arc::default(),
         };
         let app = Router::new().fallback(handle).with_state(r.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -58,6 +61,11 @@ impl Receiver {
     /// Sets the status rule: (this request, earlier requests) → status.
     pub fn answer(&self, rule: impl Fn(&Captured, &[Captured]) -> u16 + Send + Sync + 'static) {
         *self.rule.lock().unwrap() = Arc::new(rule);
+    }
+
+    /// Makes each answer take `delay` (a slow receiver: its requests stay in flight).
+    pub fn delay(&self, delay: std::time::Duration) {
+        *self.delay.lock().unwrap() = delay;
     }
 
     pub fn requests(&self) -> Vec<Captured> {
@@ -106,6 +114,8 @@ async fn handle(
         body: body.to_vec(),
         answered: 0,
     };
+    let delay = *r.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let rule = r.rule.lock().unwrap().clone();
     let mut log = r.log.lock().unwrap();
     c.answered = rule(&c, &log);
