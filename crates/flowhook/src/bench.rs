@@ -204,6 +204,25 @@ pub struct DeliveryBench {
     pub backlog: bool,
 }
 
+/// Times a fixed single-core workload (the same work on every run, of the kind a delivery
+/// does: small allocations, string hashing, map lookups over more memory than the caches
+/// hold): how fast this machine is at the moment. A shared 2-core machine's speed moves by
+/// half or more within an hour; figures taken with very different probes are not comparable.
+fn machine_probe_ms() -> f64 {
+    const N: u64 = 400_000;
+    let started = Instant::now();
+    let mut map = std::collections::HashMap::new();
+    for i in 0..N {
+        map.insert(format!("evt_{i:016x}"), i);
+    }
+    let mut sum = 0u64;
+    for i in 0..N {
+        sum = sum.wrapping_add(map[&format!("evt_{:016x}", (i * 7_919) % N)]);
+    }
+    std::hint::black_box(sum);
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
 /// The process's peak resident set, in MiB (Linux; 0 elsewhere).
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -222,6 +241,7 @@ type Arrivals = Arc<
 
 /// Runs the delivery benchmark against `database_url` (a fresh database).
 pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Result<()> {
+    let probe_before = machine_probe_ms();
     // The receiver: records the first arrival and counts duplicates per event id.
     let arrivals: Arrivals = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -442,6 +462,10 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     println!(
         "peak RSS of the process (Flowhook, receiver and clients): {:.0} MiB",
         peak_rss_mib()
+    );
+    println!(
+        "machine probe (a fixed single-core workload; lower is faster): {probe_before:.0} ms before, {:.0} ms after",
+        machine_probe_ms()
     );
     if delivered < expected {
         anyhow::bail!(
