@@ -1005,7 +1005,7 @@ impl Worker {
     /// organisation's directory (reloaded if its version moved) and sync strategy, the latest
     /// version of each process started. Read once a batch, so a change applies from the next.
     async fn prefetch(&self, jobs: &[Job], ctx: &mut BatchContext) -> Result<(), StoreError> {
-        use futures_util::future::{join_all, try_join_all};
+        use futures_util::future::try_join_all;
         let mut corps: Vec<&str> = jobs
             .iter()
             .map(|j| match &j.op {
@@ -1028,7 +1028,7 @@ impl Worker {
         started.sort_unstable();
         started.dedup();
         let (directories, strategies, latest) = tokio::join!(
-            join_all(corps.iter().map(|c| self.fresh_directory(c))),
+            try_join_all(corps.iter().map(|c| self.fresh_directory(c))),
             try_join_all(corps.iter().map(|c| self.store.strategy(c))),
             try_join_all(
                 started
@@ -1037,9 +1037,9 @@ impl Worker {
             ),
         );
         for (corp, (directory, strategy)) in
-            corps.iter().zip(directories.into_iter().zip(strategies?))
+            corps.iter().zip(directories?.into_iter().zip(strategies?))
         {
-            ctx.directories.insert((*corp).to_owned(), directory?);
+            ctx.directories.insert((*corp).to_owned(), directory);
             ctx.strategies.insert((*corp).to_owned(), strategy);
         }
         for ((corp, code), latest) in started.iter().zip(latest?) {
