@@ -3,10 +3,9 @@
 //!
 //! Group commit: one task takes queued commands in batches (up to [`MAX_BATCH`]) and runs each
 //! batch in ONE transaction (on PostgreSQL often one statement, a transaction by itself) — one
-//! fsync for many commands, durability untouched. A command the
-//! engine refuses writes nothing and does not disturb its batch; if the database fails mid-batch,
-//! the batch is rolled back and its commands are retried one transaction each, so one bad
-//! command cannot fail its neighbours.
+//! fsync for many commands, durability untouched. A command the engine refuses writes nothing
+//! and does not disturb its batch; if the database fails mid-batch, the batch is rolled back and
+//! its commands are retried one transaction each, so one bad command cannot fail its neighbours.
 //!
 //! Serialisation: within a node the writer is the only writer, so commands on one instance
 //! apply in order; across PostgreSQL nodes the instance row is locked (`FOR UPDATE`) for the
@@ -255,18 +254,11 @@ impl<'args, DB: sqlx::Database> Statements<'args, DB> {
     }
 
     /// Ends the `WITH` part list, if any, leaving its main statement to the caller: the index
-    /// of its builder and the builder.
+    /// of its builder and the builder. Call before running the statements.
     fn close_open(&mut self) -> Option<(usize, &mut sqlx::QueryBuilder<'args, DB>)> {
         let (i, _) = self.with.take()?;
         self.builders[i].push(") ");
         Some((i, &mut self.builders[i]))
-    }
-
-    /// Closes the `WITH` statement, if any: call before running the statements.
-    fn close(&mut self) {
-        if let Some((i, _)) = self.with.take() {
-            self.builders[i].push(") SELECT 1");
-        }
     }
 
     /// Starts the next statement with `sql`; binds and SQL pushed to the builder follow it.
@@ -927,7 +919,6 @@ impl Worker {
             if script.joined {
                 script.start("COMMIT");
             }
-            script.close();
             let separate_notify = !script.joined && folded.is_none();
             // PostgreSQL: one statement is a transaction of its own; more need one around them.
             if script.builders.len() + waiting.builders.len() + usize::from(separate_notify) > 1 {
