@@ -611,64 +611,15 @@ impl Store {
     }
 
     pub async fn strategy(&self, corp_id: &str) -> Result<Option<Strategy>, StoreError> {
-        type Row = (
-            bool,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            bool,
-            bool,
-        );
-        let row: Option<Row> = on_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT enabled, created_action, finished_action, cancelled_action, deleted_action, cc_action, \
-                 app_filter, process_filter, ordered, standard_webhooks FROM sync_strategies WHERE corp_id = $1",
-            )
+        let row: Option<StrategyRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {STRATEGY_COLUMNS} FROM sync_strategies WHERE corp_id = $1"
+            ))
             .bind(corp_id)
             .fetch_optional(pool)
             .await?
         });
-        let parse = |v: Option<String>| -> Result<Option<Vec<String>>, StoreError> {
-            v.map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|e| StoreError::Corrupt(format!("strategy filter: {e}")))
-            })
-            .transpose()
-        };
-        row.map(
-            |(
-                enabled,
-                created,
-                finished,
-                cancelled,
-                deleted,
-                cc,
-                apps,
-                processes,
-                ordered,
-                standard_webhooks,
-            )| {
-                Ok(Strategy {
-                    enabled,
-                    actions: EventActions {
-                        created,
-                        finished,
-                        cancelled,
-                        deleted,
-                        cc,
-                    },
-                    app_types: parse(apps)?,
-                    process_codes: parse(processes)?,
-                    ordered,
-                    standard_webhooks,
-                })
-            },
-        )
-        .transpose()
+        row.map(strategy_from_row).transpose()
     }
 
     /// Starts signing with a new Standard Webhooks secret; the others stay valid for `grace_ms`.
@@ -758,4 +709,61 @@ impl Store {
             _ => Ok(Vec::new()),
         }
     }
+}
+
+/// The columns of `sync_strategies` that [`strategy_from_row`] reads, in its order.
+pub(crate) const STRATEGY_COLUMNS: &str =
+    "enabled, created_action, finished_action, cancelled_action, \
+     deleted_action, cc_action, app_filter, process_filter, ordered, standard_webhooks";
+
+/// A row of [`STRATEGY_COLUMNS`].
+pub(crate) type StrategyRow = (
+    bool,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+    bool,
+);
+
+/// A stored sync strategy from its row (the filters are JSON arrays).
+pub(crate) fn strategy_from_row(
+    (
+        enabled,
+        created,
+        finished,
+        cancelled,
+        deleted,
+        cc,
+        apps,
+        processes,
+        ordered,
+        standard_webhooks,
+    ): StrategyRow,
+) -> Result<Strategy, StoreError> {
+    let parse = |v: Option<String>| -> Result<Option<Vec<String>>, StoreError> {
+        v.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| StoreError::Corrupt(format!("strategy filter: {e}")))
+        })
+        .transpose()
+    };
+    Ok(Strategy {
+        enabled,
+        actions: EventActions {
+            created,
+            finished,
+            cancelled,
+            deleted,
+            cc,
+        },
+        app_types: parse(apps)?,
+        process_codes: parse(processes)?,
+        ordered,
+        standard_webhooks,
+    })
 }
