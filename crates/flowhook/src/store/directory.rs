@@ -282,6 +282,7 @@ impl Store {
                 .await?;
             tx.commit().await?;
         });
+        crate::store::settings_changed();
         Ok(())
     }
 
@@ -306,6 +307,7 @@ impl Store {
             tx.commit().await?;
             n
         });
+        crate::store::settings_changed();
         Ok(n > 0)
     }
 
@@ -349,6 +351,7 @@ impl Store {
                 .await?;
             tx.commit().await?;
         });
+        crate::store::settings_changed();
         Ok(())
     }
 
@@ -373,6 +376,7 @@ impl Store {
             tx.commit().await?;
             n
         });
+        crate::store::settings_changed();
         Ok(n > 0)
     }
 

@@ -84,9 +84,11 @@ pub async fn write_gate(store: &Store) -> Option<tokio::sync::OwnedMutexGuard<()
 
 static SETTINGS_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Called after app tokens, webhook secrets or a connector's pause changed: the dispatcher's
-/// caches of them in this process reload at once. (Other nodes' caches expire within a second;
-/// a rotated secret stays valid far longer.)
+/// Called after a change of what this process caches: app tokens, webhook secrets or a
+/// connector's pause (the dispatcher's caches reload at once; other nodes' expire within a
+/// second, and a rotated secret stays valid far longer), and the directory, sync strategy or
+/// process versions that the SQLite writer carries from batch to batch (see
+/// `writer::Worker::prefetch`). Called after the change commits, before it is answered.
 pub fn settings_changed() {
     SETTINGS_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }

@@ -56,6 +56,7 @@ impl Store {
             tx.commit().await?;
             version
         });
+        crate::store::settings_changed();
         Ok(StoredDefinition {
             process_code: definition.process_code.clone(),
             version,

@@ -161,6 +161,7 @@ impl Writer {
             public_base_url,
             dispatch,
             handoff,
+            carried: Mutex::new(None),
         };
         tokio::spawn(worker.run(rx, records));
         Self { jobs }
@@ -185,7 +186,20 @@ struct Worker {
     dispatch: Arc<tokio::sync::Notify>,
     /// The local dispatcher's inbox for fresh deliveries (none: everything goes through claims).
     handoff: Option<FreshLink>,
+    /// SQLite: the last batches' reads of [`Self::prefetch`], reused while nothing changed.
+    carried: Mutex<Option<Carried>>,
 }
+
+/// Reads carried from batch to batch: taken at `generation` of [`super::settings_generation`],
+/// read at `at`.
+struct Carried {
+    generation: u64,
+    at: std::time::Instant,
+    reads: BatchContext,
+}
+
+/// The longest a carried read is used, even with no change announced in this process.
+const CARRY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The writer's own connection.
 enum Conn {
@@ -382,7 +396,7 @@ struct Change {
 }
 
 /// Reads shared by the commands of one batch.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct BatchContext {
     /// (corp, process code) → latest (version, app type).
     latest: HashMap<(String, String), Option<(i64, String)>>,
@@ -1025,7 +1039,37 @@ impl Worker {
         started.sort_unstable();
         started.dedup();
         if let Conn::Sqlite(c) = conn {
-            return self.prefetch_sqlite(c, &corps, &started, ctx).await;
+            // SQLite has one process writing: every change to what is read here is announced
+            // in it (`settings_changed`, after its commit, before its answer). So the reads of
+            // earlier batches hold while the generation has not moved — taken before reading,
+            // so a change during the read is seen by the next batch — and a command sent after
+            // a change was answered still sees the change. Only what is missing is read.
+            let generation = super::settings_generation();
+            let carried = self
+                .carried
+                .lock()
+                .expect("carried lock")
+                .take()
+                .filter(|c| c.generation == generation && c.at.elapsed() < CARRY_FOR);
+            let at = match carried {
+                Some(c) => {
+                    *ctx = c.reads;
+                    c.at
+                }
+                None => std::time::Instant::now(),
+            };
+            corps
+                .retain(|c| !(ctx.strategies.contains_key(*c) && ctx.directories.contains_key(*c)));
+            started.retain(|(c, p)| !ctx.latest.contains_key(&((*c).to_owned(), (*p).to_owned())));
+            if !corps.is_empty() || !started.is_empty() {
+                self.prefetch_sqlite(c, &corps, &started, ctx).await?;
+            }
+            *self.carried.lock().expect("carried lock") = Some(Carried {
+                generation,
+                at,
+                reads: ctx.clone(),
+            });
+            return Ok(());
         }
         let (directories, strategies, latest) = tokio::join!(
             try_join_all(corps.iter().map(|c| self.fresh_directory(c))),

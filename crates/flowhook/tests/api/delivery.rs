@@ -1287,3 +1287,63 @@ async fn a_busy_dispatcher_claims_again_as_its_sends_finish(db: TestDb) {
     assert_eq!(receiver.requests().len(), all.len(), "each sent once");
     org.app.stop().await;
 }
+
+mod changes_apply_to_the_very_next_command {
+    crate::on_both_backends!(super::changes_apply_to_the_very_next_command);
+}
+
+/// The writer reads the directory, the sync strategy and the latest process versions once a
+/// batch — and on SQLite carries them from batch to batch. A change must still apply to the
+/// command sent right after it was answered.
+async fn changes_apply_to_the_very_next_command(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    let actions = connect(&org, &receiver, json!({"type": "none"})).await;
+    let first = org.start("alice", "purchase", "first", json!({})).await;
+    assert_eq!(org.todo_users(&first).await, ["fin1", "fin2"]);
+
+    // The directory: the finance role's members.
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/roles/finance"),
+            None,
+            Some(json!({"name": "finance", "members": ["hr1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let second = org.start("alice", "purchase", "second", json!({})).await;
+    assert_eq!(org.todo_users(&second).await, ["hr1"], "the new members");
+
+    // The sync strategy: only the leave process from now on.
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions, "processCodes": ["leave"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let third = org.start("alice", "purchase", "third", json!({})).await;
+
+    // The process: a second version.
+    let (s, stored) = org
+        .send(
+            "PUT",
+            &org.path("/processes/purchase?appType=APP_ACME"),
+            None,
+            Some(flowhook::demo::purchase_document()),
+        )
+        .await;
+    assert_eq!((s, &stored["version"]), (StatusCode::CREATED, &json!(2)));
+    let fourth = org.start("alice", "purchase", "fourth", json!({})).await;
+    assert_eq!(org.instance(&fourth).await["processVersion"], 2);
+    assert_eq!(org.instance(&third).await["processVersion"], 1);
+
+    for (id, expected) in [(&first, 2), (&second, 1), (&third, 0), (&fourth, 0)] {
+        let made = deliveries(&org, &format!("&instanceId={id}")).await;
+        assert_eq!(made.len(), expected, "deliveries of {id}: {made:?}");
+    }
+    org.app.stop().await;
+}
