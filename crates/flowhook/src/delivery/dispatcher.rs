@@ -249,23 +249,27 @@ async fn run(
         }
         let began = Instant::now();
         let claimed = if free == 0 {
-            Ok(Vec::new())
+            Ok((Vec::new(), None))
         } else {
             claim(&shared, free).await
         };
         if began.elapsed() > SLOW_CLAIM {
             refresh_statistics(&shared.store, &mut analyzed).await;
         }
-        let claimed = match claimed {
+        let (claimed, events) = match claimed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming deliveries failed; retrying");
-                Vec::new()
+                (Vec::new(), None)
             }
         };
         let full = free > 0 && claimed.len() == free;
         if !claimed.is_empty() {
-            match load_events(&shared, &claimed).await {
+            let events = match events {
+                Some(events) => Ok(events),
+                None => load_events(&shared, &claimed).await,
+            };
+            match events {
                 Ok(events) => {
                     for c in claimed {
                         let Some(event) = events.get(&c.event_id).cloned() else {
@@ -364,10 +368,15 @@ async fn listen(pool: sqlx::PgPool, notify: Arc<Notify>, mut stop: watch::Receiv
     }
 }
 
-async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+/// Claimed deliveries and, on PostgreSQL, their events (read by the claim's own statement; on
+/// SQLite, whose `UPDATE … RETURNING` cannot feed a join, [`load_events`] reads them).
+type ClaimedBatch = (Vec<Claimed>, Option<HashMap<String, StoredEvent>>);
+
+async fn claim(shared: &Shared, limit: usize) -> Result<ClaimedBatch, StoreError> {
     let now = now_ms();
     let until = now + shared.config.lease.as_millis() as i64;
-    let lock = if matches!(shared.store, Store::Postgres(_)) {
+    let postgres = matches!(shared.store, Store::Postgres(_));
+    let lock = if postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
@@ -375,7 +384,7 @@ async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError
     // Ordered by due time only: within a lane only the head is claimable anyway, and a sort
     // on (due, seq) would read every due row when a recovered endpoint makes its whole backlog
     // due at the same instant.
-    let sql = format!(
+    let update = format!(
         "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
            SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
            AND (d.lease_until IS NULL OR d.lease_until < $3) \
@@ -384,35 +393,58 @@ async fn claim(shared: &Shared, limit: usize) -> Result<Vec<Claimed>, StoreError
            ORDER BY d.next_attempt_at LIMIT $4{lock}) \
          RETURNING id, corp_id, event_id, action_id, instance_id, ordered, attempts, backfill, created_at"
     );
+    // PostgreSQL: the events in the same round trip — under load each round trip waits for
+    // the server's backend and this task to be scheduled, and the claim loop is serial.
+    let sql = if postgres {
+        format!(
+            "WITH c AS ({update}) SELECT c.*, e.kind, e.seq AS event_seq, e.app_type, e.params \
+             FROM c JOIN events e ON e.id = c.event_id"
+        )
+    } else {
+        update
+    };
     let _gate = crate::store::write_gate(&shared.store).await;
+    let mut events = postgres.then(HashMap::new);
     let rows = on_pool!(&shared.store, |pool| {
-        sqlx::query(&sql)
+        let rows = sqlx::query(&sql)
             .bind(&shared.owner)
             .bind(until)
             .bind(now)
             .bind(limit as i64)
             .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get("id")?,
-                    corp_id: r.try_get("corp_id")?,
-                    event_id: r.try_get("event_id")?,
-                    action_id: r.try_get("action_id")?,
-                    lane: if r.try_get("ordered")? {
-                        Some(r.try_get("instance_id")?)
-                    } else {
-                        None
-                    },
-                    attempts: i64::from(r.try_get::<i32, _>("attempts")?),
-                    backfill: r.try_get("backfill")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in rows {
+            let c = Claimed {
+                id: r.try_get("id")?,
+                corp_id: r.try_get("corp_id")?,
+                event_id: r.try_get("event_id")?,
+                action_id: r.try_get("action_id")?,
+                lane: if r.try_get("ordered")? {
+                    Some(r.try_get("instance_id")?)
+                } else {
+                    None
+                },
+                attempts: i64::from(r.try_get::<i32, _>("attempts")?),
+                backfill: r.try_get("backfill")?,
+                created_at: r.try_get("created_at")?,
+            };
+            if let Some(events) = events.as_mut() {
+                let params: String = r.try_get("params")?;
+                let event = StoredEvent {
+                    kind: r.try_get("kind")?,
+                    seq: r.try_get("event_seq")?,
+                    app_type: r.try_get("app_type")?,
+                    params: serde_json::from_str(&params)
+                        .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?,
+                };
+                events.insert(c.event_id.clone(), event);
+            }
+            claimed.push(c);
+        }
+        claimed
     });
-    Ok(rows)
+    Ok((rows, events))
 }
 
 /// The stored event of a delivery.
