@@ -1009,7 +1009,8 @@ impl Worker {
 
     /// Reads, concurrently, what the batch's decisions will ask for besides the instances: each
     /// organisation's directory (reloaded if its version moved) and sync strategy, the latest
-    /// version of each process started. Read once a batch, so a change applies from the next.
+    /// version of each process started. Read once a batch — on SQLite, carried over while no
+    /// change is announced — so a change applies from the next.
     async fn prefetch(
         &self,
         conn: &mut Conn,
