@@ -430,14 +430,12 @@ async fn claim(shared: &Shared, limit: usize) -> Result<ClaimedBatch, StoreError
                 created_at: r.try_get("created_at")?,
             };
             if let Some(events) = events.as_mut() {
-                let params: String = r.try_get("params")?;
-                let event = StoredEvent {
-                    kind: r.try_get("kind")?,
-                    seq: r.try_get("event_seq")?,
-                    app_type: r.try_get("app_type")?,
-                    params: serde_json::from_str(&params)
-                        .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?,
-                };
+                let event = StoredEvent::parse(
+                    r.try_get("kind")?,
+                    r.try_get("event_seq")?,
+                    r.try_get("app_type")?,
+                    r.try_get("params")?,
+                )?;
                 events.insert(c.event_id.clone(), event);
             }
             claimed.push(c);
@@ -456,6 +454,19 @@ struct StoredEvent {
     params: Vec<(String, String)>,
 }
 
+impl StoredEvent {
+    /// From an `events` row; `params` is its stored JSON.
+    fn parse(kind: String, seq: i64, app_type: String, params: &str) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            kind,
+            seq,
+            app_type,
+            params: serde_json::from_str(params)
+                .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?,
+        })
+    }
+}
+
 async fn load_events(
     shared: &Shared,
     claimed: &[Claimed],
@@ -470,17 +481,7 @@ async fn load_events(
             q.build_query_as().fetch_all(pool).await?
         });
         for (id, kind, seq, app_type, params) in rows {
-            let params = serde_json::from_str(&params)
-                .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?;
-            out.insert(
-                id,
-                StoredEvent {
-                    kind,
-                    seq,
-                    app_type,
-                    params,
-                },
-            );
+            out.insert(id, StoredEvent::parse(kind, seq, app_type, &params)?);
         }
     }
     Ok(out)

@@ -53,7 +53,7 @@ const RESTART_FRAMES: i64 = 4096;
 /// only when it is. So once it holds [`RESTART_FRAMES`], the checkpointer takes the write gate
 /// (the writer pauses between two batches), copies the few frames committed since its last pass,
 /// and lets go: the next commit starts the WAL from the beginning. Without this the file grew
-/// by 60 MB a second under load.
+/// without bound under load (590 MB after 8 s of the delivery benchmark).
 ///
 /// Durability does not depend on any of this: a commit is durable once its WAL frames are
 /// fsync'd.
