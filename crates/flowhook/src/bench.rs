@@ -453,13 +453,19 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
             .filter(|t| *t >= back)
             .collect();
         let last = after.iter().max().copied().unwrap_or(back);
+        let first = after.iter().min().copied().unwrap_or(back);
         let secs = last.duration_since(back).as_secs_f64();
+        let drain = last.duration_since(first).as_secs_f64();
         println!(
-            "after the receiver came back: {} events delivered in {:.1} s ({:.0}/s), every event delivered {:.1} s after its return",
+            "after the receiver came back: {} events delivered in {:.1} s ({:.0}/s), every event delivered {:.1} s after its return; \
+             the first {:.1} s after it (the breaker's probe), then {:.1} s of drain ({:.0}/s)",
             after.len(),
             secs,
             after.len() as f64 / secs.max(f64::EPSILON),
-            secs
+            secs,
+            first.duration_since(back).as_secs_f64(),
+            drain,
+            after.len() as f64 / drain.max(f64::EPSILON),
         );
     }
     println!(
