@@ -217,6 +217,9 @@ macro_rules! on_conn {
     };
 }
 
+/// Commands plus records up to which a batch's statements are kept prepared (see `batch`).
+const RECURRING_BATCH: usize = 4;
+
 /// Rows per multi-row statement (well under both backends' bind-parameter limits).
 const CHUNK: usize = 500;
 
@@ -939,8 +942,13 @@ impl Worker {
             if script.builders.len() + waiting.builders.len() + usize::from(separate_notify) > 1 {
                 tx.begin_now().await?;
             }
+            // A large batch's statement text is a one-off (it depends on how many rows of each
+            // kind the batch has): not kept prepared, where it would only push out statements
+            // that do repeat — and on SQLite hold the compiled programs of up to a hundred
+            // scripts in memory. A small batch's text recurs, and stays prepared.
+            let recurs = jobs.len() + records.len() <= RECURRING_BATCH;
             for (i, q) in script.builders.iter_mut().enumerate() {
-                let rows = q.build().fetch_all(&mut *tx).await?;
+                let rows = q.build().persistent(recurs).fetch_all(&mut *tx).await?;
                 if folded == Some(i) {
                     records_wake |= rows
                         .first()
