@@ -70,6 +70,7 @@ impl Application {
                 ),
                 store,
                 known_orgs: Default::default(),
+                known_keys: crate::store::Recent::new(crate::http::auth::KEY_TTL),
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
                 dispatch,

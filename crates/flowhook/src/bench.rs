@@ -38,7 +38,9 @@ pub struct EngineBench {
 }
 
 const CORP: &str = "bench";
-const KEY: &str = "bench-bootstrap-key-not-secret";
+/// The clients' organisation API key (scope `tasks`), as a real integration calls with: each
+/// request is authenticated by it like any other.
+const KEY: &str = "fhk_bench_clients_key_not_secret";
 
 /// Runs the engine benchmark against `database_url` (a fresh database: it provisions its own org).
 pub async fn engine(database_url: &str, opts: &EngineBench) -> anyhow::Result<()> {
@@ -498,7 +500,6 @@ async fn provisioned(
     config.listen = "127.0.0.1:0".parse()?;
     config.database_url = database_url.to_owned();
     config.database_max_connections = 16;
-    config.admin_key = Some(KEY.into());
     tune(&mut config);
     let app = Application::build(config).await?;
     let store = app.store();
@@ -506,6 +507,14 @@ async fn provisioned(
         anyhow::bail!("the database already holds a `{CORP}` organisation: use a fresh database");
     }
     store.create_org(CORP, "Benchmark").await?;
+    store
+        .create_api_key(
+            CORP,
+            "bench clients",
+            &crate::http::auth::hash_key(KEY),
+            &["tasks".to_owned()],
+        )
+        .await?;
     for u in users {
         let p = Person {
             user_id: (*u).into(),

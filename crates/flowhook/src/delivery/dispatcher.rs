@@ -24,7 +24,7 @@ use super::request::{prepare, EventInfo, Prepared};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
 use crate::store::writer::FreshDelivery;
-use crate::store::{new_id, now_ms, on_pool, Store, StoreError};
+use crate::store::{new_id, now_ms, on_pool, Recent, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Tuning of the dispatcher.
@@ -94,16 +94,13 @@ struct Shared {
     /// Actions and connectors never change once created: cached by action id.
     targets: std::sync::Mutex<HashMap<String, Arc<Target>>>,
     /// App tokens and webhook secrets, read at most once a second per app / organisation, and
-    /// again at once after a change made through this process ([`crate::store::settings_changed`]);
-    /// a rotation keeps the previous one valid for its grace period, far longer than a second.
-    tokens: std::sync::Mutex<HashMap<String, Cached<Option<String>>>>,
+    /// again at once after a change made through this process; a rotation keeps the previous
+    /// one valid for its grace period, far longer than a second.
+    tokens: Recent<Option<String>>,
     /// Whether a connector is paused, read like the tokens.
-    paused: std::sync::Mutex<HashMap<String, Cached<bool>>>,
-    secrets: std::sync::Mutex<HashMap<String, Cached<Vec<flowhook_sign::webhooks::WebhookSecret>>>>,
+    paused: Recent<bool>,
+    secrets: Recent<Vec<flowhook_sign::webhooks::WebhookSecret>>,
 }
-
-/// A cached value: when it was read, at which [`crate::store::settings_generation`].
-type Cached<T> = (Instant, u64, T);
 
 /// How long a cached token or secret list is used.
 const SECRET_TTL: Duration = Duration::from_secs(1);
@@ -149,9 +146,9 @@ pub fn spawn(
         owner,
         metrics,
         targets: std::sync::Mutex::new(HashMap::new()),
-        tokens: std::sync::Mutex::new(HashMap::new()),
-        paused: std::sync::Mutex::new(HashMap::new()),
-        secrets: std::sync::Mutex::new(HashMap::new()),
+        tokens: Recent::new(SECRET_TTL),
+        paused: Recent::new(SECRET_TTL),
+        secrets: Recent::new(SECRET_TTL),
     });
     tokio::spawn(run(shared, fresh, records, stop))
 }
@@ -531,55 +528,38 @@ async fn target(
     Ok(t)
 }
 
-/// A value from `cache` when read less than [`SECRET_TTL`] ago and no setting changed since
-/// in this process; else `load`ed and kept.
-async fn cached<T: Clone, F: std::future::Future<Output = Result<T, StoreError>>>(
-    cache: &std::sync::Mutex<HashMap<String, Cached<T>>>,
-    key: &str,
-    load: F,
-) -> Result<T, StoreError> {
-    let generation = crate::store::settings_generation();
-    if let Some((at, g, v)) = cache.lock().expect("cache lock").get(key) {
-        if at.elapsed() < SECRET_TTL && *g == generation {
-            return Ok(v.clone());
-        }
-    }
-    let v = load.await?;
-    cache
-        .lock()
-        .expect("cache lock")
-        .insert(key.to_owned(), (Instant::now(), generation, v.clone()));
-    Ok(v)
-}
-
 /// The token an app signs with now.
 async fn app_token(
     shared: &Shared,
     app_type: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    cached(&shared.tokens, app_type, async {
-        Ok(shared
-            .store
-            .app_tokens(app_type, now)
-            .await?
-            .into_iter()
-            .next())
-    })
-    .await
+    shared
+        .tokens
+        .get_or_load(app_type, async {
+            Ok(shared
+                .store
+                .app_tokens(app_type, now)
+                .await?
+                .into_iter()
+                .next())
+        })
+        .await
 }
 
 /// Whether a connector is paused now.
 async fn is_paused(shared: &Shared, corp_id: &str, connector_id: &str) -> Result<bool, StoreError> {
-    cached(&shared.paused, connector_id, async {
-        Ok(shared
-            .store
-            .connectors(corp_id, Some(connector_id))
-            .await?
-            .first()
-            .is_some_and(|(c, _)| c.paused_at.is_some()))
-    })
-    .await
+    shared
+        .paused
+        .get_or_load(connector_id, async {
+            Ok(shared
+                .store
+                .connectors(corp_id, Some(connector_id))
+                .await?
+                .first()
+                .is_some_and(|(c, _)| c.paused_at.is_some()))
+        })
+        .await
 }
 
 /// How long the deliveries of a paused connector wait before looking again (resuming makes
@@ -592,12 +572,10 @@ async fn webhook_secrets(
     corp_id: &str,
     now: i64,
 ) -> Result<Vec<flowhook_sign::webhooks::WebhookSecret>, StoreError> {
-    cached(
-        &shared.secrets,
-        corp_id,
-        shared.store.webhook_secrets(corp_id, now),
-    )
-    .await
+    shared
+        .secrets
+        .get_or_load(corp_id, shared.store.webhook_secrets(corp_id, now))
+        .await
 }
 
 /// The breaker key: scheme, host and port of the connector.

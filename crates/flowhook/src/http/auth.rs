@@ -49,10 +49,12 @@ pub struct Caller {
 
 /// SHA-256 hex of an API key: what is stored and looked up.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(key.as_bytes()) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// A new random API key (`fhk_` + 64 hex digits from two v4 UUIDs: 244 random bits).
@@ -63,6 +65,10 @@ pub fn new_key() -> String {
         uuid::Uuid::new_v4().simple()
     )
 }
+
+/// How long a key found in the database is trusted without reading it again (a revocation
+/// on another node takes effect within this time; on this node at once).
+pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Caller {
     pub fn is_bootstrap(&self) -> bool {
@@ -123,7 +129,21 @@ impl FromRequestParts<AppState> for Caller {
                 });
             }
         }
-        match state.store.key_owner(&hash_key(key)).await? {
+        let hash = hash_key(key);
+        // Only keys that exist are kept: an unknown key is looked up every time, so one just
+        // created on another node works at once, and junk keys fill nothing.
+        let owner = match state.known_keys.get(&hash) {
+            Some(owner) => Some(owner),
+            None => {
+                let generation = crate::store::settings_generation();
+                let owner = state.store.key_owner(&hash).await?;
+                if let Some(o) = &owner {
+                    state.known_keys.put(&hash, generation, o.clone());
+                }
+                owner
+            }
+        };
+        match owner {
             Some(owner) => Ok(Caller {
                 corp_id: Some(owner.corp_id),
                 scopes: owner.scopes,

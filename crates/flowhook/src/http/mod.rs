@@ -59,6 +59,9 @@ pub struct SharedState {
     /// Organisations known to exist (there is no deletion, so a hit never goes stale): the
     /// check before each command reads the database only for an unknown one.
     pub known_orgs: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Organisation API keys found, by hash, for [`auth::KEY_TTL`]: a request with a known key
+    /// reads no database.
+    pub known_keys: crate::store::Recent<crate::store::directory::KeyOwner>,
 }
 
 impl AppState {
@@ -75,7 +78,7 @@ impl AppState {
 #[openapi(
     info(title = "Flowhook", description = "Approval task center and reliable, Yida-compatible task event push."),
     paths(health::healthz, health::readyz, operations::metrics, operations::openapi,
-        orgs::create_org, orgs::get_org, orgs::create_key, orgs::create_app, orgs::list_apps, orgs::rotate_token,
+        orgs::create_org, orgs::get_org, orgs::create_key, orgs::list_keys, orgs::revoke_key, orgs::create_app, orgs::list_apps, orgs::rotate_token,
         people::put_user, people::get_user, people::list_users, people::delete_user, people::put_role,
         people::list_roles, people::delete_role,
         processes::put_definition, processes::validate, processes::get_definition, processes::versions,

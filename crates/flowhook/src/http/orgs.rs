@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,14 +12,21 @@ use super::auth::{hash_key, new_key, Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
-use crate::store::directory::{App, Org};
+use crate::store::directory::{ApiKey, App, Org};
 use crate::store::now_ms;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs", post(create_org))
         .route("/api/v1/orgs/{corp_id}", get(get_org))
-        .route("/api/v1/orgs/{corp_id}/api-keys", post(create_key))
+        .route(
+            "/api/v1/orgs/{corp_id}/api-keys",
+            post(create_key).get(list_keys),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/api-keys/{key_id}",
+            delete(revoke_key),
+        )
         .route(
             "/api/v1/orgs/{corp_id}/apps",
             post(create_app).get(list_apps),
@@ -171,6 +178,36 @@ pub async fn create_key(
             scopes: body.scopes,
         }),
     ))
+}
+
+/// List the organisation's API keys (names, scopes, ids — never the keys).
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/api-keys", tag = "organisations",
+    responses((status = 200, body = [ApiKey])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(corp_id): Path<String>,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    caller.check(&corp_id, Scope::Admin)?;
+    require_org(&state, &corp_id).await?;
+    Ok(Json(state.store.api_keys(&corp_id).await?))
+}
+
+/// Revoke an API key: requests with it are refused from now on (on other nodes within a
+/// second, the lifetime of their cached look-ups).
+#[utoipa::path(delete, path = "/api/v1/orgs/{corp_id}/api-keys/{key_id}", tag = "organisations",
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.check(&corp_id, Scope::Admin)?;
+    if state.store.revoke_api_key(&corp_id, &key_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("API key `{key_id}` not found")))
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -39,6 +39,16 @@ impl App {
     }
 }
 
+/// An organisation API key as listed: never the key itself, which is stored only as a hash.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+}
+
 /// A caller identified by an API key.
 #[derive(Debug, Clone)]
 pub struct KeyOwner {
@@ -102,6 +112,43 @@ impl Store {
                 .rows_affected()
         });
         Ok(id)
+    }
+
+    /// The organisation's keys, oldest first.
+    pub async fn api_keys(&self, corp_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, name, scopes, created_at FROM api_keys WHERE corp_id = $1 ORDER BY created_at, id",
+            )
+            .bind(corp_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, scopes, created_at)| ApiKey {
+                id,
+                name,
+                scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+                created_at,
+            })
+            .collect())
+    }
+
+    /// Deletes the key; false if the organisation has no such key. Announced as a settings
+    /// change, so this process stops accepting the key at once (others within their cache's
+    /// lifetime, see `http::auth`).
+    pub async fn revoke_api_key(&self, corp_id: &str, id: &str) -> Result<bool, StoreError> {
+        let deleted = on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM api_keys WHERE corp_id = $1 AND id = $2")
+                .bind(corp_id)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        crate::store::settings_changed();
+        Ok(deleted > 0)
     }
 
     pub async fn key_owner(&self, key_hash: &str) -> Result<Option<KeyOwner>, StoreError> {

@@ -882,3 +882,127 @@ async fn concurrent_or_sign_agrees_one_wins(db: TestDb) {
     org.check_lists().await;
     org.app.stop().await;
 }
+
+mod a_revoked_api_key_is_refused_at_once {
+    crate::on_both_backends!(super::a_revoked_api_key_is_refused_at_once);
+}
+
+/// Keys are listed without their secret and can be revoked; the node that revokes a key refuses
+/// it from the very next request, although known keys are cached.
+async fn a_revoked_api_key_is_refused_at_once(db: TestDb) {
+    let mut org = Org::setup(&db, "acme").await;
+    let (s, created) = org
+        .send(
+            "POST",
+            &org.path("/api-keys"),
+            None,
+            Some(json!({"name": "inbox sync", "scopes": ["tasks"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    );
+    async fn with_key(org: &Org, key: &str) -> StatusCode {
+        org.app
+            .client
+            .get(org.app.url(&org.path("/users/alice/task-counts")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+    // Twice: the second answer comes from the cache of known keys.
+    for _ in 0..2 {
+        assert_eq!(with_key(&org, &key).await, StatusCode::OK);
+    }
+
+    let (s, list) = org.send("GET", &org.path("/api-keys"), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .expect("the new key is listed");
+    assert_eq!(listed["name"], "inbox sync");
+    assert_eq!(listed["scopes"], json!(["tasks"]));
+    assert!(
+        !list.to_string().contains(&key) && !list.to_string().contains("keyHash"),
+        "neither the key nor its hash is listed: {list}"
+    );
+    // Listing and revoking need the admin scope.
+    let r = org
+        .app
+        .client
+        .get(org.app.url(&org.path("/api-keys")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Another organisation cannot revoke it.
+    let acme_key = org.key.clone();
+    org.key = BOOTSTRAP.into();
+    let (s, _) = org
+        .send(
+            "POST",
+            "/api/v1/orgs",
+            None,
+            Some(json!({"corpId": "globex", "name": "g"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, globex) = org
+        .send(
+            "POST",
+            "/api/v1/orgs/globex/api-keys",
+            None,
+            Some(json!({"name": "g", "scopes": ["admin"]})),
+        )
+        .await;
+    org.key = globex["key"].as_str().unwrap().to_owned();
+    let (s, _) = org
+        .send("DELETE", &org.path(&format!("/api-keys/{id}")), None, None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "acme's key is not globex's to revoke"
+    );
+    let (s, _) = org
+        .send(
+            "DELETE",
+            &format!("/api/v1/orgs/globex/api-keys/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(with_key(&org, &key).await, StatusCode::OK);
+    org.key = acme_key;
+
+    let (s, body) = org
+        .send("DELETE", &org.path(&format!("/api-keys/{id}")), None, None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        with_key(&org, &key).await,
+        StatusCode::UNAUTHORIZED,
+        "refused at once, cached or not"
+    );
+    let (s, _) = org
+        .send("DELETE", &org.path(&format!("/api-keys/{id}")), None, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = org.send("GET", &org.path("/api-keys"), None, None).await;
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["id"] != id.as_str()));
+    org.app.stop().await;
+}
