@@ -942,11 +942,14 @@ impl Worker {
             if script.builders.len() + waiting.builders.len() + usize::from(separate_notify) > 1 {
                 tx.begin_now().await?;
             }
-            // A large batch's statement text is a one-off (it depends on how many rows of each
-            // kind the batch has): not kept prepared, where it would only push out statements
-            // that do repeat — and on SQLite hold the compiled programs of up to a hundred
-            // scripts in memory. A small batch's text recurs, and stays prepared.
-            let recurs = jobs.len() + records.len() <= RECURRING_BATCH;
+            // SQLite: a large batch's script is a one-off (its text depends on how many rows of
+            // each kind the batch has). Kept prepared, it would only push out statements that
+            // do recur, and the connection's cache would hold the compiled programs of up to a
+            // hundred scripts in this process's memory. A small batch's script recurs, and
+            // stays prepared. PostgreSQL keeps its prepared statements in the server, and there
+            // the shapes of a steady load recur: unprepared, each batch was planned anew and
+            // the flat-out throughput fell by a third (3,310 → 2,112–2,259/s, measured).
+            let recurs = !script.joined || jobs.len() + records.len() <= RECURRING_BATCH;
             for (i, q) in script.builders.iter_mut().enumerate() {
                 let rows = q.build().persistent(recurs).fetch_all(&mut *tx).await?;
                 if folded == Some(i) {
