@@ -1005,23 +1005,7 @@ async fn another_engines_events_are_relayed(db: TestDb) {
         assert_eq!((name, s), (name, status), "{r}");
     }
     // Another organisation's key does not see this app.
-    org.key = "test-bootstrap-key-0123456789".into();
-    org.send(
-        "POST",
-        "/api/v1/orgs",
-        None,
-        Some(json!({"corpId": "globex", "name": "g"})),
-    )
-    .await;
-    let (_, k) = org
-        .send(
-            "POST",
-            "/api/v1/orgs/globex/api-keys",
-            None,
-            Some(json!({"name": "g", "scopes": ["integration"]})),
-        )
-        .await;
-    org.key = k["key"].as_str().unwrap().to_owned();
+    org.key = org.other_org_key("globex", &["integration"]).await;
     let (s, _) = org
         .send(
             "POST",

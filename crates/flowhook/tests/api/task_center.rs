@@ -123,6 +123,32 @@ impl Org {
         }
     }
 
+    /// Creates organisation `corp` with the bootstrap key; returns a new key of it with
+    /// `scopes`. This organisation keeps its own key.
+    pub(crate) async fn other_org_key(&mut self, corp: &str, scopes: &[&str]) -> String {
+        let own = std::mem::replace(&mut self.key, BOOTSTRAP.into());
+        let (s, org) = self
+            .send(
+                "POST",
+                "/api/v1/orgs",
+                None,
+                Some(json!({"corpId": corp, "name": corp})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{org}");
+        let (s, key) = self
+            .send(
+                "POST",
+                &format!("/api/v1/orgs/{corp}/api-keys"),
+                None,
+                Some(json!({"name": corp, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{key}");
+        self.key = own;
+        key["key"].as_str().unwrap().to_owned()
+    }
+
     pub(crate) fn path(&self, rest: &str) -> String {
         format!("/api/v1/orgs/{}{rest}", self.corp)
     }
@@ -716,25 +742,7 @@ async fn bad_input_is_refused_and_changes_nothing(db: TestDb) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let acme_key = org.key.clone();
-    org.key = BOOTSTRAP.into();
-    let (s, other) = org
-        .send(
-            "POST",
-            "/api/v1/orgs",
-            None,
-            Some(json!({"corpId": "globex", "name": "g"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{other}");
-    let (_, globex_key) = org
-        .send(
-            "POST",
-            "/api/v1/orgs/globex/api-keys",
-            None,
-            Some(json!({"name": "g", "scopes": ["admin"]})),
-        )
-        .await;
-    org.key = globex_key["key"].as_str().unwrap().to_owned();
+    org.key = org.other_org_key("globex", &["admin"]).await;
     let (s, _) = org
         .send("GET", &org.path(&format!("/instances/{buy}")), None, None)
         .await;
@@ -946,25 +954,7 @@ async fn a_revoked_api_key_is_refused_at_once(db: TestDb) {
 
     // Another organisation cannot revoke it.
     let acme_key = org.key.clone();
-    org.key = BOOTSTRAP.into();
-    let (s, _) = org
-        .send(
-            "POST",
-            "/api/v1/orgs",
-            None,
-            Some(json!({"corpId": "globex", "name": "g"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (_, globex) = org
-        .send(
-            "POST",
-            "/api/v1/orgs/globex/api-keys",
-            None,
-            Some(json!({"name": "g", "scopes": ["admin"]})),
-        )
-        .await;
-    org.key = globex["key"].as_str().unwrap().to_owned();
+    org.key = org.other_org_key("globex", &["admin"]).await;
     let (s, _) = org
         .send("DELETE", &org.path(&format!("/api-keys/{id}")), None, None)
         .await;
