@@ -147,7 +147,9 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        crate::store::settings_changed();
+        if deleted > 0 {
+            crate::store::settings_changed();
+        }
         Ok(deleted > 0)
     }
 

@@ -85,10 +85,10 @@ pub async fn write_gate(store: &Store) -> Option<tokio::sync::OwnedMutexGuard<()
 static SETTINGS_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Called after a change of what this process caches: app tokens, webhook secrets, a
-/// connector's pause or an API key's revocation ([`Recent`] caches reload at once; other nodes'
-/// expire within a second, and a rotated secret stays valid far longer), and the directory, sync strategy or
-/// process versions that the SQLite writer carries from batch to batch (see
-/// `writer::Worker::prefetch`). Called after the change commits, before it is answered.
+/// connector's pause or an API key's revocation ([`Recent`] caches reload at once; other
+/// nodes' expire within a second, and a rotated secret stays valid far longer), and the
+/// directory, sync strategy or process versions that the SQLite writer carries from batch to
+/// batch (see `writer::Worker::prefetch`). Called after the change commits, before it is answered.
 pub fn settings_changed() {
     SETTINGS_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
