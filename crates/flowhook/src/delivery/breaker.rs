@@ -4,6 +4,11 @@
 //! has passed; then half-open — exactly one delivery is let through as a probe. Its success
 //! closes the breaker (and the caller makes the endpoint's waiting deliveries due at once); its
 //! failure opens it again. A dead endpoint so costs healthy ones nothing.
+//!
+//! The dispatcher parks the deliveries an open breaker holds back (far in the future, not at the
+//! cooldown's end: else the whole backlog would be claimed and held again every cooldown), so
+//! it asks [`Breakers::probes_due`] which endpoints want a probe and claims one delivery for
+//! each, due or not.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -103,14 +108,28 @@ impl Breakers {
         false
     }
 
-    /// Is the endpoint's breaker open or half-open (not sending freely)?
-    pub fn is_tripped(&self, endpoint: &str) -> bool {
-        let map = self.endpoints.lock().expect("breaker lock");
-        map.get(endpoint).is_some_and(|e| e.state != State::Closed)
-    }
-
     pub fn cooldown(&self) -> Duration {
         self.cooldown
+    }
+
+    /// The open endpoints whose cooldown has passed at `now`: each wants a probe.
+    pub fn probes_due(&self, now: Instant) -> Vec<String> {
+        let map = self.endpoints.lock().expect("breaker lock");
+        map.iter()
+            .filter(|(_, e)| {
+                e.state == State::Open && now.duration_since(e.opened_at) >= self.cooldown
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// When the next open endpoint's cooldown ends (None: no endpoint is open).
+    pub fn next_probe_at(&self) -> Option<Instant> {
+        let map = self.endpoints.lock().expect("breaker lock");
+        map.values()
+            .filter(|e| e.state == State::Open)
+            .map(|e| e.opened_at + self.cooldown)
+            .min()
     }
 
     /// Every endpoint's state, for metrics and the health view.
@@ -144,8 +163,12 @@ mod tests {
             Permit::Send,
             "other endpoints unaffected"
         );
+        assert!(b.probes_due(t0).is_empty(), "cooling down");
+        assert_eq!(b.next_probe_at(), Some(t0 + Duration::from_secs(10)));
         let later = t0 + Duration::from_secs(10);
+        assert_eq!(b.probes_due(later), vec!["e".to_owned()]);
         assert_eq!(b.permit("e", later), Permit::Probe);
+        assert!(b.probes_due(later).is_empty(), "its probe is out");
         assert_eq!(b.permit("e", later), Permit::Hold, "one probe at a time");
         b.record("e", false, later);
         assert_eq!(
@@ -157,5 +180,7 @@ mod tests {
         assert_eq!(b.permit("e", again), Permit::Probe);
         assert!(b.record("e", true, again), "the probe's success closes it");
         assert_eq!(b.permit("e", again), Permit::Send);
+        assert_eq!(b.next_probe_at(), None);
+        assert!(b.probes_due(again + Duration::from_secs(60)).is_empty());
     }
 }

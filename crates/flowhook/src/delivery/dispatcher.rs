@@ -5,7 +5,7 @@
 //!    the organisation's actions: a `finished` never overtakes its `created` even when they go to
 //!    different actions, and a failing head holds back only its own instance.
 //! 2. Send each one outside any transaction, bounded by a semaphore; the endpoint's breaker may
-//!    hold it back.
+//!    hold it back, parked until the breaker's probe (claimed apart, one per cooldown) succeeds.
 //! 3. Each attempt and its outcome go to the command writer, written in its group commit, with
 //!    retries scheduled by the pure policy. Fresh deliveries skip step 1: the writer leases them
 //!    to this node when it creates them and hands them over in memory. A crash loses nothing:
@@ -66,8 +66,9 @@ pub struct AttemptRecord {
     pub(crate) attempt: Option<Attempt>,
     pub(crate) next_attempt_at: i64,
     pub(crate) status: &'static str,
-    /// The connector whose breaker this success closed: its waiting deliveries become due now.
-    pub(crate) reopened_connector: Option<String>,
+    /// The connectors of the endpoint whose breaker this success closed: their waiting
+    /// deliveries become due now.
+    pub(crate) reopened_connectors: Vec<String>,
 }
 
 pub struct Attempt {
@@ -233,7 +234,9 @@ async fn run(
     // claim per finished send.
     let refill = u32::try_from((shared.config.concurrency / 4).max(1)).unwrap_or(u32::MAX);
     let mut analyzed: Option<Instant> = None;
+    let mut probed: HashMap<String, Instant> = HashMap::new();
     while !*stop.borrow() {
+        send_probes(&shared, &mut probed, &permits, &records_tx).await;
         let mut free = permits.available_permits().min(256);
         if free == 0 {
             // Saturated, and more may be due: claim again as soon as sends finish — not at the
@@ -248,7 +251,7 @@ async fn run(
         let claimed = if free == 0 {
             Ok((Vec::new(), None))
         } else {
-            claim(&shared, free).await
+            claim(&shared, Scope::Due(free)).await
         };
         if began.elapsed() > SLOW_CLAIM {
             refresh_statistics(&shared.store, &mut analyzed).await;
@@ -292,12 +295,15 @@ async fn run(
         // just now is leased or behind its lane's head: the writer wakes us when that head is
         // recorded, and the poll covers a crashed node's leases. (Waiting zero for it would
         // spin, and every empty claim takes the write lock.)
-        let wait = match next_due(&shared.store).await {
+        let mut wait = match next_due(&shared.store).await {
             Ok(Some(at)) if at > now_ms() => {
                 Duration::from_millis((at - now_ms()) as u64).min(shared.config.poll)
             }
             _ => shared.config.poll,
         };
+        if let Some(probe) = next_probe_in(&shared, &probed) {
+            wait = wait.min(probe);
+        }
         tokio::select! {
             _ = shared.notify.notified() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -308,6 +314,72 @@ async fn run(
     if let Some(l) = listener {
         l.abort();
     }
+}
+
+/// Claims and sends one delivery for each endpoint whose open breaker wants a probe, at most
+/// once a cooldown each (`probed`): the deliveries it holds back are parked, so none of them
+/// would come due for it. The first connector of the endpoint with a pending delivery gives it.
+async fn send_probes(
+    shared: &Arc<Shared>,
+    probed: &mut HashMap<String, Instant>,
+    permits: &Arc<Semaphore>,
+    records_tx: &mpsc::Sender<AttemptRecord>,
+) {
+    let now = Instant::now();
+    let cooldown = shared.breakers.cooldown();
+    probed.retain(|_, at| now.duration_since(*at) < cooldown);
+    for endpoint in shared.breakers.probes_due(now) {
+        if probed.contains_key(&endpoint) {
+            continue;
+        }
+        probed.insert(endpoint.clone(), now);
+        for connector in connectors_at(shared, &endpoint) {
+            let claimed = match claim(shared, Scope::Probe(&connector)).await {
+                Ok((claimed, events)) => claimed.into_iter().next().map(|c| (c, events)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a probe failed; retrying next cooldown");
+                    None
+                }
+            };
+            let Some((c, events)) = claimed else {
+                continue;
+            };
+            let events = match events {
+                Some(events) => Ok(events),
+                None => load_events(shared, std::slice::from_ref(&c)).await,
+            };
+            match events {
+                Ok(events) => {
+                    if let Some(event) = events.get(&c.event_id).cloned() {
+                        let permit = permits
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore open");
+                        spawn_send(shared, c, event, permit, records_tx);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading a probe's event failed; its lease will expire")
+                }
+            }
+            break;
+        }
+    }
+}
+
+/// How long until an open breaker wants its next probe (None: none is open).
+fn next_probe_in(shared: &Shared, probed: &HashMap<String, Instant>) -> Option<Duration> {
+    let now = Instant::now();
+    let mut at = shared.breakers.next_probe_at()?;
+    if at <= now {
+        // Wanted now, but probed already this cooldown (none pending, or its probe is out).
+        at = probed
+            .values()
+            .map(|t| *t + shared.breakers.cooldown())
+            .min()?;
+    }
+    Some(at.saturating_duration_since(now))
 }
 
 /// A claim slower than this is a sign of a bad plan (see [`refresh_statistics`]).
@@ -369,7 +441,17 @@ async fn listen(pool: sqlx::PgPool, notify: Arc<Notify>, mut stop: watch::Receiv
 /// SQLite, whose `UPDATE … RETURNING` cannot feed a join, [`load_events`] reads them).
 type ClaimedBatch = (Vec<Claimed>, Option<HashMap<String, StoredEvent>>);
 
-async fn claim(shared: &Shared, limit: usize) -> Result<ClaimedBatch, StoreError> {
+/// Which deliveries a claim takes.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Up to this many due ones.
+    Due(usize),
+    /// One of this connector's pending ones, due or parked: the probe of its endpoint's open
+    /// breaker.
+    Probe(&'a str),
+}
+
+async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreError> {
     let now = now_ms();
     let until = now + shared.config.lease.as_millis() as i64;
     let postgres = matches!(shared.store, Store::Postgres(_));
@@ -381,13 +463,22 @@ async fn claim(shared: &Shared, limit: usize) -> Result<ClaimedBatch, StoreError
     // Ordered by due time only: within a lane only the head is claimable anyway, and a sort
     // on (due, seq) would read every due row when a recovered endpoint makes its whole backlog
     // due at the same instant.
+    // A probe: the connector's earliest pending delivery, whenever it is due (`$4` is the
+    // connector in place of the limit, so the parameters keep their order on SQLite too).
+    let (which, limit) = match scope {
+        Scope::Due(_) => ("d.next_attempt_at <= $3", "$4"),
+        Scope::Probe(_) => (
+            "d.action_id IN (SELECT a.id FROM actions a WHERE a.connector_id = $4)",
+            "1",
+        ),
+    };
     let update = format!(
         "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
-           SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+           SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND {which} \
            AND (d.lease_until IS NULL OR d.lease_until < $3) \
            AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
                 AND p.status = 'pending' AND p.seq < d.seq)) \
-           ORDER BY d.next_attempt_at LIMIT $4{lock}) \
+           ORDER BY d.next_attempt_at LIMIT {limit}{lock}) \
          RETURNING id, corp_id, event_id, action_id, instance_id, ordered, attempts, backfill, created_at"
     );
     // PostgreSQL: the events in the same round trip — under load each round trip waits for
@@ -403,13 +494,12 @@ async fn claim(shared: &Shared, limit: usize) -> Result<ClaimedBatch, StoreError
     let _gate = crate::store::write_gate(&shared.store).await;
     let mut events = postgres.then(HashMap::new);
     let rows = on_pool!(&shared.store, |pool| {
-        let rows = sqlx::query(&sql)
-            .bind(&shared.owner)
-            .bind(until)
-            .bind(now)
-            .bind(limit as i64)
-            .fetch_all(pool)
-            .await?;
+        let q = sqlx::query(&sql).bind(&shared.owner).bind(until).bind(now);
+        let q = match scope {
+            Scope::Due(limit) => q.bind(limit as i64),
+            Scope::Probe(connector) => q.bind(connector),
+        };
+        let rows = q.fetch_all(pool).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in rows {
             let c = Claimed {
@@ -566,6 +656,30 @@ async fn is_paused(shared: &Shared, corp_id: &str, connector_id: &str) -> Result
 /// them due at once).
 const PAUSED_RECHECK_MS: i64 = 60_000;
 
+/// How long a delivery an open breaker holds back is parked: 5 minutes, or one cooldown if that
+/// is longer. The probe that closes the breaker ends the park at once; the park only bounds
+/// the wait when no probe comes (this node stopped, or its breakers were reset by a restart).
+const PARK_MS: i64 = 300_000;
+
+fn park_ms(config: &DispatcherConfig) -> i64 {
+    PARK_MS.max(config.breaker_cooldown.as_millis() as i64)
+}
+
+/// The connectors this node knows to send to `endpoint` (the breaker's key).
+fn connectors_at(shared: &Shared, endpoint: &str) -> Vec<String> {
+    let mut ids: Vec<String> = shared
+        .targets
+        .lock()
+        .expect("cache lock")
+        .values()
+        .filter(|t| t.endpoint == endpoint)
+        .map(|t| t.connector.id.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// An organisation's Standard Webhooks secrets (empty: not signing).
 async fn webhook_secrets(
     shared: &Shared,
@@ -606,7 +720,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
             attempt: None,
             next_attempt_at: now + shared.config.poll.as_millis() as i64,
             status: "pending",
-            reopened_connector: None,
+            reopened_connectors: Vec::new(),
         }
     };
     let target = match target(shared, &c.corp_id, &c.action_id).await {
@@ -629,21 +743,23 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
                 attempt: None,
                 next_attempt_at: now + PAUSED_RECHECK_MS,
                 status: "pending",
-                reopened_connector: None,
+                reopened_connectors: Vec::new(),
             }
         }
         Err(e) => return failed(e.to_string()),
     }
     let endpoint = &target.endpoint;
     if shared.breakers.permit(endpoint, Instant::now()) == Permit::Hold {
+        // Parked (see `PARK_MS`): the breaker's probes are claimed apart, whatever their due
+        // time, and the probe that closes it makes every parked delivery due at once.
         return AttemptRecord {
             delivery_id: c.id.clone(),
             corp_id: c.corp_id.clone(),
             lane: c.lane.clone(),
             attempt: None,
-            next_attempt_at: now + shared.config.breaker_cooldown.as_millis() as i64,
+            next_attempt_at: now + park_ms(&shared.config),
             status: "pending",
-            reopened_connector: None,
+            reopened_connectors: Vec::new(),
         };
     }
     let number = c.attempts + 1;
@@ -718,12 +834,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         random_unit(),
     ) {
         Next::Done => ("delivered", now),
-        // Behind an open breaker, come back at the cooldown: held until the probe succeeds,
-        // and then sent at once rather than after a long backoff.
-        Next::RetryIn(d) if shared.breakers.is_tripped(endpoint) => (
-            "pending",
-            now + d.min(shared.breakers.cooldown()).as_millis() as i64,
-        ),
+        // Also behind an open breaker: the probe that closes it makes this delivery due at once.
         Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
         Next::Dead => ("dead", now),
         // 410: the connector is paused until an operator resumes it; this delivery waits
@@ -761,7 +872,11 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         }),
         next_attempt_at: next_at,
         status: status_after,
-        reopened_connector: reopened.then(|| connector.id.clone()),
+        reopened_connectors: if reopened {
+            connectors_at(shared, endpoint)
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -855,7 +970,7 @@ macro_rules! write_records_in {
         }
         // Last, so nothing written above pushes them back: an endpoint that is back gets its
         // backlog due now, not when each backoff expires.
-        for connector in batch.iter().filter_map(|r| r.reopened_connector.as_ref()) {
+        for connector in batch.iter().flat_map(|r| &r.reopened_connectors) {
             let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
             q.push_bind(now)
                 .push(" WHERE status = 'pending' AND next_attempt_at > ")

@@ -883,7 +883,7 @@ impl Worker {
             // which takes the write lock.
             let mut records_wake = records
                 .iter()
-                .any(|r| r.status == "pending" || r.reopened_connector.is_some());
+                .any(|r| r.status == "pending" || !r.reopened_connectors.is_empty());
             let mut ended: Vec<&str> = if records_wake {
                 Vec::new()
             } else {

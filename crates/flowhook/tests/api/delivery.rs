@@ -570,6 +570,78 @@ async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
     org.app.stop().await;
 }
 
+mod an_open_breaker_parks_its_backlog_and_keeps_probing {
+    crate::on_both_backends!(super::an_open_breaker_parks_its_backlog_and_keeps_probing);
+}
+
+/// While an endpoint is down, the deliveries its open breaker holds back stay parked: only the
+/// probe, one per cooldown, touches a delivery (before, the whole backlog came due and was
+/// claimed and held again every cooldown). When the endpoint is back, the probe that succeeds
+/// makes the parked backlog due at once — not in the 5 minutes of the park, nor the 30 s of the
+/// schedule.
+async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.retry_schedule_ms = vec![0, 30_000];
+        c.retry_then_every_ms = 30_000;
+        c.breaker_threshold = 2;
+        c.breaker_cooldown_ms = 200;
+    })
+    .await;
+    let down = Receiver::start().await;
+    down.answer(|_, _| 500);
+    connect(&org, &down, json!({"type": "none"})).await;
+    // Each instance: two `created` (or-sign); the first of each is its lane's head.
+    for i in 0..12 {
+        org.start("alice", "purchase", &format!("p{i}"), json!({}))
+            .await;
+    }
+    let open = format!("flowhook_breaker_state{{endpoint=\"{}\"}} 2", down.url);
+    for _ in 0..250 {
+        let (_, metrics) = org.send("GET", "/metrics", None, None).await;
+        if metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == open)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Let every head be tried or held once, then watch six cooldowns.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let touched = |all: Vec<Value>| -> HashMap<String, Value> {
+        all.into_iter()
+            .map(|d| (d["id"].as_str().unwrap().to_owned(), d["updatedAt"].clone()))
+            .collect()
+    };
+    let (before, sent_before) = (touched(deliveries(&org, "").await), down.requests().len());
+    assert_eq!(before.len(), 24);
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let (after, sent_after) = (touched(deliveries(&org, "").await), down.requests().len());
+    let probes = sent_after - sent_before;
+    let changed = before.iter().filter(|(id, at)| after[*id] != **at).count();
+    assert!(
+        probes >= 2,
+        "an open breaker keeps probing while its backlog is parked: {probes} probes"
+    );
+    assert!(
+        changed <= probes,
+        "only the probes touch a delivery: {changed} deliveries changed for {probes} probes"
+    );
+
+    down.answer(|_, _| 200);
+    let back = std::time::Instant::now();
+    all_delivered(&org).await;
+    assert!(
+        back.elapsed() < std::time::Duration::from_secs(10),
+        "the parked backlog went out {:?} after the endpoint was back",
+        back.elapsed()
+    );
+    org.app.stop().await;
+}
+
 mod backfill_pushes_exactly_the_open_tasks {
     crate::on_both_backends!(super::backfill_pushes_exactly_the_open_tasks);
 }
