@@ -264,30 +264,7 @@ async fn run(
             }
         };
         let full = free > 0 && claimed.len() == free;
-        if !claimed.is_empty() {
-            let events = match events {
-                Some(events) => Ok(events),
-                None => load_events(&shared, &claimed).await,
-            };
-            match events {
-                Ok(events) => {
-                    for c in claimed {
-                        let Some(event) = events.get(&c.event_id).cloned() else {
-                            continue;
-                        };
-                        let permit = permits
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("semaphore open");
-                        spawn_send(&shared, c, event, permit, &records_tx);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "loading events failed; their leases will expire")
-                }
-            }
-        }
+        send_claimed(&shared, claimed, events, &permits, &records_tx).await;
         if full {
             continue;
         }
@@ -334,37 +311,52 @@ async fn send_probes(
         }
         probed.insert(endpoint.clone(), now);
         for connector in connectors_at(shared, &endpoint) {
-            let claimed = match claim(shared, Scope::Probe(&connector)).await {
-                Ok((claimed, events)) => claimed.into_iter().next().map(|c| (c, events)),
+            match claim(shared, Scope::Probe(&connector)).await {
+                Ok((claimed, _)) if claimed.is_empty() => continue,
+                Ok((claimed, events)) => {
+                    send_claimed(shared, claimed, events, permits, records_tx).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming a probe failed; retrying next cooldown");
-                    None
-                }
-            };
-            let Some((c, events)) = claimed else {
-                continue;
-            };
-            let events = match events {
-                Some(events) => Ok(events),
-                None => load_events(shared, std::slice::from_ref(&c)).await,
-            };
-            match events {
-                Ok(events) => {
-                    if let Some(event) = events.get(&c.event_id).cloned() {
-                        let permit = permits
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .expect("semaphore open");
-                        spawn_send(shared, c, event, permit, records_tx);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "loading a probe's event failed; its lease will expire")
                 }
             }
             break;
         }
+    }
+}
+
+/// Sends claimed deliveries, each in a task of its own once a slot is free; `events` are theirs
+/// when the claim read them (PostgreSQL), else they are read here.
+async fn send_claimed(
+    shared: &Arc<Shared>,
+    claimed: Vec<Claimed>,
+    events: Option<HashMap<String, StoredEvent>>,
+    permits: &Arc<Semaphore>,
+    records_tx: &mpsc::Sender<AttemptRecord>,
+) {
+    if claimed.is_empty() {
+        return;
+    }
+    let events = match events {
+        Some(events) => events,
+        None => match load_events(shared, &claimed).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "loading events failed; their leases will expire");
+                return;
+            }
+        },
+    };
+    for c in claimed {
+        let Some(event) = events.get(&c.event_id).cloned() else {
+            continue;
+        };
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        spawn_send(shared, c, event, permit, records_tx);
     }
 }
 
