@@ -111,7 +111,7 @@ impl Metrics {
         let deliveries = Family::<StatusLabels, Gauge>::default();
         registry.register(
             "flowhook_deliveries",
-            "Deliveries by status (pending is the queue depth)",
+            "Deliveries not delivered, by status: pending (the queue depth) and dead (given up)",
             deliveries.clone(),
         );
         let oldest_due_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();

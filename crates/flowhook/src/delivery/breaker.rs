@@ -37,6 +37,33 @@ struct Endpoint {
     failures: u32,
     opened_at: Instant,
     probing: bool,
+    /// Epoch ms of the last success and the last failure seen.
+    last_success_at: Option<i64>,
+    last_failure_at: Option<i64>,
+}
+
+/// One endpoint's breaker as this node sees it (since it started).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub state: State,
+    /// Failures in a row (a success resets it).
+    pub failures: u32,
+    pub last_success_at: Option<i64>,
+    pub last_failure_at: Option<i64>,
+}
+
+/// The breaker key of a connector's base URL: scheme, host and port (connectors to the same
+/// server share one breaker).
+pub fn endpoint_key(base_url: &str) -> String {
+    match url::Url::parse(base_url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => base_url.to_owned(),
+    }
 }
 
 /// What the breaker says about sending now.
@@ -92,14 +119,19 @@ impl Breakers {
             failures: 0,
             opened_at: now,
             probing: false,
+            last_success_at: None,
+            last_failure_at: None,
         });
         e.probing = false;
+        let at = Some(crate::store::now_ms());
         if success {
+            e.last_success_at = at;
             let reopened = e.state != State::Closed;
             e.state = State::Closed;
             e.failures = 0;
             return reopened;
         }
+        e.last_failure_at = at;
         e.failures += 1;
         if e.state == State::HalfOpen || e.failures >= self.threshold {
             e.state = State::Open;
@@ -132,7 +164,18 @@ impl Breakers {
             .min()
     }
 
-    /// Every endpoint's state, for metrics and the health view.
+    /// One endpoint's breaker (None: nothing sent to it since this node started).
+    pub fn view(&self, endpoint: &str) -> Option<View> {
+        let map = self.endpoints.lock().expect("breaker lock");
+        map.get(endpoint).map(|e| View {
+            state: e.state,
+            failures: e.failures,
+            last_success_at: e.last_success_at,
+            last_failure_at: e.last_failure_at,
+        })
+    }
+
+    /// Every endpoint's state, for metrics.
     pub fn states(&self) -> Vec<(String, State, u32)> {
         let map = self.endpoints.lock().expect("breaker lock");
         let mut v: Vec<_> = map
@@ -159,6 +202,10 @@ mod tests {
         b.record("e", false, t0);
         assert_eq!(b.permit("e", t0), Permit::Hold);
         assert_eq!(
+            b.view("e").map(|v| (v.state, v.failures)),
+            Some((State::Open, 3))
+        );
+        assert_eq!(
             b.permit("other", t0),
             Permit::Send,
             "other endpoints unaffected"
@@ -181,6 +228,10 @@ mod tests {
         assert!(b.record("e", true, again), "the probe's success closes it");
         assert_eq!(b.permit("e", again), Permit::Send);
         assert_eq!(b.next_probe_at(), None);
+        let view = b.view("e").expect("seen");
+        assert_eq!((view.state, view.failures), (State::Closed, 0));
+        assert!(view.last_success_at >= view.last_failure_at && view.last_failure_at.is_some());
+        assert_eq!(b.view("never"), None);
         assert!(b.probes_due(again + Duration::from_secs(60)).is_empty());
     }
 }

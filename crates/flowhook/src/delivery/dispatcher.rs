@@ -111,7 +111,7 @@ struct Target {
     action: Action,
     connector: Connector,
     auth: Auth,
-    /// The breaker key ([`endpoint_of`]), parsed once.
+    /// The breaker key ([`endpoint_key`](super::breaker::endpoint_key)), parsed once.
     endpoint: String,
 }
 
@@ -597,7 +597,7 @@ async fn target(
             StoreError::Corrupt(format!("connector {} is missing", action.connector_id))
         })?;
     let t = Arc::new(Target {
-        endpoint: endpoint_of(&connector),
+        endpoint: super::breaker::endpoint_key(&connector.base_url),
         action,
         connector,
         auth,
@@ -682,19 +682,6 @@ async fn webhook_secrets(
         .secrets
         .get_or_load(corp_id, shared.store.webhook_secrets(corp_id, now))
         .await
-}
-
-/// The breaker key: scheme, host and port of the connector.
-fn endpoint_of(connector: &Connector) -> String {
-    match url::Url::parse(&connector.base_url) {
-        Ok(u) => format!(
-            "{}://{}:{}",
-            u.scheme(),
-            u.host_str().unwrap_or(""),
-            u.port_or_known_default().unwrap_or(0)
-        ),
-        Err(_) => connector.base_url.clone(),
-    }
 }
 
 fn random_unit() -> f64 {

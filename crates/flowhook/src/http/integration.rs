@@ -16,7 +16,7 @@ use super::json::ApiJson;
 use super::orgs::require_org;
 use super::AppState;
 use crate::integration::connectors::{Action, ActionInput, Connector, ConnectorInput, Strategy};
-use crate::store::deliveries::{AttemptView, Delivery, DeliveryFilter};
+use crate::store::deliveries::{AttemptView, ConnectorBacklog, Delivery, DeliveryFilter};
 use crate::store::jobs::{BackfillRequest, JobProgress};
 use crate::store::taskcenter::encode_cursor;
 
@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/orgs/{corp_id}/connectors/{id}/resume",
             post(resume_connector),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/connectors/{id}/health",
+            get(connector_health),
         )
         .route(
             "/api/v1/orgs/{corp_id}/actions",
@@ -165,6 +169,64 @@ pub async fn resume_connector(
     Ok(Json(PauseOutcome {
         connector: connector_or_404(&state, &corp_id, &id).await?,
         due: Some(due),
+    }))
+}
+
+/// A connector's health: its endpoint's breaker as this node sees it, and its backlog.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorHealth {
+    pub connector_id: String,
+    /// Scheme, host and port: the breaker's key (connectors to one server share it).
+    pub endpoint: String,
+    /// Paused (by an operator or a `410 Gone`): nothing is sent until it is resumed.
+    pub paused: bool,
+    pub breaker: BreakerView,
+    pub deliveries: ConnectorBacklog,
+}
+
+/// An endpoint's circuit breaker on the node that answers (each node keeps its own, in memory,
+/// from its start).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerView {
+    /// closed (sending) | open (holding back; one probe per cooldown) | half_open (probe out)
+    pub state: String,
+    /// Failed attempts in a row.
+    pub consecutive_failures: u32,
+    /// Epoch ms of the last successful attempt this node made.
+    pub last_success_at: Option<i64>,
+    /// Epoch ms of the last failed attempt this node made.
+    pub last_failure_at: Option<i64>,
+}
+
+/// A connector's health: breaker, pause, and the deliveries waiting for it.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/connectors/{id}/health", tag = "integration",
+    responses((status = 200, body = ConnectorHealth), (status = 404, body = super::error::ErrorBody)))]
+pub async fn connector_health(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<ConnectorHealth>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let connector = connector_or_404(&state, &corp_id, &id).await?;
+    let endpoint = crate::delivery::breaker::endpoint_key(&connector.base_url);
+    let view = state.breakers.view(&endpoint);
+    Ok(Json(ConnectorHealth {
+        deliveries: state.store.connector_backlog(&connector.id).await?,
+        connector_id: connector.id,
+        paused: connector.paused_at.is_some(),
+        breaker: BreakerView {
+            state: view
+                .as_ref()
+                .map_or(crate::delivery::breaker::State::Closed, |v| v.state)
+                .as_str()
+                .to_owned(),
+            consecutive_failures: view.as_ref().map_or(0, |v| v.failures),
+            last_success_at: view.as_ref().and_then(|v| v.last_success_at),
+            last_failure_at: view.as_ref().and_then(|v| v.last_failure_at),
+        },
+        endpoint,
     }))
 }
 

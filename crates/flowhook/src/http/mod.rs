@@ -86,7 +86,7 @@ impl AppState {
         instances::delete,
         tasks::act, tasks::list, tasks::counts,
         integration::create_connector, integration::list_connectors, integration::pause_connector,
-        integration::resume_connector, integration::create_action,
+        integration::resume_connector, integration::connector_health, integration::create_action,
         integration::list_actions, integration::put_strategy, integration::get_strategy,
         integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
         integration::redeliver_many, integration::backfill, integration::job, integration::any_job, integration::rotate_webhook_secret, integration::test_fire, ingest::ingest),

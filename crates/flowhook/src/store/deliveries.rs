@@ -243,6 +243,18 @@ impl Store {
     }
 }
 
+/// The deliveries waiting for one connector (its health view).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorBacklog {
+    /// Deliveries not yet delivered nor given up.
+    pub pending: i64,
+    /// When the oldest of them was created (epoch ms).
+    pub oldest_pending_at: Option<i64>,
+    /// Deliveries given up after the last retry (redeliver them once the endpoint is fixed).
+    pub dead: i64,
+}
+
 /// Counts for `/metrics`.
 pub struct DeliveryStats {
     pub by_status: Vec<(String, i64)>,
@@ -251,10 +263,43 @@ pub struct DeliveryStats {
 }
 
 impl Store {
+    /// The pending and dead deliveries of `connector_id`'s actions (read through the status
+    /// index: the delivered ones, most of the table, are not read).
+    pub async fn connector_backlog(
+        &self,
+        connector_id: &str,
+    ) -> Result<ConnectorBacklog, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT d.status, COUNT(*), MIN(d.created_at) FROM deliveries d \
+                 WHERE d.status IN ('pending', 'dead') \
+                 AND d.action_id IN (SELECT a.id FROM actions a WHERE a.connector_id = $1) \
+                 GROUP BY d.status",
+            )
+            .bind(connector_id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut backlog = ConnectorBacklog::default();
+        for (status, n, oldest) in rows {
+            match status.as_str() {
+                "pending" => {
+                    backlog.pending = n;
+                    backlog.oldest_pending_at = oldest;
+                }
+                _ => backlog.dead = n,
+            }
+        }
+        Ok(backlog)
+    }
+
     pub async fn delivery_stats(&self, now: i64) -> Result<DeliveryStats, StoreError> {
         let (by_status, oldest): (Vec<(String, i64)>, Option<i64>) = on_pool!(self, |pool| {
             let by: Vec<(String, i64)> =
-                sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+                // Not the delivered ones: most of the table, counted by every scrape.
+                sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM deliveries WHERE status IN ('pending', 'dead') GROUP BY status",
+                )
                     .fetch_all(pool)
                     .await?;
             let oldest: Option<i64> = sqlx::query_scalar(

@@ -630,6 +630,31 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
         changed <= probes,
         "only the probes touch a delivery: {changed} deliveries changed for {probes} probes"
     );
+    // The connector's health shows it: breaker open, the backlog parked.
+    let (_, connectors) = org.send("GET", &org.path("/connectors"), None, None).await;
+    let health_path = org.path(&format!(
+        "/connectors/{}/health",
+        connectors[0]["id"].as_str().unwrap()
+    ));
+    let (s, health) = org.send("GET", &health_path, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{health}");
+    assert_eq!(health["endpoint"], down.url.as_str(), "{health}");
+    assert_eq!(health["breaker"]["state"], "open", "{health}");
+    assert!(
+        health["breaker"]["consecutiveFailures"].as_u64().unwrap() >= 2,
+        "{health}"
+    );
+    assert!(health["breaker"]["lastSuccessAt"].is_null(), "{health}");
+    assert_eq!(health["deliveries"]["pending"], 24, "{health}");
+    assert_eq!(health["deliveries"]["dead"], 0, "{health}");
+    assert!(
+        health["deliveries"]["oldestPendingAt"].as_i64().unwrap() <= flowhook::store::now_ms(),
+        "{health}"
+    );
+    let (s, _) = org
+        .send("GET", &org.path("/connectors/nope/health"), None, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 
     down.answer(|_, _| 200);
     let back = std::time::Instant::now();
@@ -638,6 +663,18 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
         back.elapsed() < std::time::Duration::from_secs(10),
         "the parked backlog went out {:?} after the endpoint was back",
         back.elapsed()
+    );
+    let (_, health) = org.send("GET", &health_path, None, None).await;
+    assert_eq!(health["breaker"]["state"], "closed", "{health}");
+    assert_eq!(health["breaker"]["consecutiveFailures"], 0, "{health}");
+    assert!(
+        health["breaker"]["lastSuccessAt"].as_i64().is_some(),
+        "{health}"
+    );
+    assert_eq!(health["deliveries"]["pending"], 0, "{health}");
+    assert!(
+        health["deliveries"]["oldestPendingAt"].is_null(),
+        "{health}"
     );
     org.app.stop().await;
 }

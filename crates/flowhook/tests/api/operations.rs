@@ -49,6 +49,7 @@ async fn endpoints_answer(db: TestDb) {
         "/api/v1/orgs/{corp_id}/tasks/{task_id}/{action}",
         "/api/v1/orgs/{corp_id}/users/{user_id}/tasks",
         "/api/v1/orgs/{corp_id}/processes/{process_code}",
+        "/api/v1/orgs/{corp_id}/connectors/{id}/health",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
