@@ -62,8 +62,11 @@ pub struct AttemptRecord {
     pub(crate) corp_id: String,
     /// The ordered delivery's instance: when it ends, the lane's next delivery may go.
     pub(crate) lane: Option<String>,
-    /// None: held back by the breaker (no attempt made, no attempt counted).
+    /// None: held back — by the breaker, a pause, or a target not ready — with no attempt made
+    /// nor counted.
     pub(crate) attempt: Option<Attempt>,
+    /// Why it is held, shown as the delivery's `lastError` (None: left as it was).
+    pub(crate) held_because: Option<&'static str>,
     pub(crate) next_attempt_at: i64,
     pub(crate) status: &'static str,
     /// The connectors of the endpoint whose breaker this success closed: their waiting
@@ -235,6 +238,14 @@ async fn run(
     let refill = u32::try_from((shared.config.concurrency / 4).max(1)).unwrap_or(u32::MAX);
     let mut analyzed: Option<Instant> = None;
     let mut probed: HashMap<String, Instant> = HashMap::new();
+    match unpark(&shared.store).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            deliveries = n,
+            "deliveries parked behind open breakers are due again (this node's breakers start closed)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not make parked deliveries due; their park ends them"),
+    }
     while !*stop.borrow() {
         send_probes(&shared, &mut probed, &permits, &records_tx).await;
         let mut free = permits.available_permits().min(256);
@@ -291,6 +302,26 @@ async fn run(
     if let Some(l) = listener {
         l.abort();
     }
+}
+
+/// Makes the deliveries parked behind open breakers due now. A starting node's breakers are all
+/// closed, so no probe of its own would end those parks early; sending them finds out whether
+/// their endpoints are back (if not, a breaker opens again after its threshold of failures and
+/// parks the rest again). Other nodes' parks end too: at worst one more round of holding.
+async fn unpark(store: &Store) -> Result<u64, StoreError> {
+    let now = now_ms();
+    let _gate = crate::store::write_gate(store).await;
+    Ok(on_pool!(store, |pool| {
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
+             WHERE status = 'pending' AND next_attempt_at > $1 AND last_error = $2",
+        )
+        .bind(now)
+        .bind(HELD_BY_BREAKER)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    }))
 }
 
 /// Claims and sends one delivery for each endpoint whose open breaker wants a probe, at most
@@ -648,9 +679,15 @@ async fn is_paused(shared: &Shared, corp_id: &str, connector_id: &str) -> Result
 /// them due at once).
 const PAUSED_RECHECK_MS: i64 = 60_000;
 
+/// The `lastError` of a delivery parked by an open breaker: the mark [`unpark`] looks for.
+pub const HELD_BY_BREAKER: &str = "held: the endpoint's circuit breaker is open";
+
+/// The `lastError` of a delivery held because its connector is paused.
+pub const HELD_PAUSED: &str = "held: the connector is paused";
+
 /// How long a delivery an open breaker holds back is parked: 5 minutes, or one cooldown if that
 /// is longer. The probe that closes the breaker ends the park at once; the park only bounds
-/// the wait when no probe comes (this node stopped, or its breakers were reset by a restart).
+/// the wait when no probe comes (the node that parked it stopped; a starting node [`unpark`]s).
 const PARK_MS: i64 = 300_000;
 
 fn park_ms(config: &DispatcherConfig) -> i64 {
@@ -690,17 +727,19 @@ fn random_unit() -> f64 {
 
 async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord {
     let now = now_ms();
+    let held = |until: i64, because: Option<&'static str>| AttemptRecord {
+        delivery_id: c.id.clone(),
+        corp_id: c.corp_id.clone(),
+        lane: c.lane.clone(),
+        attempt: None,
+        held_because: because,
+        next_attempt_at: until,
+        status: "pending",
+        reopened_connectors: Vec::new(),
+    };
     let failed = |why: String| {
         tracing::warn!(delivery = %c.id, %why, "delivery could not be prepared; retrying later");
-        AttemptRecord {
-            delivery_id: c.id.clone(),
-            corp_id: c.corp_id.clone(),
-            lane: c.lane.clone(),
-            attempt: None,
-            next_attempt_at: now + shared.config.poll.as_millis() as i64,
-            status: "pending",
-            reopened_connectors: Vec::new(),
-        }
+        held(now + shared.config.poll.as_millis() as i64, None)
     };
     let target = match target(shared, &c.corp_id, &c.action_id).await {
         Ok(t) => t,
@@ -714,32 +753,14 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
     };
     match is_paused(shared, &c.corp_id, &connector.id).await {
         Ok(false) => {}
-        Ok(true) => {
-            return AttemptRecord {
-                delivery_id: c.id.clone(),
-                corp_id: c.corp_id.clone(),
-                lane: c.lane.clone(),
-                attempt: None,
-                next_attempt_at: now + PAUSED_RECHECK_MS,
-                status: "pending",
-                reopened_connectors: Vec::new(),
-            }
-        }
+        Ok(true) => return held(now + PAUSED_RECHECK_MS, Some(HELD_PAUSED)),
         Err(e) => return failed(e.to_string()),
     }
     let endpoint = &target.endpoint;
     if shared.breakers.permit(endpoint, Instant::now()) == Permit::Hold {
         // Parked (see `PARK_MS`): the breaker's probes are claimed apart, whatever their due
         // time, and the probe that closes it makes every parked delivery due at once.
-        return AttemptRecord {
-            delivery_id: c.id.clone(),
-            corp_id: c.corp_id.clone(),
-            lane: c.lane.clone(),
-            attempt: None,
-            next_attempt_at: now + park_ms(&shared.config),
-            status: "pending",
-            reopened_connectors: Vec::new(),
-        };
+        return held(now + park_ms(&shared.config), Some(HELD_BY_BREAKER));
     }
     let number = c.attempts + 1;
     let info = EventInfo {
@@ -838,6 +859,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         delivery_id: c.id.clone(),
         corp_id: c.corp_id.clone(),
         lane: c.lane.clone(),
+        held_because: None,
         attempt: Some(Attempt {
             number,
             started_at: now,
@@ -917,16 +939,22 @@ macro_rules! write_records_in {
         // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
         // by that time to the second, one UPDATE per group: during an outage every fresh
         // delivery comes back this way.
-        let mut held: std::collections::BTreeMap<i64, Vec<&str>> = Default::default();
+        let mut held: std::collections::BTreeMap<(i64, Option<&str>), Vec<&str>> =
+            Default::default();
         for r in batch.iter().filter(|r| r.attempt.is_none()) {
             let due = (r.next_attempt_at + 999) / 1000 * 1000;
-            held.entry(due).or_default().push(r.delivery_id.as_str());
+            held.entry((due, r.held_because))
+                .or_default()
+                .push(r.delivery_id.as_str());
         }
-        for (due, ids) in &held {
+        for ((due, because), ids) in &held {
             for chunk in ids.chunks(500) {
                 let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
-                q.push_bind(*due)
-                    .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
+                q.push_bind(*due);
+                if let Some(because) = because {
+                    q.push(", last_error = ").push_bind(*because);
+                }
+                q.push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
                     .push_bind(now)
                     .push(" WHERE id");
                 $crate::store::push_in_list(q, chunk.iter().copied());

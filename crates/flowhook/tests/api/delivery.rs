@@ -679,6 +679,80 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
     org.app.stop().await;
 }
 
+mod a_restarted_node_sends_what_open_breakers_parked {
+    crate::on_both_backends!(super::a_restarted_node_sends_what_open_breakers_parked);
+}
+
+/// A node restarts while an endpoint's breaker holds its deliveries parked (and marked so in the
+/// log); the endpoint is back meanwhile. The new node's breakers start closed, so no probe of
+/// its own would end the park: it makes the parked deliveries due as it starts, and they go out
+/// at once — not when their 5-minute park ends, and with no new event to trip anything.
+async fn a_restarted_node_sends_what_open_breakers_parked(db: TestDb) {
+    let tune = |c: &mut flowhook::config::Config| {
+        fast(c, 600_000);
+        c.retry_schedule_ms = vec![0, 30_000];
+        c.retry_then_every_ms = 30_000;
+        c.breaker_threshold = 2;
+        // No probe during the test: only the restart can end the park.
+        c.breaker_cooldown_ms = 600_000;
+    };
+    let mut org = Org::setup_with(&db, "acme", tune).await;
+    let down = Receiver::start().await;
+    down.answer(|_, _| 500);
+    connect(&org, &down, json!({"type": "none"})).await;
+    for i in 0..6 {
+        org.start("alice", "purchase", &format!("p{i}"), json!({}))
+            .await;
+    }
+    // The first heads fail and open the breaker; the others (and a failed one's immediate
+    // retry) are parked, marked so in the log.
+    let parked = || async {
+        deliveries(&org, "&status=pending")
+            .await
+            .into_iter()
+            .filter(|d| d["lastError"] == "held: the endpoint's circuit breaker is open")
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..250 {
+        if parked().await.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (parked, sent) = (parked().await, down.requests().len());
+    assert!(parked.len() >= 4, "parked and marked: {parked:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        down.requests().len(),
+        sent,
+        "nothing is sent while the breaker is open"
+    );
+
+    down.answer(|_, _| 200);
+    org.restart_with(&db, tune).await;
+    let restarted = std::time::Instant::now();
+    for _ in 0..250 {
+        let all = deliveries(&org, "").await;
+        if parked.iter().all(|id| {
+            all.iter()
+                .any(|d| d["id"] == id.as_str() && d["status"] == "delivered")
+        }) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let all = deliveries(&org, "").await;
+    for id in &parked {
+        let d = all.iter().find(|d| d["id"] == id.as_str()).unwrap();
+        assert_eq!(d["status"], "delivered", "{d}");
+        assert!(d["lastError"].is_null(), "{d}");
+    }
+    assert!(restarted.elapsed() < std::time::Duration::from_secs(10));
+    org.app.stop().await;
+}
+
 mod backfill_pushes_exactly_the_open_tasks {
     crate::on_both_backends!(super::backfill_pushes_exactly_the_open_tasks);
 }

@@ -156,6 +156,11 @@ impl TestApp {
 
     /// Stops the server as SIGINT would and waits for it to finish.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    /// [`TestApp::stop`] in place, for a restart: the caller replaces it.
+    pub async fn shut_down(&mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task
             .take()

@@ -32,13 +32,7 @@ impl Org {
         corp: &str,
         tune: impl FnOnce(&mut flowhook::config::Config),
     ) -> Org {
-        let mut config = db.config();
-        tune(&mut config);
-        config.admin_key = Some(BOOTSTRAP.into());
-        // Small enough that an oversize test body fits the socket buffer: the server answers 413
-        // from Content-Length without reading, and the client must not hit a broken pipe.
-        config.body_limit_bytes = 64 * 1024;
-        let app = TestApp::spawn(config).await;
+        let app = TestApp::spawn(Org::config(db, tune)).await;
         let mut org = Org {
             app,
             corp: corp.into(),
@@ -48,6 +42,30 @@ impl Org {
         };
         org.provision(corp).await;
         org
+    }
+
+    fn config(
+        db: &TestDb,
+        tune: impl FnOnce(&mut flowhook::config::Config),
+    ) -> flowhook::config::Config {
+        let mut config = db.config();
+        tune(&mut config);
+        config.admin_key = Some(BOOTSTRAP.into());
+        // Small enough that an oversize test body fits the socket buffer: the server answers 413
+        // from Content-Length without reading, and the client must not hit a broken pipe.
+        config.body_limit_bytes = 64 * 1024;
+        config
+    }
+
+    /// Stops the server and starts it again on the same database, configured by `tune`: a
+    /// restart (the node's memory — caches, breakers — is gone; the organisation stays).
+    pub(crate) async fn restart_with(
+        &mut self,
+        db: &TestDb,
+        tune: impl FnOnce(&mut flowhook::config::Config),
+    ) {
+        self.app.shut_down().await;
+        self.app = TestApp::spawn(Org::config(db, tune)).await;
     }
 
     async fn provision(&mut self, corp: &str) {
