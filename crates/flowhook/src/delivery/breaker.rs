@@ -144,6 +144,21 @@ impl Breakers {
         self.cooldown
     }
 
+    /// Opens the breaker of an endpoint this node has not sent to yet, with its probe due at
+    /// once: a starting node's view of an endpoint that open breakers left deliveries parked
+    /// for. One probe finds out whether it is back. An endpoint already seen is left as it is.
+    pub fn open_for_probe(&self, endpoint: &str, now: Instant) {
+        let mut map = self.endpoints.lock().expect("breaker lock");
+        map.entry(endpoint.to_owned()).or_insert(Endpoint {
+            state: State::Open,
+            failures: 0,
+            opened_at: now.checked_sub(self.cooldown).unwrap_or(now),
+            probing: false,
+            last_success_at: None,
+            last_failure_at: None,
+        });
+    }
+
     /// The open endpoints whose cooldown has passed at `now`: each wants a probe.
     pub fn probes_due(&self, now: Instant) -> Vec<String> {
         let map = self.endpoints.lock().expect("breaker lock");
@@ -232,6 +247,14 @@ mod tests {
         assert_eq!((view.state, view.failures), (State::Closed, 0));
         assert!(view.last_success_at >= view.last_failure_at && view.last_failure_at.is_some());
         assert_eq!(b.view("never"), None);
+
+        // A starting node's suspicion: open, its probe due now; a known endpoint is left alone.
+        let now = Instant::now() + Duration::from_secs(60);
+        b.open_for_probe("parked", now);
+        b.open_for_probe("e", now);
+        assert_eq!(b.probes_due(now), vec!["parked".to_owned()]);
+        assert_eq!(b.permit("parked", now), Permit::Probe);
+        assert_eq!(b.permit("e", now), Permit::Send);
         assert!(b.probes_due(again + Duration::from_secs(60)).is_empty());
     }
 }

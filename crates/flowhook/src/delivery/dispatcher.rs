@@ -238,13 +238,15 @@ async fn run(
     let refill = u32::try_from((shared.config.concurrency / 4).max(1)).unwrap_or(u32::MAX);
     let mut analyzed: Option<Instant> = None;
     let mut probed: HashMap<String, Instant> = HashMap::new();
-    match unpark(&shared.store).await {
+    match open_parked_endpoints(&shared).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
-            deliveries = n,
-            "deliveries parked behind open breakers are due again (this node's breakers start closed)"
+            endpoints = n,
+            "endpoints with deliveries parked by open breakers start open here, probed at once"
         ),
-        Err(e) => tracing::warn!(error = %e, "could not make parked deliveries due; their park ends them"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the parked deliveries; their park ends them")
+        }
     }
     while !*stop.borrow() {
         send_probes(&shared, &mut probed, &permits, &records_tx).await;
@@ -304,24 +306,31 @@ async fn run(
     }
 }
 
-/// Makes the deliveries parked behind open breakers due now. A starting node's breakers are all
-/// closed, so no probe of its own would end those parks early; sending them finds out whether
-/// their endpoints are back (if not, a breaker opens again after its threshold of failures and
-/// parks the rest again). Other nodes' parks end too: at worst one more round of holding.
-async fn unpark(store: &Store) -> Result<u64, StoreError> {
-    let now = now_ms();
-    let _gate = crate::store::write_gate(store).await;
-    Ok(on_pool!(store, |pool| {
-        sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 \
+/// A starting node's breakers are all closed, so no probe of its own would end the parks that
+/// open breakers left (this node's before it stopped, or other nodes'). Each endpoint with
+/// parked deliveries starts here as an open breaker whose probe is due at once: one delivery
+/// goes; if it succeeds, the breaker closes and the parked deliveries are due at once, and if
+/// not they stay parked — no burst of sends to an endpoint still down. Returns how many
+/// endpoints.
+async fn open_parked_endpoints(shared: &Shared) -> Result<usize, StoreError> {
+    let parked: Vec<(String, String)> = on_pool!(&shared.store, |pool| {
+        sqlx::query_as(
+            "SELECT DISTINCT corp_id, action_id FROM deliveries \
              WHERE status = 'pending' AND next_attempt_at > $1 AND last_error = $2",
         )
-        .bind(now)
+        .bind(now_ms())
         .bind(HELD_BY_BREAKER)
-        .execute(pool)
+        .fetch_all(pool)
         .await?
-        .rows_affected()
-    }))
+    });
+    let mut endpoints = std::collections::HashSet::new();
+    for (corp_id, action_id) in parked {
+        endpoints.insert(target(shared, &corp_id, &action_id).await?.endpoint.clone());
+    }
+    for endpoint in &endpoints {
+        shared.breakers.open_for_probe(endpoint, Instant::now());
+    }
+    Ok(endpoints.len())
 }
 
 /// Claims and sends one delivery for each endpoint whose open breaker wants a probe, at most
@@ -679,7 +688,8 @@ async fn is_paused(shared: &Shared, corp_id: &str, connector_id: &str) -> Result
 /// them due at once).
 const PAUSED_RECHECK_MS: i64 = 60_000;
 
-/// The `lastError` of a delivery parked by an open breaker: the mark [`unpark`] looks for.
+/// The `lastError` of a delivery parked by an open breaker: the mark a starting node looks for
+/// ([`open_parked_endpoints`]).
 pub const HELD_BY_BREAKER: &str = "held: the endpoint's circuit breaker is open";
 
 /// The `lastError` of a delivery held because its connector is paused.
@@ -687,7 +697,7 @@ pub const HELD_PAUSED: &str = "held: the connector is paused";
 
 /// How long a delivery an open breaker holds back is parked: 5 minutes, or one cooldown if that
 /// is longer. The probe that closes the breaker ends the park at once; the park only bounds
-/// the wait when no probe comes (the node that parked it stopped; a starting node [`unpark`]s).
+/// the wait when no probe comes (the node that parked it stopped, and no node started since).
 const PARK_MS: i64 = 300_000;
 
 fn park_ms(config: &DispatcherConfig) -> i64 {

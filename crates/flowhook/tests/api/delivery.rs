@@ -679,15 +679,17 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
     org.app.stop().await;
 }
 
-mod a_restarted_node_sends_what_open_breakers_parked {
-    crate::on_both_backends!(super::a_restarted_node_sends_what_open_breakers_parked);
+mod a_restarted_node_probes_what_open_breakers_parked {
+    crate::on_both_backends!(super::a_restarted_node_probes_what_open_breakers_parked);
 }
 
 /// A node restarts while an endpoint's breaker holds its deliveries parked (and marked so in the
-/// log); the endpoint is back meanwhile. The new node's breakers start closed, so no probe of
-/// its own would end the park: it makes the parked deliveries due as it starts, and they go out
-/// at once — not when their 5-minute park ends, and with no new event to trip anything.
-async fn a_restarted_node_sends_what_open_breakers_parked(db: TestDb) {
+/// log). The new node's breakers start closed, so no probe of its own would end the park: it
+/// opens the breaker of each endpoint with parked deliveries and probes it at once. Still down:
+/// one request, not a burst, and the rest stay parked. Back (and restarted again): the probe
+/// succeeds and the parked deliveries go out at once — not when their 5-minute park ends, and
+/// with no new event to trip anything.
+async fn a_restarted_node_probes_what_open_breakers_parked(db: TestDb) {
     let tune = |c: &mut flowhook::config::Config| {
         fast(c, 600_000);
         c.retry_schedule_ms = vec![0, 30_000];
@@ -729,6 +731,30 @@ async fn a_restarted_node_sends_what_open_breakers_parked(db: TestDb) {
         sent,
         "nothing is sent while the breaker is open"
     );
+
+    // Restarted while the endpoint is still down: one probe, the park holds.
+    org.restart_with(&db, tune).await;
+    for _ in 0..250 {
+        if down.requests().len() > sent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        down.requests().len(),
+        sent + 1,
+        "one probe as the node starts"
+    );
+    let still: Vec<Value> = deliveries(&org, "&status=pending").await;
+    assert_eq!(still.len(), 12, "nothing delivered, nothing lost");
+    let (_, connectors) = org.send("GET", &org.path("/connectors"), None, None).await;
+    let health_path = org.path(&format!(
+        "/connectors/{}/health",
+        connectors[0]["id"].as_str().unwrap()
+    ));
+    let (_, health) = org.send("GET", &health_path, None, None).await;
+    assert_eq!(health["breaker"]["state"], "open", "{health}");
 
     down.answer(|_, _| 200);
     org.restart_with(&db, tune).await;
