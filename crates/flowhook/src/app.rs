@@ -146,7 +146,17 @@ impl Application {
         let _ = stop_dispatch.send(true);
         let _ = tokio::time::timeout(grace, dispatcher).await;
         let _ = tokio::time::timeout(grace, retention).await;
-        self.state.store.close().await;
+        // Bounded too: a connection still held elsewhere must not keep the process from
+        // stopping (what it held is committed or rolled back by the database when it closes).
+        if tokio::time::timeout(grace, self.state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "database connections still in use after the grace period; stopping anyway"
+            );
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -14,18 +14,29 @@ use tokio::task::JoinHandle;
 /// created, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
 pub const POSTGRES_ENV: &str = "FLOWHOOK_TEST_POSTGRES";
 
+/// The longest one check may run: a check that hangs fails with its name instead of holding
+/// the whole run until CI's own limit.
+pub const CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs `check` within [`CHECK_LIMIT`].
+pub async fn bounded(check: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(CHECK_LIMIT, check)
+        .await
+        .unwrap_or_else(|_| panic!("the check did not finish within {CHECK_LIMIT:?}"))
+}
+
 /// Runs one async check on SQLite and, when enabled, on PostgreSQL, as two tests.
 #[macro_export]
 macro_rules! on_both_backends {
     ($check:path) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn sqlite() {
-            $check($crate::helpers::TestDb::sqlite().await).await
+            $crate::helpers::bounded($check($crate::helpers::TestDb::sqlite().await)).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn postgres() {
             match $crate::helpers::TestDb::postgres().await {
-                Some(db) => $check(db).await,
+                Some(db) => $crate::helpers::bounded($check(db)).await,
                 None => eprintln!(
                     "not run: set {} to run this on PostgreSQL",
                     $crate::helpers::POSTGRES_ENV
