@@ -211,20 +211,25 @@ pub async fn connector_health(
     caller.check(&corp_id, Scope::Integration)?;
     let connector = connector_or_404(&state, &corp_id, &id).await?;
     let endpoint = crate::delivery::breaker::endpoint_key(&connector.base_url);
-    let view = state.breakers.view(&endpoint);
+    // Nothing sent to it since this node started: closed, as a new breaker is.
+    let view = state
+        .breakers
+        .view(&endpoint)
+        .unwrap_or(crate::delivery::breaker::View {
+            state: crate::delivery::breaker::State::Closed,
+            failures: 0,
+            last_success_at: None,
+            last_failure_at: None,
+        });
     Ok(Json(ConnectorHealth {
         deliveries: state.store.connector_backlog(&connector.id).await?,
         connector_id: connector.id,
         paused: connector.paused_at.is_some(),
         breaker: BreakerView {
-            state: view
-                .as_ref()
-                .map_or(crate::delivery::breaker::State::Closed, |v| v.state)
-                .as_str()
-                .to_owned(),
-            consecutive_failures: view.as_ref().map_or(0, |v| v.failures),
-            last_success_at: view.as_ref().and_then(|v| v.last_success_at),
-            last_failure_at: view.as_ref().and_then(|v| v.last_failure_at),
+            state: view.state.as_str().to_owned(),
+            consecutive_failures: view.failures,
+            last_success_at: view.last_success_at,
+            last_failure_at: view.last_failure_at,
         },
         endpoint,
     }))

@@ -71,25 +71,7 @@ impl Org {
     async fn provision(&mut self, corp: &str) {
         self.corp = corp.into();
         self.key = BOOTSTRAP.into();
-        let (s, _) = self
-            .send(
-                "POST",
-                "/api/v1/orgs",
-                None,
-                Some(json!({"corpId": corp, "name": corp})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
-        let (s, key) = self
-            .send(
-                "POST",
-                &self.path("/api-keys"),
-                None,
-                Some(json!({"name": "t", "scopes": ["admin"]})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
-        self.key = key["key"].as_str().unwrap().to_owned();
+        self.key = self.create_org(corp, "t", &["admin"]).await;
         for (id, name, manager, admin) in flowhook::demo::PEOPLE {
             let (s, _) = self
                 .send(
@@ -145,6 +127,14 @@ impl Org {
     /// `scopes`. This organisation keeps its own key.
     pub(crate) async fn other_org_key(&mut self, corp: &str, scopes: &[&str]) -> String {
         let own = std::mem::replace(&mut self.key, BOOTSTRAP.into());
+        let key = self.create_org(corp, corp, scopes).await;
+        self.key = own;
+        key
+    }
+
+    /// Creates organisation `corp` (the caller's key must be the bootstrap key) and returns a
+    /// new key of it named `key_name` with `scopes`.
+    async fn create_org(&self, corp: &str, key_name: &str, scopes: &[&str]) -> String {
         let (s, org) = self
             .send(
                 "POST",
@@ -159,11 +149,10 @@ impl Org {
                 "POST",
                 &format!("/api/v1/orgs/{corp}/api-keys"),
                 None,
-                Some(json!({"name": corp, "scopes": scopes})),
+                Some(json!({"name": key_name, "scopes": scopes})),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{key}");
-        self.key = own;
         key["key"].as_str().unwrap().to_owned()
     }
 
