@@ -190,6 +190,7 @@ async fn take_fresh(
             seq: f.seq,
             app_type: f.app_type,
             params: f.params,
+            source_id: None,
         };
         spawn_send(&shared, claimed, event, permit, &records_tx);
     }
@@ -509,7 +510,7 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
            SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND {which} \
            AND (d.lease_until IS NULL OR d.lease_until < $3) \
            AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
-                AND p.status = 'pending' AND p.seq < d.seq)) \
+                AND p.corp_id = d.corp_id AND p.status = 'pending' AND p.seq < d.seq)) \
            ORDER BY d.next_attempt_at LIMIT {limit}{lock}) \
          RETURNING id, corp_id, event_id, action_id, instance_id, ordered, attempts, backfill, created_at"
     );
@@ -517,7 +518,7 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
     // the server's backend and this task to be scheduled, and the claim loop is serial.
     let sql = if postgres {
         format!(
-            "WITH c AS ({update}) SELECT c.*, e.kind, e.seq AS event_seq, e.app_type, e.params \
+            "WITH c AS ({update}) SELECT c.*, e.kind, e.seq AS event_seq, e.app_type, e.params, e.source_event_id \
              FROM c JOIN events e ON e.id = c.event_id"
         )
     } else {
@@ -554,6 +555,7 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
                     r.try_get("event_seq")?,
                     r.try_get("app_type")?,
                     r.try_get("params")?,
+                    r.try_get("source_event_id")?,
                 )?;
                 events.insert(c.event_id.clone(), event);
             }
@@ -571,20 +573,33 @@ struct StoredEvent {
     seq: i64,
     app_type: String,
     params: Vec<(String, String)>,
+    /// An ingested event's id as its caller gave it (unique within its organisation): sent as
+    /// `X-Flowhook-Event-Id` in place of Flowhook's own id, which receivers never saw.
+    source_id: Option<String>,
 }
 
 impl StoredEvent {
     /// From an `events` row; `params` is its stored JSON.
-    fn parse(kind: String, seq: i64, app_type: String, params: &str) -> Result<Self, StoreError> {
+    fn parse(
+        kind: String,
+        seq: i64,
+        app_type: String,
+        params: &str,
+        source_id: Option<String>,
+    ) -> Result<Self, StoreError> {
         Ok(StoredEvent {
             kind,
             seq,
             app_type,
             params: serde_json::from_str(params)
                 .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?,
+            source_id,
         })
     }
 }
+
+/// `events` row: id, kind, seq, app type, params, source event id.
+type EventRow = (String, String, i64, String, String, Option<String>);
 
 async fn load_events(
     shared: &Shared,
@@ -592,15 +607,18 @@ async fn load_events(
 ) -> Result<HashMap<String, StoredEvent>, StoreError> {
     let mut out = HashMap::new();
     for chunk in claimed.chunks(500) {
-        let rows: Vec<(String, String, i64, String, String)> = on_pool!(&shared.store, |pool| {
+        let rows: Vec<EventRow> = on_pool!(&shared.store, |pool| {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT id, kind, seq, app_type, params FROM events WHERE id",
+                "SELECT id, kind, seq, app_type, params, source_event_id FROM events WHERE id",
             );
             crate::store::push_in_list(&mut q, chunk.iter().map(|c| c.event_id.as_str()));
             q.build_query_as().fetch_all(pool).await?
         });
-        for (id, kind, seq, app_type, params) in rows {
-            out.insert(id, StoredEvent::parse(kind, seq, app_type, &params)?);
+        for (id, kind, seq, app_type, params, source_id) in rows {
+            out.insert(
+                id,
+                StoredEvent::parse(kind, seq, app_type, &params, source_id)?,
+            );
         }
     }
     Ok(out)
@@ -773,8 +791,10 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         return held(now + park_ms(&shared.config), Some(HELD_BY_BREAKER));
     }
     let number = c.attempts + 1;
+    // What the receiver de-duplicates on: the caller's id of an ingested event, else ours.
+    let event_id = event.source_id.as_deref().unwrap_or(&c.event_id);
     let info = EventInfo {
-        event_id: &c.event_id,
+        event_id,
         kind: &event.kind,
         seq: event.seq,
         params: &event.params,
@@ -787,12 +807,12 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
             let ts = now / 1000;
             let signature = flowhook_sign::webhooks::signature_header(
                 &secrets,
-                &c.event_id,
+                event_id,
                 ts,
                 prepared.body.as_bytes(),
             );
             for (k, v) in [
-                (flowhook_sign::webhooks::HEADER_ID, c.event_id.clone()),
+                (flowhook_sign::webhooks::HEADER_ID, event_id.to_owned()),
                 (flowhook_sign::webhooks::HEADER_TIMESTAMP, ts.to_string()),
                 (flowhook_sign::webhooks::HEADER_SIGNATURE, signature),
             ] {

@@ -15,6 +15,7 @@ use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
+use crate::store::ingest::IngestError;
 use crate::store::writer::StoredEvent;
 
 pub fn router() -> Router<AppState> {
@@ -27,12 +28,15 @@ pub struct IngestBody {
     /// `task.created`, `task.finished`, `task.cancelled`, `task.deleted` or `task.cc`.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// The other engine's process instance: the ordering lane and the `seq` counter.
+    /// The other engine's process instance, in your organisation's namespace: the ordering lane
+    /// and the `seq` counter. Not one of Flowhook's own instance ids.
     pub process_instance_id: String,
     /// For the strategy's process filter (taken from the payload when it has one).
     #[serde(default)]
     pub process_code: Option<String>,
-    /// Your id for this event: a retry with the same id is answered with the stored event.
+    /// Your id for this event, unique within your organisation: a retry with the same id is
+    /// answered with the stored event. Receivers get it as `X-Flowhook-Event-Id` (without it,
+    /// Flowhook's own event id).
     #[serde(default)]
     pub event_id: Option<String>,
     /// The event's Yida payload: the `task` record (created), the cc record (cc),
@@ -152,7 +156,15 @@ pub async fn ingest(
             &event,
             body.event_id.as_deref(),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            IngestError::OwnInstance(_) => ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "own_instance",
+                e.to_string(),
+            ),
+            IngestError::Store(e) => e.into(),
+        })?;
     if done.deliveries > 0 {
         state.wake_dispatchers().await;
     }

@@ -58,7 +58,8 @@ impl Store {
             match req {
             BackfillRequest::Open => sqlx::query_as(
                 "SELECT e.id, e.kind, e.app_type, i.process_code, e.instance_id, e.seq FROM tasks t \
-                 JOIN events e ON e.task_id = t.id AND e.kind = 'task.created' JOIN instances i ON i.id = t.instance_id \
+                 JOIN events e ON e.task_id = t.id AND e.instance_id = t.instance_id AND e.corp_id = t.corp_id AND e.kind = 'task.created' \
+                 JOIN instances i ON i.id = t.instance_id AND i.corp_id = t.corp_id \
                  WHERE t.corp_id = $1 AND t.status = 'open' ORDER BY e.instance_id, e.seq",
             )
             .bind(corp_id)
@@ -66,7 +67,7 @@ impl Store {
             .await?,
             BackfillRequest::Range { from, to } => sqlx::query_as(
                 "SELECT e.id, e.kind, e.app_type, i.process_code, e.instance_id, e.seq FROM events e \
-                 JOIN instances i ON i.id = e.instance_id \
+                 JOIN instances i ON i.id = e.instance_id AND i.corp_id = e.corp_id \
                  WHERE e.corp_id = $1 AND e.created_at >= $2 AND e.created_at < $3 ORDER BY e.instance_id, e.seq",
             )
             .bind(corp_id)

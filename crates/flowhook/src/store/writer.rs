@@ -728,24 +728,32 @@ impl Worker {
                     .collect();
                 lanes.sort_unstable();
                 lanes.dedup();
-                let mut busy: std::collections::HashSet<String> = Default::default();
+                // A lane is the organisation's (corp_id, instance_id): an ingested instance of
+                // another organisation may bear the same id.
+                let mut busy: std::collections::HashSet<(String, String)> = Default::default();
                 if !lanes.is_empty() {
                     tx.begin_now().await?;
                 }
                 for chunk in lanes.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new(
-                        "SELECT DISTINCT instance_id FROM deliveries WHERE status = 'pending' AND instance_id",
+                        "SELECT DISTINCT corp_id, instance_id FROM deliveries WHERE status = 'pending' AND instance_id",
                     );
                     super::push_in_list(&mut q, chunk.iter().copied());
-                    let found: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
-                    busy.extend(found.into_iter().map(|(id,)| id));
+                    let found: Vec<(String, String)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    busy.extend(found);
                 }
-                let mut taken: std::collections::HashSet<&str> = Default::default();
+                let mut taken: std::collections::HashSet<(&str, &str)> = Default::default();
                 for (d, flag) in rows.deliveries.iter().zip(fresh.iter_mut()) {
                     if room == 0 {
                         break;
                     }
-                    if d.ordered && (busy.contains(d.instance_id) || !taken.insert(d.instance_id)) {
+                    let lane = (d.corp_id, d.instance_id);
+                    if d.ordered
+                        && ((!busy.is_empty()
+                            && busy.contains(&(lane.0.to_owned(), lane.1.to_owned())))
+                            || !taken.insert(lane))
+                    {
                         continue;
                     }
                     *flag = true;
@@ -884,6 +892,8 @@ impl Worker {
             let mut records_wake = records
                 .iter()
                 .any(|r| r.status == "pending" || !r.reopened_connectors.is_empty());
+            // By instance id alone: another organisation's lane of the same (ingested) id can
+            // only cause a needless wake-up, never a missed one.
             let mut ended: Vec<&str> = if records_wake {
                 Vec::new()
             } else {

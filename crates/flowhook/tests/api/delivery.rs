@@ -18,7 +18,7 @@ use crate::task_center::Org;
 const KINDS: [&str; 5] = ["created", "finished", "cancelled", "deleted", "cc"];
 
 /// Fast retries for tests: immediately, 50 ms, 100 ms, then every 100 ms.
-fn fast(config: &mut flowhook::config::Config, give_up_ms: u64) {
+pub(crate) fn fast(config: &mut flowhook::config::Config, give_up_ms: u64) {
     config.retry_schedule_ms = vec![0, 50, 100];
     config.retry_then_every_ms = 100;
     config.retry_give_up_after_ms = give_up_ms;
@@ -27,7 +27,11 @@ fn fast(config: &mut flowhook::config::Config, give_up_ms: u64) {
 }
 
 /// A connector to `receiver` with five actions (cc as JSON, the rest as forms) and the strategy.
-async fn connect(org: &Org, receiver: &Receiver, auth: Value) -> BTreeMap<String, String> {
+pub(crate) async fn connect(
+    org: &Org,
+    receiver: &Receiver,
+    auth: Value,
+) -> BTreeMap<String, String> {
     let (s, con) = org
         .send("POST", &org.path("/connectors"), None, Some(json!({"name": "inbox", "baseUrl": format!("{}/cb", receiver.url), "auth": auth, "timeoutMs": 2000})))
         .await;
@@ -53,13 +57,13 @@ async fn connect(org: &Org, receiver: &Receiver, auth: Value) -> BTreeMap<String
     actions
 }
 
-fn kind_of(c: &Captured) -> EventKind {
+pub(crate) fn kind_of(c: &Captured) -> EventKind {
     c.path.rsplit('/').next().unwrap().parse().unwrap()
 }
 
 /// Verifies a request as a Yida receiver would, and checks its parameter names are exactly its
 /// event's.
-fn verify(c: &Captured, app_type: &str, token: &str) -> VerifiedEvent {
+pub(crate) fn verify(c: &Captured, app_type: &str, token: &str) -> VerifiedEvent {
     let tokens = HashMap::from([(app_type.to_owned(), token.to_owned())]);
     let headers: Vec<(&str, &str)> = c
         .headers
@@ -81,7 +85,7 @@ fn verify(c: &Captured, app_type: &str, token: &str) -> VerifiedEvent {
     v
 }
 
-async fn deliveries(org: &Org, query: &str) -> Vec<Value> {
+pub(crate) async fn deliveries(org: &Org, query: &str) -> Vec<Value> {
     let (s, page) = org
         .send(
             "GET",
@@ -121,7 +125,7 @@ async fn job_done(org: &Org, path: &str) -> Value {
 }
 
 /// The `X-Flowhook-Seq` of a request.
-fn seq_of(c: &Captured) -> i64 {
+pub(crate) fn seq_of(c: &Captured) -> i64 {
     c.header("x-flowhook-seq").unwrap().parse().unwrap()
 }
 

@@ -8,3 +8,4 @@ mod operations;
 mod receiver;
 mod storage;
 mod task_center;
+mod tenancy;

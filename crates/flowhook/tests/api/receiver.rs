@@ -82,9 +82,24 @@ impl Receiver {
 
     /// Waits (at most `secs`) until `done` holds for the accepted requests.
     pub async fn wait_until(&self, secs: u64, what: &str, done: impl Fn(&[Captured]) -> bool) {
+        self.wait(secs, what, |r| done(&r.accepted())).await
+    }
+
+    /// Waits (at most `secs`) until `done` holds for every request received, whatever it was
+    /// answered.
+    pub async fn wait_for_requests(
+        &self,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&[Captured]) -> bool,
+    ) {
+        self.wait(secs, what, |r| done(&r.requests())).await
+    }
+
+    async fn wait(&self, secs: u64, what: &str, done: impl Fn(&Receiver) -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
-            if done(&self.accepted()) {
+            if done(self) {
                 return;
             }
             if std::time::Instant::now() > deadline {

@@ -107,3 +107,76 @@ async fn commits_are_durable(db: TestDb) {
     }
     store.close().await;
 }
+
+mod the_tenant_lanes_migration_keeps_what_receivers_saw {
+    crate::on_both_backends!(super::the_tenant_lanes_migration_keeps_what_receivers_saw);
+}
+
+/// Migration 7 scopes the outbox's keys by organisation. A database left by the version before
+/// it (an engine event, a relayed one with the caller's id, their deliveries) comes through with
+/// every row, every reference and every id receivers saw: the relayed event's id becomes its
+/// organisation's `source_event_id`, and the lanes' `seq` is unique per organisation.
+async fn the_tenant_lanes_migration_keeps_what_receivers_saw(db: TestDb) {
+    let store = open(&db).await;
+    store.migrate_to(6).await.unwrap();
+    let rows = [
+        "INSERT INTO organisations (corp_id, name, created_at) VALUES ('acme', 'a', 0), ('globex', 'g', 0)",
+        "INSERT INTO apps (app_type, corp_id, name, system_token, created_at) VALUES ('APP_A', 'acme', 'a', 't', 0)",
+        "INSERT INTO instances (id, corp_id, app_type, process_code, process_version, form_instance_id, title, \
+         originator_id, status, state, seq, created_at, modified_at) \
+         VALUES ('inst-1', 'acme', 'APP_A', 'leave', 1, 'f', 't', 'alice', 'running', '{}', 1, 0, 0)",
+        "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at) VALUES \
+         ('evt_own', 'acme', 'APP_A', 'inst-1', 1, 'task.created', 'inst-1-t1', '[]', 0), \
+         ('cam-1', 'acme', 'APP_A', 'order-1001', 1, 'task.created', 'x-t1', '[]', 0)",
+        "INSERT INTO connectors (id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, \
+         created_at, updated_at) VALUES ('con_1', 'acme', 'c', 'http://127.0.0.1:9', 'none', '{\"type\":\"none\"}', '{}', 1000, 0, 0)",
+        "INSERT INTO actions (id, corp_id, connector_id, name, method, path, encoding, created_at) \
+         VALUES ('act_1', 'acme', 'con_1', 'a', 'POST', '/', 'form', 0)",
+        "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, backfill, \
+         attempts, next_attempt_at, created_at, updated_at) VALUES \
+         ('dlv_1', 'acme', 'evt_own', 'act_1', 'inst-1', 1, 'pending', TRUE, FALSE, 0, 0, 0, 0), \
+         ('dlv_2', 'acme', 'cam-1', 'act_1', 'order-1001', 1, 'pending', TRUE, FALSE, 0, 0, 0, 0)",
+    ];
+    for sql in rows {
+        match &store {
+            Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    store.migrate().await.unwrap();
+
+    let select = "SELECT e.id, e.source_event_id, d.id FROM events e JOIN deliveries d ON d.event_id = e.id ORDER BY e.id";
+    let got: Vec<(String, Option<String>, String)> = match &store {
+        Store::Sqlite(pool) => sqlx::query_as(select).fetch_all(pool).await,
+        Store::Postgres(pool) => sqlx::query_as(select).fetch_all(pool).await,
+    }
+    .unwrap();
+    assert_eq!(
+        got,
+        [
+            ("cam-1".into(), Some("cam-1".into()), "dlv_2".into()),
+            ("evt_own".into(), None, "dlv_1".into()),
+        ]
+    );
+    // Another organisation may now relay the same instance id and event id.
+    let other = "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at, \
+                 source_event_id) VALUES ('evt_g', 'globex', 'APP_G', 'order-1001', 1, 'task.created', 'x-t1', '[]', 0, 'cam-1')";
+    let twice = other.replace("'evt_g'", "'evt_g2'");
+    for (sql, ok) in [(other, true), (twice.as_str(), false)] {
+        let result = match &store {
+            Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        };
+        assert_eq!(result.is_ok(), ok, "{sql}: {result:?}");
+    }
+    if let Store::Sqlite(pool) = &store {
+        let broken: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+    }
+    store.close().await;
+}

@@ -11,6 +11,14 @@ use crate::helpers::{TestApp, TestDb};
 
 const BOOTSTRAP: &str = "test-bootstrap-key-0123456789";
 
+/// One organisation's credentials, to switch an [`Org`] handle between organisations.
+#[derive(Clone, Debug)]
+pub(crate) struct Tenant {
+    pub(crate) corp: String,
+    pub(crate) key: String,
+    pub(crate) system_token: String,
+}
+
 /// An organisation set up through the API as a customer would: people, roles, app, processes.
 pub(crate) struct Org {
     pub(crate) app: TestApp,
@@ -121,6 +129,32 @@ impl Org {
             assert_eq!(s, StatusCode::CREATED, "{stored}");
             assert_eq!(stored["version"], 1);
         }
+    }
+
+    /// Who this handle acts as: its organisation, key and app token.
+    pub(crate) fn tenant(&self) -> Tenant {
+        Tenant {
+            corp: self.corp.clone(),
+            key: self.key.clone(),
+            system_token: self.system_token.clone(),
+        }
+    }
+
+    /// Acts as `tenant` from now on (another organisation of the same running Flowhook).
+    pub(crate) fn become_tenant(&mut self, tenant: &Tenant) {
+        self.corp = tenant.corp.clone();
+        self.key = tenant.key.clone();
+        self.system_token = tenant.system_token.clone();
+    }
+
+    /// Provisions a second organisation `corp` on the same server, set up as this one was
+    /// (people, roles, app `APP_{CORP}`, processes); this handle keeps acting as before.
+    pub(crate) async fn add_tenant(&mut self, corp: &str) -> Tenant {
+        let me = self.tenant();
+        self.provision(corp).await;
+        let other = self.tenant();
+        self.become_tenant(&me);
+        other
     }
 
     /// Creates organisation `corp` with the bootstrap key; returns a new key of it with
