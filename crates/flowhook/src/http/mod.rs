@@ -78,7 +78,7 @@ impl AppState {
 #[openapi(
     info(title = "Flowhook", description = "Approval task center and reliable, Yida-compatible task event push."),
     paths(health::healthz, health::readyz, operations::metrics, operations::openapi,
-        orgs::create_org, orgs::get_org, orgs::create_key, orgs::list_keys, orgs::revoke_key, orgs::create_app, orgs::list_apps, orgs::rotate_token,
+        orgs::create_org, orgs::get_org, orgs::create_key, orgs::list_keys, orgs::revoke_key, orgs::create_app, orgs::list_apps, orgs::rotate_token, orgs::commit_token,
         people::put_user, people::get_user, people::list_users, people::delete_user, people::put_role,
         people::list_roles, people::delete_role,
         processes::put_definition, processes::validate, processes::get_definition, processes::versions,

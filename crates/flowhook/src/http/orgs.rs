@@ -35,6 +35,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token",
             post(rotate_token),
         )
+        .route(
+            "/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token/commit",
+            post(commit_token),
+        )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -286,9 +290,12 @@ fn one_day() -> u64 {
     86_400
 }
 
-/// Replace the systemToken; the previous one stays valid for the grace period.
+/// Start replacing the systemToken. The answer holds the new token, shown this once; Flowhook
+/// keeps signing with the previous token until the rotation is committed
+/// (`rotate-token/commit`) or the grace period ends, so install the new token at the receiver
+/// (beside the old one) first. A grace of 0 switches at once.
 #[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token", tag = "organisations",
-    request_body = Rotation, responses((status = 200, body = App)))]
+    request_body = Rotation, responses((status = 200, body = App), (status = 404, body = super::error::ErrorBody)))]
 pub async fn rotate_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -303,4 +310,28 @@ pub async fn rotate_token(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("application `{app_type}` not found")))
+}
+
+/// Commit a pending rotation: deliveries are signed with the new systemToken from now on (the
+/// previous token stays honoured until its grace ends). 409 when no rotation is pending.
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/apps/{app_type}/rotate-token/commit", tag = "organisations",
+    responses((status = 200, body = App), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
+pub async fn commit_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, app_type)): Path<(String, String)>,
+) -> Result<Json<App>, ApiError> {
+    caller.check(&corp_id, Scope::Admin)?;
+    match state.store.commit_app_token(&corp_id, &app_type).await? {
+        Some((app, true)) => Ok(Json(app.masked())),
+        Some((_, false)) => Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "no_rotation",
+            format!("application `{app_type}` has no rotation awaiting its commit"),
+        )),
+        None => Err(ApiError::not_found(format!(
+            "application `{app_type}` not found"
+        ))),
+    }
 }

@@ -25,9 +25,14 @@ pub struct App {
     pub app_type: String,
     pub corp_id: String,
     pub name: String,
-    /// Shown in full only when created or rotated; masked otherwise.
+    /// Shown in full only when created or rotated; masked otherwise. During a pending
+    /// rotation this is the new token, not yet signing.
     pub system_token: String,
+    /// Until when the previous token is still honoured after a rotation.
     pub previous_token_valid_until: Option<i64>,
+    /// True while a rotation awaits its commit: Flowhook still signs with the previous token
+    /// until `rotate-token/commit` or `previousTokenValidUntil`, whichever comes first.
+    pub rotation_pending: bool,
     pub created_at: i64,
 }
 
@@ -192,6 +197,7 @@ impl Store {
             name: name.into(),
             system_token: system_token.into(),
             previous_token_valid_until: None,
+            rotation_pending: false,
             created_at: now,
         })
     }
@@ -209,42 +215,38 @@ impl Store {
         corp_id: &str,
         app_type: Option<&str>,
     ) -> Result<Vec<App>, StoreError> {
-        let rows: Vec<(String, String, String, String, Option<i64>, i64)> = on_pool!(
-            self,
-            |pool| {
-                sqlx::query_as(
-                "SELECT app_type, corp_id, name, system_token, previous_valid_until, created_at FROM apps \
-                 WHERE corp_id = $1 AND ($2 IS NULL OR app_type = $2) ORDER BY app_type",
+        type AppRow = (String, String, String, String, Option<i64>, bool, i64);
+        let rows: Vec<AppRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT app_type, corp_id, name, system_token, previous_valid_until, previous_signs, created_at \
+                 FROM apps WHERE corp_id = $1 AND ($2 IS NULL OR app_type = $2) ORDER BY app_type",
             )
             .bind(corp_id)
             .bind(app_type)
             .fetch_all(pool)
             .await?
-            }
-        );
+        });
+        let now = now_ms();
         Ok(rows
             .into_iter()
             .map(
-                |(
+                |(app_type, corp_id, name, system_token, until, previous_signs, created_at)| App {
                     app_type,
                     corp_id,
                     name,
                     system_token,
-                    previous_token_valid_until,
-                    created_at,
-                )| App {
-                    app_type,
-                    corp_id,
-                    name,
-                    system_token,
-                    previous_token_valid_until,
+                    previous_token_valid_until: until,
+                    rotation_pending: previous_signs && until.is_some_and(|t| t > now),
                     created_at,
                 },
             )
             .collect())
     }
 
-    /// Replaces the token; the old one stays valid until `grace_until` (epoch ms).
+    /// Starts a rotation to `new_token`. Flowhook keeps signing with the token that signs now
+    /// until [`Store::commit_app_token`] or `grace_until` (epoch ms), whichever comes first, and
+    /// honours it until `grace_until`; a grace already over switches at once. A second rotation
+    /// before the commit replaces the pending token and keeps the one that signs.
     pub async fn rotate_app_token(
         &self,
         corp_id: &str,
@@ -266,15 +268,22 @@ impl Store {
         new_token: &str,
         grace_until: i64,
     ) -> Result<Option<App>, StoreError> {
+        let now = now_ms();
+        // The token that signs now becomes the previous one: the current token, or — during a
+        // pending rotation — the previous one still signing (the pending one never signed).
         let done = on_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE apps SET previous_token = system_token, previous_valid_until = $3, system_token = $4 \
+                "UPDATE apps SET \
+                 previous_token = CASE WHEN previous_signs AND previous_valid_until > $5 \
+                   THEN previous_token ELSE system_token END, \
+                 previous_valid_until = $3, system_token = $4, previous_signs = $3 > $5 \
                  WHERE corp_id = $1 AND app_type = $2",
             )
             .bind(corp_id)
             .bind(app_type)
             .bind(grace_until)
             .bind(new_token)
+            .bind(now)
             .execute(pool)
             .await?
             .rows_affected()
@@ -283,6 +292,35 @@ impl Store {
             return Ok(None);
         }
         self.app(corp_id, app_type).await
+    }
+
+    /// Commits a pending rotation: the new token signs from now on (the previous one stays
+    /// honoured until its grace ends). The app, and whether a rotation was pending (`None`:
+    /// no such app).
+    pub async fn commit_app_token(
+        &self,
+        corp_id: &str,
+        app_type: &str,
+    ) -> Result<Option<(App, bool)>, StoreError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE apps SET previous_signs = FALSE \
+                 WHERE corp_id = $1 AND app_type = $2 AND previous_signs AND previous_valid_until > $3",
+            )
+            .bind(corp_id)
+            .bind(app_type)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done > 0 {
+            crate::store::settings_changed();
+        }
+        Ok(self
+            .app(corp_id, app_type)
+            .await?
+            .map(|app| (app, done > 0)))
     }
 
     /// The organisation an application belongs to.
@@ -295,17 +333,27 @@ impl Store {
         }))
     }
 
-    /// The tokens valid now for `app_type` (the current one, and the previous during its grace).
+    /// The tokens valid now for `app_type`, the one to sign with first: the current token,
+    /// and the previous one during its grace — first while a rotation awaits its commit.
     pub async fn app_tokens(&self, app_type: &str, now: i64) -> Result<Vec<String>, StoreError> {
-        let row: Option<(String, Option<String>, Option<i64>)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT system_token, previous_token, previous_valid_until FROM apps WHERE app_type = $1")
-                .bind(app_type)
-                .fetch_optional(pool)
-                .await?
+        type TokenRow = (String, Option<String>, Option<i64>, bool);
+        let row: Option<TokenRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT system_token, previous_token, previous_valid_until, previous_signs FROM apps \
+                 WHERE app_type = $1",
+            )
+            .bind(app_type)
+            .fetch_optional(pool)
+            .await?
         });
         Ok(match row {
             None => vec![],
-            Some((current, Some(previous), Some(until))) if until > now => vec![current, previous],
+            Some((current, Some(previous), Some(until), true)) if until > now => {
+                vec![previous, current]
+            }
+            Some((current, Some(previous), Some(until), false)) if until > now => {
+                vec![current, previous]
+            }
             Some((current, ..)) => vec![current],
         })
     }

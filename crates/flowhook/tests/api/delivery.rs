@@ -99,7 +99,7 @@ pub(crate) async fn deliveries(org: &Org, query: &str) -> Vec<Value> {
 }
 
 /// Waits until every delivery of the organisation is `delivered`.
-async fn all_delivered(org: &Org) -> Vec<Value> {
+pub(crate) async fn all_delivered(org: &Org) -> Vec<Value> {
     for _ in 0..500 {
         let all = deliveries(org, "").await;
         if !all.is_empty() && all.iter().all(|d| d["status"] == "delivered") {

@@ -6,6 +6,7 @@ mod delivery;
 mod helpers;
 mod operations;
 mod receiver;
+mod secrets;
 mod storage;
 mod task_center;
 mod tenancy;

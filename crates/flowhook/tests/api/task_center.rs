@@ -865,10 +865,12 @@ async fn system_token_rotation_keeps_the_old_token_for_its_grace(db: TestDb) {
     assert_eq!(s, StatusCode::OK, "{rotated}");
     let new = rotated["systemToken"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
+    assert_eq!(rotated["rotationPending"], true);
     let now = flowhook::store::now_ms();
     assert_eq!(
         org.app.store.app_tokens(&app_type, now).await.unwrap(),
-        [new.clone(), old.clone()]
+        [old.clone(), new.clone()],
+        "the old token signs until the rotation is committed"
     );
     assert_eq!(
         org.app
@@ -876,9 +878,35 @@ async fn system_token_rotation_keeps_the_old_token_for_its_grace(db: TestDb) {
             .app_tokens(&app_type, now + 61_000)
             .await
             .unwrap(),
-        [new],
-        "grace over"
+        std::slice::from_ref(&new),
+        "grace over: the new token signs, uncommitted"
     );
+    let commit = format!("/apps/{app_type}/rotate-token/commit");
+    let (s, committed) = org.send("POST", &org.path(&commit), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{committed}");
+    assert_eq!(committed["rotationPending"], false);
+    assert!(
+        !committed.to_string().contains(&new[4..]),
+        "the commit shows the token masked"
+    );
+    let now = flowhook::store::now_ms();
+    assert_eq!(
+        org.app.store.app_tokens(&app_type, now).await.unwrap(),
+        [new.clone(), old.clone()],
+        "committed: the new token signs, the old one is still honoured"
+    );
+    let (s, again) = org.send("POST", &org.path(&commit), None, None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["code"], "no_rotation");
+    let (s, _) = org
+        .send(
+            "POST",
+            &org.path("/apps/APP_NONE/rotate-token/commit"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = org
         .send(
             "POST",
