@@ -428,7 +428,7 @@ async fn backfill(server: &ServerArgs, body: serde_json::Value) -> anyhow::Resul
 }
 
 /// Polls a job (`{base}/{id}`) with a progress bar until nothing is pending; exit 1 when any
-/// of its deliveries is dead.
+/// of its deliveries is dead or cancelled.
 async fn follow_job(
     server: &ServerArgs,
     base: &str,
@@ -448,9 +448,12 @@ async fn follow_job(
     let started = std::time::Instant::now();
     let progress = loop {
         let p = api(server, reqwest::Method::GET, &format!("{base}/{id}"), None).await?;
-        let done = p["delivered"].as_u64().unwrap_or(0) + p["dead"].as_u64().unwrap_or(0);
+        let done = ["delivered", "dead", "cancelled"]
+            .iter()
+            .map(|k| p[*k].as_u64().unwrap_or(0))
+            .sum();
         bar.set_position(done);
-        bar.set_message(format!("dead {}", p["dead"]));
+        bar.set_message(format!("dead {} cancelled {}", p["dead"], p["cancelled"]));
         if p["state"] == "done" {
             break p;
         }
@@ -458,13 +461,16 @@ async fn follow_job(
     };
     bar.finish_and_clear();
     println!(
-        "{label} {id}: {} of {} delivered, {} dead, in {:.1} s",
+        "{label} {id}: {} of {} delivered, {} dead, {} cancelled, in {:.1} s",
         progress["delivered"],
         progress["total"],
         progress["dead"],
+        progress["cancelled"],
         started.elapsed().as_secs_f64()
     );
-    Ok(if progress["dead"].as_u64() == Some(0) {
+    let undelivered =
+        progress["dead"].as_u64().unwrap_or(0) + progress["cancelled"].as_u64().unwrap_or(0);
+    Ok(if undelivered == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -111,7 +111,7 @@ impl Metrics {
         let deliveries = Family::<StatusLabels, Gauge>::default();
         registry.register(
             "flowhook_deliveries",
-            "Deliveries not delivered, by status: pending (the queue depth) and dead (given up)",
+            "Deliveries not delivered, by status: pending (the queue depth), dead (given up) and cancelled (their connector or action deleted)",
             deliveries.clone(),
         );
         let oldest_due_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();

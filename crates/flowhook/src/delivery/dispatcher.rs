@@ -95,7 +95,9 @@ struct Shared {
     notify: Arc<Notify>,
     owner: String,
     metrics: Metrics,
-    /// Actions and connectors never change once created: cached by action id.
+    /// Where each action's deliveries go, by action id: reloaded after a change made through
+    /// this process (an edited base URL applies from the next delivery) and at least once a
+    /// [`TARGET_TTL`] (other nodes' edits).
     targets: std::sync::Mutex<HashMap<String, Arc<Target>>>,
     /// App tokens and webhook secrets, read at most once a second per app / organisation, and
     /// again at once after a change made through this process; a rotation keeps the previous
@@ -116,7 +118,13 @@ struct Target {
     auth: Auth,
     /// The breaker key ([`endpoint_key`](super::breaker::endpoint_key)), parsed once.
     endpoint: String,
+    /// When it was read, and the settings generation before the read: a target is used while
+    /// both are current (see [`TARGET_TTL`]).
+    loaded: (Instant, u64),
 }
+
+/// How long a cached target is used at most: connectors and actions can be edited, on any node.
+const TARGET_TTL: Duration = Duration::from_secs(1);
 
 /// A lease owner id for this node's dispatcher (the writer leases fresh deliveries to it).
 pub fn new_owner() -> String {
@@ -637,15 +645,23 @@ async fn target(
     corp_id: &str,
     action_id: &str,
 ) -> Result<Arc<Target>, StoreError> {
+    let generation = crate::store::settings_generation();
     if let Some(t) = shared.targets.lock().expect("cache lock").get(action_id) {
-        return Ok(t.clone());
+        if t.loaded.1 == generation && t.loaded.0.elapsed() < TARGET_TTL {
+            return Ok(t.clone());
+        }
     }
-    let action = shared
-        .store
-        .actions(corp_id, Some(action_id))
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Corrupt(format!("action {action_id} is missing")))?;
+    let Some(action) = shared.store.actions(corp_id, Some(action_id)).await?.pop() else {
+        // Deleted (its pending deliveries were cancelled then; any created since from a
+        // strategy read before the deletion are cancelled now), or missing.
+        shared
+            .store
+            .cancel_deliveries_of_deleted_action(corp_id, action_id)
+            .await?;
+        return Err(StoreError::Corrupt(format!(
+            "action {action_id} is missing"
+        )));
+    };
     let (connector, auth) = shared
         .store
         .connectors(corp_id, Some(&action.connector_id))
@@ -659,6 +675,7 @@ async fn target(
         action,
         connector,
         auth,
+        loaded: (Instant::now(), generation),
     });
     shared
         .targets
@@ -984,9 +1001,10 @@ macro_rules! write_records_in {
                 if let Some(because) = because {
                     q.push(", last_error = ").push_bind(*because);
                 }
+                // `pending`: a delivery cancelled meanwhile (its connector deleted) stays so.
                 q.push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
                     .push_bind(now)
-                    .push(" WHERE id");
+                    .push(" WHERE status = 'pending' AND id");
                 $crate::store::push_in_list(q, chunk.iter().copied());
             }
         }
@@ -1002,7 +1020,7 @@ macro_rules! write_records_in {
                 .push_bind(&a.error)
                 .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
                 .push_bind(now)
-                .push(" WHERE id = ")
+                .push(" WHERE status = 'pending' AND id = ")
                 .push_bind(&r.delivery_id);
         }
         // Last, so nothing written above pushes them back: an endpoint that is back gets its

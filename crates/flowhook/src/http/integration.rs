@@ -15,7 +15,10 @@ use super::instances::page_args;
 use super::json::ApiJson;
 use super::orgs::require_org;
 use super::AppState;
-use crate::integration::connectors::{Action, ActionInput, Connector, ConnectorInput, Strategy};
+use crate::integration::connectors::{
+    Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, Strategy,
+};
+use crate::store::connectors::Deletion;
 use crate::store::deliveries::{AttemptView, ConnectorBacklog, Delivery, DeliveryFilter};
 use crate::store::jobs::{BackfillRequest, JobProgress};
 use crate::store::taskcenter::encode_cursor;
@@ -25,6 +28,12 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/orgs/{corp_id}/connectors",
             post(create_connector).get(list_connectors),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/connectors/{id}",
+            get(get_connector)
+                .put(put_connector)
+                .delete(delete_connector),
         )
         .route(
             "/api/v1/orgs/{corp_id}/connectors/{id}/pause",
@@ -41,6 +50,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/orgs/{corp_id}/actions",
             post(create_action).get(list_actions),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/actions/{id}",
+            get(get_action).put(put_action).delete(delete_action),
         )
         .route(
             "/api/v1/orgs/{corp_id}/sync-strategy",
@@ -105,6 +118,101 @@ pub async fn list_connectors(
             .map(|(c, _)| c)
             .collect(),
     ))
+}
+
+/// A connector (credentials masked).
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/connectors/{id}", tag = "integration",
+    responses((status = 200, body = Connector), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_connector(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<Connector>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    Ok(Json(connector_or_404(&state, &corp_id, &id).await?))
+}
+
+/// Edit a connector: the whole connector as on creation; it applies from the next delivery
+/// (deliveries waiting for it go to the new base URL). Credentials are write-only: omit `auth`
+/// to keep the stored authentication, or send a secret empty or exactly as shown (masked,
+/// e.g. `abc***`) to keep the stored secret; a new authentication type needs its secret.
+#[utoipa::path(put, path = "/api/v1/orgs/{corp_id}/connectors/{id}", tag = "integration", request_body = ConnectorUpdate,
+    responses((status = 200, body = Connector), (status = 404, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
+pub async fn put_connector(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+    ApiJson(update): ApiJson<ConnectorUpdate>,
+) -> Result<Json<Connector>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let (_, stored) = state
+        .store
+        .connectors(&corp_id, Some(&id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))?;
+    let input = update.resolve(&stored).map_err(invalid)?;
+    state
+        .store
+        .update_connector(&corp_id, &id, &input)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))
+}
+
+/// What a deletion did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deleted {
+    pub id: String,
+    /// Pending deliveries cancelled by the deletion: status `cancelled`, the reason in their
+    /// `lastError`.
+    pub cancelled_deliveries: u64,
+}
+
+/// The answer to a deletion: 404, 409 naming the events the strategy maps to it, or done.
+fn deletion(what: &str, id: String, outcome: Deletion) -> Result<Json<Deleted>, ApiError> {
+    match outcome {
+        Deletion::NotFound => Err(ApiError::not_found(format!("{what} `{id}` not found"))),
+        Deletion::InUse(used) => {
+            let uses: Vec<String> = used
+                .iter()
+                .map(|(kind, action)| format!("{} → {action}", kind.event_type()))
+                .collect();
+            Err(ApiError::client(
+                StatusCode::CONFLICT,
+                "in_use",
+                format!(
+                    "the sync strategy sends {} to this {what}: map {} to another action (or none) first",
+                    uses.join(", "),
+                    if used.len() == 1 { "that event" } else { "those events" },
+                ),
+            ))
+        }
+        Deletion::Deleted { cancelled } => Ok(Json(Deleted {
+            id,
+            cancelled_deliveries: cancelled,
+        })),
+    }
+}
+
+/// Delete a connector and its actions. Refused (409, naming the events) while the sync
+/// strategy maps an event to one of its actions. Its pending deliveries are cancelled (status
+/// `cancelled`, the reason in `lastError`); the delivery log keeps them and their attempts.
+#[utoipa::path(delete, path = "/api/v1/orgs/{corp_id}/connectors/{id}", tag = "integration",
+    responses((status = 200, body = Deleted), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
+pub async fn delete_connector(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<Deleted>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let outcome = state.store.delete_connector(&corp_id, &id).await?;
+    // A cancelled delivery at the head of its instance's lane lets the next one go.
+    state.wake_dispatchers().await;
+    deletion("connector", id, outcome)
 }
 
 /// What pausing or resuming did.
@@ -235,6 +343,32 @@ pub async fn connector_health(
     }))
 }
 
+/// Checks an action's input: POST, a path, a connector of the organisation.
+async fn check_action(
+    state: &AppState,
+    corp_id: &str,
+    input: &ActionInput,
+) -> Result<(), ApiError> {
+    if input.method != "POST" {
+        return Err(invalid("only POST actions are supported, as Yida's"));
+    }
+    if !input.path.starts_with('/') {
+        return Err(invalid("the path starts with `/`"));
+    }
+    if state
+        .store
+        .connectors(corp_id, Some(&input.connector_id))
+        .await?
+        .is_empty()
+    {
+        return Err(invalid(format!(
+            "unknown connector `{}`",
+            input.connector_id
+        )));
+    }
+    Ok(())
+}
+
 /// Add an action to a connector.
 #[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/actions", tag = "integration", request_body = ActionInput,
     responses((status = 201, body = Action), (status = 422, body = super::error::ErrorBody)))]
@@ -245,27 +379,70 @@ pub async fn create_action(
     ApiJson(input): ApiJson<ActionInput>,
 ) -> Result<(StatusCode, Json<Action>), ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
-    if input.method != "POST" {
-        return Err(invalid("only POST actions are supported, as Yida's"));
-    }
-    if !input.path.starts_with('/') {
-        return Err(invalid("the path starts with `/`"));
-    }
-    if state
-        .store
-        .connectors(&corp_id, Some(&input.connector_id))
-        .await?
-        .is_empty()
-    {
-        return Err(invalid(format!(
-            "unknown connector `{}`",
-            input.connector_id
-        )));
-    }
+    check_action(&state, &corp_id, &input).await?;
     Ok((
         StatusCode::CREATED,
         Json(state.store.create_action(&corp_id, &input).await?),
     ))
+}
+
+/// An action.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/actions/{id}", tag = "integration",
+    responses((status = 200, body = Action), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<Action>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    state
+        .store
+        .actions(&corp_id, Some(&id))
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("action `{id}` not found")))
+}
+
+/// Edit an action (connector, name, path, encoding): it applies from the next delivery,
+/// including the deliveries waiting for it.
+#[utoipa::path(put, path = "/api/v1/orgs/{corp_id}/actions/{id}", tag = "integration", request_body = ActionInput,
+    responses((status = 200, body = Action), (status = 404, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
+pub async fn put_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+    ApiJson(input): ApiJson<ActionInput>,
+) -> Result<Json<Action>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    if state.store.actions(&corp_id, Some(&id)).await?.is_empty() {
+        return Err(ApiError::not_found(format!("action `{id}` not found")));
+    }
+    check_action(&state, &corp_id, &input).await?;
+    state
+        .store
+        .update_action(&corp_id, &id, &input)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("action `{id}` not found")))
+}
+
+/// Delete an action. Refused (409, naming the events) while the sync strategy maps an event
+/// to it. Its pending deliveries are cancelled (status `cancelled`, the reason in
+/// `lastError`); the delivery log keeps them and their attempts.
+#[utoipa::path(delete, path = "/api/v1/orgs/{corp_id}/actions/{id}", tag = "integration",
+    responses((status = 200, body = Deleted), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
+pub async fn delete_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, id)): Path<(String, String)>,
+) -> Result<Json<Deleted>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let outcome = state.store.delete_action(&corp_id, &id).await?;
+    state.wake_dispatchers().await;
+    deletion("action", id, outcome)
 }
 
 /// Actions.
@@ -455,9 +632,11 @@ pub struct Redelivered {
     pub job: Option<JobProgress>,
 }
 
-/// Redeliver one delivery (delivered or dead) now.
+/// Redeliver one delivery (delivered or dead) now; a cancelled one (its action or connector
+/// deleted) answers 409.
 #[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/deliveries/{id}/redeliver", tag = "integration",
-    responses((status = 200, body = Redelivered), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Redelivered), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
 pub async fn redeliver_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -469,6 +648,22 @@ pub async fn redeliver_one(
         .redeliver(&corp_id, &DeliveryFilter::default(), Some(&id))
         .await?;
     if n == 0 {
+        let cancelled = state
+            .store
+            .deliveries(&corp_id, &DeliveryFilter::default(), Some(&id), None, 1)
+            .await?
+            .pop()
+            .filter(|d| d.status == "cancelled");
+        if let Some(d) = cancelled {
+            return Err(ApiError::client(
+                StatusCode::CONFLICT,
+                "cancelled",
+                format!(
+                    "delivery `{id}` was {}: it has nowhere to go",
+                    d.last_error.as_deref().unwrap_or("cancelled")
+                ),
+            ));
+        }
         return Err(ApiError::not_found(format!(
             "no delivered or dead delivery `{id}`"
         )));

@@ -22,7 +22,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges read at scrape time: the delivery queue and the breakers.
     match state.store.delivery_stats(crate::store::now_ms()).await {
         Ok(stats) => {
-            for status in ["pending", "dead"] {
+            for status in ["pending", "dead", "cancelled"] {
                 let n = stats
                     .by_status
                     .iter()

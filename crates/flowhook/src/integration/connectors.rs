@@ -83,6 +83,64 @@ impl Auth {
         }
     }
 
+    /// The authentication an edit asks for, with the stored secrets kept where the edit does
+    /// not replace them: credentials are write-only, so an edit form (or a `GET` sent back as
+    /// a `PUT`) cannot show them. A secret sent empty, or exactly as it is shown (masked, e.g.
+    /// `abc***`), keeps the stored one — when the type is unchanged; a new type needs its
+    /// secret. Anything else replaces it.
+    pub fn keeping_secrets_of(self, stored: &Auth) -> Result<Auth, String> {
+        let keep = |sent: String, old: &str| -> String {
+            if sent.is_empty() || sent == mask(old) {
+                old.to_owned()
+            } else {
+                sent
+            }
+        };
+        let need = |sent: &str, what: &str| -> Result<(), String> {
+            if sent.is_empty() {
+                Err(format!("auth: a new authentication type needs its {what}"))
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match (self, stored) {
+            (Auth::None, _) => Auth::None,
+            (Auth::Basic { username, password }, Auth::Basic { password: old, .. }) => {
+                Auth::Basic {
+                    username,
+                    password: keep(password, old),
+                }
+            }
+            (
+                Auth::ApiKey {
+                    location,
+                    name,
+                    value,
+                },
+                Auth::ApiKey { value: old, .. },
+            ) => Auth::ApiKey {
+                location,
+                name,
+                value: keep(value, old),
+            },
+            (Auth::Bearer { token }, Auth::Bearer { token: old }) => Auth::Bearer {
+                token: keep(token, old),
+            },
+            (a @ Auth::Basic { .. }, _) => {
+                need(a.secrets()[0], "password")?;
+                a
+            }
+            (a @ Auth::ApiKey { .. }, _) => {
+                need(a.secrets()[0], "value")?;
+                a
+            }
+            (a @ Auth::Bearer { .. }, _) => {
+                need(a.secrets()[0], "token")?;
+                a
+            }
+        })
+    }
+
     /// The secret values, to scrub from anything recorded.
     pub fn secrets(&self) -> Vec<&str> {
         match self {
@@ -111,6 +169,45 @@ pub struct ConnectorInput {
     /// Total time for one attempt, 100 ms to 60 s (default 10 s).
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+}
+
+/// An edit of a connector (`PUT`): the whole connector as on creation, except that the
+/// credentials are write-only — `auth` omitted keeps the stored authentication, and a secret
+/// sent empty or exactly as shown (masked) keeps the stored secret
+/// ([`Auth::keeping_secrets_of`]).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectorUpdate {
+    pub name: String,
+    /// `http://` or `https://`; action paths are appended. Applies from the next delivery.
+    pub base_url: String,
+    /// Omitted: the stored authentication stays.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    #[serde(default)]
+    pub default_headers: BTreeMap<String, String>,
+    /// Total time for one attempt, 100 ms to 60 s (default 10 s).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl ConnectorUpdate {
+    /// The connector as it will be stored, given its stored authentication.
+    pub fn resolve(self, stored: &Auth) -> Result<ConnectorInput, String> {
+        let auth = match self.auth {
+            None => stored.clone(),
+            Some(a) => a.keeping_secrets_of(stored)?,
+        };
+        let input = ConnectorInput {
+            name: self.name,
+            base_url: self.base_url,
+            auth,
+            default_headers: self.default_headers,
+            timeout_ms: self.timeout_ms,
+        };
+        input.validate()?;
+        Ok(input)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -223,6 +320,15 @@ impl EventActions {
         }
     }
 
+    /// The events mapped to any of `action_ids`, with their action, in the order of the five.
+    pub fn events_using<'a>(&'a self, action_ids: &[String]) -> Vec<(EventKind, &'a str)> {
+        EventKind::ALL
+            .into_iter()
+            .filter_map(|k| self.for_kind(k).map(|a| (k, a)))
+            .filter(|(_, a)| action_ids.iter().any(|id| id == a))
+            .collect()
+    }
+
     fn all(&self) -> impl Iterator<Item = &String> {
         [
             &self.created,
@@ -292,8 +398,28 @@ impl Strategy {
     }
 }
 
-type ActionRow = (String, String, String, String, String, String, String, i64);
-type ConnectorRow = (
+pub(crate) type ActionRow = (String, String, String, String, String, String, String, i64);
+
+/// An action from its row (`id, corp_id, connector_id, name, method, path, encoding, created_at`).
+pub(crate) fn action_from(
+    (id, corp_id, connector_id, name, method, path, encoding, created_at): ActionRow,
+) -> Action {
+    Action {
+        id,
+        corp_id,
+        connector_id,
+        name,
+        method,
+        path,
+        encoding: if encoding == "json" {
+            Encoding::Json
+        } else {
+            Encoding::Form
+        },
+        created_at,
+    }
+}
+pub(crate) type ConnectorRow = (
     String,
     String,
     String,
@@ -307,7 +433,7 @@ type ConnectorRow = (
     Option<String>,
 );
 
-fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
+pub(crate) fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
     let (
         id,
         corp_id,
@@ -343,7 +469,7 @@ fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
     ))
 }
 
-fn auth_kind(a: &Auth) -> &'static str {
+pub(crate) fn auth_kind(a: &Auth) -> &'static str {
     match a {
         Auth::None => "none",
         Auth::Basic { .. } => "basic",
@@ -404,7 +530,8 @@ impl Store {
             sqlx::query_as(
                 "SELECT id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, created_at, \
                  paused_at, paused_reason \
-                 FROM connectors WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at, id",
+                 FROM connectors WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) AND deleted_at IS NULL \
+                 ORDER BY created_at, id",
             )
             .bind(corp_id)
             .bind(id)
@@ -425,7 +552,7 @@ impl Store {
         let now = now_ms();
         let changed = on_pool!(self, |pool| sqlx::query(
             "UPDATE connectors SET paused_at = $3, paused_reason = $4 \
-             WHERE corp_id = $1 AND id = $2 AND paused_at IS NULL"
+             WHERE corp_id = $1 AND id = $2 AND paused_at IS NULL AND deleted_at IS NULL"
         )
         .bind(corp_id)
         .bind(id)
@@ -450,7 +577,8 @@ impl Store {
         let due = on_pool!(self, |pool| {
             let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
             let found = sqlx::query(
-                "UPDATE connectors SET paused_at = NULL, paused_reason = NULL WHERE corp_id = $1 AND id = $2",
+                "UPDATE connectors SET paused_at = NULL, paused_reason = NULL \
+                 WHERE corp_id = $1 AND id = $2 AND deleted_at IS NULL",
             )
             .bind(corp_id)
             .bind(id)
@@ -520,32 +648,14 @@ impl Store {
         let rows: Vec<ActionRow> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, corp_id, connector_id, name, method, path, encoding, created_at FROM actions \
-                 WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY created_at, id",
+                 WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) AND deleted_at IS NULL ORDER BY created_at, id",
             )
             .bind(corp_id)
             .bind(id)
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, corp_id, connector_id, name, method, path, encoding, created_at)| Action {
-                    id,
-                    corp_id,
-                    connector_id,
-                    name,
-                    method,
-                    path,
-                    encoding: if encoding == "json" {
-                        Encoding::Json
-                    } else {
-                        Encoding::Form
-                    },
-                    created_at,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(action_from).collect())
     }
 
     /// Saves the strategy; every named action must belong to the organisation. Returns the new
@@ -565,44 +675,59 @@ impl Store {
         corp_id: &str,
         s: &Strategy,
     ) -> Result<Result<Option<String>, String>, StoreError> {
-        let known: Vec<String> = self
-            .actions(corp_id, None)
-            .await?
-            .into_iter()
-            .map(|a| a.id)
-            .collect();
-        if let Some(unknown) = s.actions.all().find(|a| !known.contains(a)) {
-            return Ok(Err(format!("unknown action `{unknown}`")));
-        }
         let json = |v: &Option<Vec<String>>| {
             v.as_ref()
                 .map(|v| serde_json::to_string(v).expect("strings serialise"))
         };
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO sync_strategies (corp_id, enabled, created_action, finished_action, cancelled_action, \
-                 deleted_action, cc_action, app_filter, process_filter, ordered, updated_at, standard_webhooks) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (corp_id) DO UPDATE SET enabled = $2, created_action = $3, finished_action = $4, \
-                 cancelled_action = $5, deleted_action = $6, cc_action = $7, app_filter = $8, process_filter = $9, \
-                 ordered = $10, updated_at = $11, standard_webhooks = $12",
-            )
-            .bind(corp_id)
-            .bind(s.enabled)
-            .bind(&s.actions.created)
-            .bind(&s.actions.finished)
-            .bind(&s.actions.cancelled)
-            .bind(&s.actions.deleted)
-            .bind(&s.actions.cc)
-            .bind(json(&s.app_types))
-            .bind(json(&s.process_codes))
-            .bind(s.ordered)
-            .bind(now_ms())
-            .bind(s.standard_webhooks)
-            .execute(pool)
-            .await?
-            .rows_affected()
+        // The actions are checked in the transaction that saves the strategy, their rows locked
+        // (PostgreSQL), so an action deleted meanwhile is either seen deleted here or sees this
+        // strategy and refuses to go (`delete_action` marks it first, then reads the strategy).
+        let lock = match self {
+            Store::Postgres(_) => " FOR SHARE",
+            Store::Sqlite(_) => "",
+        };
+        let known_sql =
+            format!("SELECT id FROM actions WHERE corp_id = $1 AND deleted_at IS NULL{lock}");
+        let gate = crate::store::write_gate(self).await;
+        let unknown = on_pool!(self, |pool| {
+            let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+            let known: Vec<String> = sqlx::query_scalar(&known_sql)
+                .bind(corp_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            if let Some(unknown) = s.actions.all().find(|a| !known.contains(a)) {
+                Some(unknown.clone())
+            } else {
+                sqlx::query(
+                    "INSERT INTO sync_strategies (corp_id, enabled, created_action, finished_action, cancelled_action, \
+                     deleted_action, cc_action, app_filter, process_filter, ordered, updated_at, standard_webhooks) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (corp_id) DO UPDATE SET enabled = $2, created_action = $3, finished_action = $4, \
+                     cancelled_action = $5, deleted_action = $6, cc_action = $7, app_filter = $8, process_filter = $9, \
+                     ordered = $10, updated_at = $11, standard_webhooks = $12",
+                )
+                .bind(corp_id)
+                .bind(s.enabled)
+                .bind(&s.actions.created)
+                .bind(&s.actions.finished)
+                .bind(&s.actions.cancelled)
+                .bind(&s.actions.deleted)
+                .bind(&s.actions.cc)
+                .bind(json(&s.app_types))
+                .bind(json(&s.process_codes))
+                .bind(s.ordered)
+                .bind(now_ms())
+                .bind(s.standard_webhooks)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                None
+            }
         });
+        drop(gate);
+        if let Some(unknown) = unknown {
+            return Ok(Err(format!("unknown action `{unknown}`")));
+        }
         let mut new_secret = None;
         if s.standard_webhooks && self.webhook_secrets(corp_id, now_ms()).await?.is_empty() {
             new_secret = Some(self.rotate_webhook_secret(corp_id, 0).await?);
@@ -766,4 +891,98 @@ pub(crate) fn strategy_from_row(
         ordered,
         standard_webhooks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(t: &str) -> Auth {
+        Auth::Bearer { token: t.into() }
+    }
+
+    #[test]
+    fn an_edit_keeps_a_secret_sent_empty_or_as_shown() {
+        let stored = bearer("s3cret-bearer-token");
+        let shown = stored.masked();
+        assert_eq!(shown, bearer("s3c***"));
+        assert_eq!(shown.keeping_secrets_of(&stored).unwrap(), stored);
+        assert_eq!(bearer("").keeping_secrets_of(&stored).unwrap(), stored);
+        assert_eq!(
+            bearer("a-new-token-0123")
+                .keeping_secrets_of(&stored)
+                .unwrap(),
+            bearer("a-new-token-0123")
+        );
+        // A short secret is shown as `***`: sent back so, it is kept too.
+        let short = Auth::Basic {
+            username: "u".into(),
+            password: "pw".into(),
+        };
+        let renamed = Auth::Basic {
+            username: "v".into(),
+            password: "***".into(),
+        };
+        assert_eq!(
+            renamed.keeping_secrets_of(&short).unwrap(),
+            Auth::Basic {
+                username: "v".into(),
+                password: "pw".into()
+            }
+        );
+        let key = Auth::ApiKey {
+            location: KeyLocation::Header,
+            name: "X-Key".into(),
+            value: "k-0123456789".into(),
+        };
+        let moved = Auth::ApiKey {
+            location: KeyLocation::Query,
+            name: "key".into(),
+            value: key.masked().secrets()[0].to_owned(),
+        };
+        assert_eq!(
+            moved.keeping_secrets_of(&key).unwrap().secrets(),
+            vec!["k-0123456789"]
+        );
+    }
+
+    #[test]
+    fn a_new_authentication_type_needs_its_secret() {
+        let stored = bearer("s3cret-bearer-token");
+        let basic = |p: &str| Auth::Basic {
+            username: "u".into(),
+            password: p.into(),
+        };
+        assert!(basic("").keeping_secrets_of(&stored).is_err());
+        // Another type's masked secret is not this one's: taken as sent.
+        assert_eq!(
+            basic("s3c***").keeping_secrets_of(&stored).unwrap(),
+            basic("s3c***")
+        );
+        assert_eq!(Auth::None.keeping_secrets_of(&stored).unwrap(), Auth::None);
+        assert!(bearer("").keeping_secrets_of(&Auth::None).is_err());
+    }
+
+    #[test]
+    fn events_using_names_each_event_mapped_to_the_actions() {
+        let a = EventActions {
+            created: Some("act_a".into()),
+            finished: Some("act_b".into()),
+            cancelled: Some("act_a".into()),
+            deleted: None,
+            cc: Some("act_c".into()),
+        };
+        assert_eq!(
+            a.events_using(&["act_a".into()]),
+            vec![
+                (EventKind::Created, "act_a"),
+                (EventKind::Cancelled, "act_a")
+            ]
+        );
+        assert_eq!(
+            a.events_using(&["act_b".into(), "act_c".into()]),
+            vec![(EventKind::Finished, "act_b"), (EventKind::Cc, "act_c")]
+        );
+        assert!(a.events_using(&["act_z".into()]).is_empty());
+    }
 }

@@ -17,7 +17,8 @@ pub struct Delivery {
     pub instance_id: String,
     pub seq: i64,
     pub action_id: String,
-    /// pending | delivered | dead
+    /// pending | delivered | dead | cancelled (its action or connector was deleted while it
+    /// was pending; `lastError` says which)
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -54,6 +55,7 @@ pub struct AttemptView {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryFilter {
+    /// pending | delivered | dead | cancelled
     pub status: Option<String>,
     /// `task.created`, …
     pub event_type: Option<String>,
@@ -168,8 +170,9 @@ impl Store {
         Ok(rows)
     }
 
-    /// Makes the matching deliveries that are not pending (or the one `id`) due again now;
-    /// returns how many. Attempts so far stay in the log.
+    /// Makes the matching delivered or dead deliveries (or the one `id`) due again now;
+    /// returns how many. Attempts so far stay in the log. Pending ones are on their way, and
+    /// cancelled ones have no target any more (their action or connector was deleted).
     pub async fn redeliver(
         &self,
         corp_id: &str,
@@ -179,7 +182,7 @@ impl Store {
         self.redeliver_as(corp_id, f, id, None).await
     }
 
-    /// Redelivers every delivery the filter selects (not pending) as a job, whose progress is
+    /// Redelivers every delivery the filter selects (delivered or dead) as a job, whose progress is
     /// the state of those deliveries (`job`): one transaction marks them due and theirs.
     pub async fn redeliver_job(
         &self,
@@ -207,7 +210,7 @@ impl Store {
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $9, lease_owner = NULL, lease_until = NULL, \
              updated_at = $9, redelivery_job_id = COALESCE($11, redelivery_job_id) WHERE id IN ( \
              SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE {FILTER} AND d.status <> 'pending' AND ($10 IS NULL OR d.id = $10))"
+             WHERE {FILTER} AND d.status IN ('delivered', 'dead') AND ($10 IS NULL OR d.id = $10))"
         );
         let _gate = super::write_gate(self).await;
         Ok(on_pool!(self, |pool| {
@@ -298,7 +301,8 @@ impl Store {
             let by: Vec<(String, i64)> =
                 // Not the delivered ones: most of the table, counted by every scrape.
                 sqlx::query_as(
-                    "SELECT status, COUNT(*) FROM deliveries WHERE status IN ('pending', 'dead') GROUP BY status",
+                    "SELECT status, COUNT(*) FROM deliveries WHERE status IN ('pending', 'dead', 'cancelled') \
+                     GROUP BY status",
                 )
                     .fetch_all(pool)
                     .await?;

@@ -33,6 +33,8 @@ pub struct JobProgress {
     pub total: i64,
     pub delivered: i64,
     pub dead: i64,
+    /// Cancelled: their action or connector was deleted while they were pending.
+    pub cancelled: i64,
     pub pending: i64,
     /// `done` when nothing is pending.
     pub state: String,
@@ -153,6 +155,7 @@ impl Store {
             total,
             delivered: count("delivered"),
             dead: count("dead"),
+            cancelled: count("cancelled"),
             pending,
             state: if pending == 0 {
                 "done".into()

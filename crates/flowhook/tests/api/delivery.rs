@@ -15,7 +15,7 @@ use crate::helpers::TestDb;
 use crate::receiver::{Captured, Receiver};
 use crate::task_center::Org;
 
-const KINDS: [&str; 5] = ["created", "finished", "cancelled", "deleted", "cc"];
+pub(crate) const KINDS: [&str; 5] = ["created", "finished", "cancelled", "deleted", "cc"];
 
 /// Fast retries for tests: immediately, 50 ms, 100 ms, then every 100 ms.
 pub(crate) fn fast(config: &mut flowhook::config::Config, give_up_ms: u64) {
@@ -112,7 +112,7 @@ pub(crate) async fn all_delivered(org: &Org) -> Vec<Value> {
 
 /// Polls a job's progress (`path` under the organisation) until it is `done`, or gives up
 /// after 10 s; returns the last progress seen.
-async fn job_done(org: &Org, path: &str) -> Value {
+pub(crate) async fn job_done(org: &Org, path: &str) -> Value {
     let mut progress = Value::Null;
     for _ in 0..500 {
         progress = org.send("GET", &org.path(path), None, None).await.1;
