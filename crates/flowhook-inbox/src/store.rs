@@ -4,7 +4,9 @@
 //! Every accepted event goes through one writer task that commits in groups: a callback is
 //! answered 2xx only after the transaction holding it has committed (fsync'd), and many
 //! concurrent callbacks share one fsync. Applying an event is idempotent and order-tolerant:
-//! - the receipt (`INSERT … ON CONFLICT DO NOTHING`) decides whether the event is new;
+//! - the receipt (`INSERT … ON CONFLICT DO NOTHING`) decides whether the event is new: it is
+//!   not when its natural key, its `sign` or its `X-Flowhook-Event-Id` was seen — keys from
+//!   the signed content, so a replay with a new or no event id header is still a duplicate;
 //! - `created` fills a task's who/what and keeps an end already recorded; `finished` and
 //!   `cancelled` record the end of an open (or not yet seen) task, the first end wins;
 //! - `deleted` removes the instance's rows and leaves a tombstone: events arriving later are
@@ -127,19 +129,24 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    /// `evt:<id>` when the sender numbered its events (Flowhook), else the natural key: one
-    /// event of each kind per task, cc record or instance.
+    /// The event's natural key, from signed content only: one event of each kind per task,
+    /// cc record or instance of an app — `nat:<kind>:<appType>:<taskId|ccId|formInstId>`.
+    /// The unsigned `X-Flowhook-Event-Id` cannot make a replay look new.
     pub fn dedup_key(&self) -> String {
-        if let Some(id) = &self.event.meta.event_id {
-            return format!("evt:{id}");
-        }
         let kind = self.event.event.kind().short_name();
-        match &self.event.event {
-            TaskEvent::Created(t) => format!("{kind}:{}", task_key(t)),
-            TaskEvent::Finished(e) | TaskEvent::Cancelled(e) => format!("{kind}:{}", e.task_id),
-            TaskEvent::Deleted(d) => format!("{kind}:{}", d.form_inst_id),
-            TaskEvent::Cc(c) => format!("{kind}:{}", c.cc_id),
-        }
+        let app_type = self.event.event.app_type();
+        let item = self.item_id().unwrap_or_else(|| self.form_inst_id());
+        format!("nat:{kind}:{app_type}:{item}")
+    }
+
+    /// The request's `sign`, lower-case (verifiers ignore its case, so must the key): the same
+    /// signed values, even moved across adjacent parameters, give the same sign.
+    pub fn sign(&self) -> Option<String> {
+        self.event
+            .params
+            .iter()
+            .find(|(k, _)| k == "sign")
+            .map(|(_, v)| v.to_ascii_lowercase())
     }
 
     fn form_inst_id(&self) -> String {
@@ -284,10 +291,13 @@ async fn commit(
             } else {
                 "applied"
             };
+            // A duplicate when any key was seen: the natural key, the sign, or the event id
+            // (the header is only a hint: it can make nothing new, only recognise a retry).
             let new = sqlx::query(
                 "INSERT INTO receipts (source, dedup_key, kind, app_type, form_inst_id, item_id, event_id, seq, \
-                 backfill, outcome, received_at, arrival) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (source, dedup_key) DO NOTHING",
+                 backfill, outcome, received_at, arrival, sign) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&a.source)
             .bind(a.dedup_key())
@@ -301,6 +311,7 @@ async fn commit(
             .bind(outcome_text)
             .bind(a.received_at)
             .bind(arrival)
+            .bind(a.sign())
             .execute(&mut *tx)
             .await?
             .rows_affected()

@@ -430,3 +430,185 @@ mod concurrency {
     use super::*;
     on_both_backends!(concurrent_callbacks_all_stored);
 }
+
+/// A captured request replayed within the replay window is a duplicate however its unsigned
+/// headers are changed — a new or no `X-Flowhook-Event-Id`, a forged `X-Flowhook-Seq` — with
+/// its `sign` in upper case, or with a value moved across two adjacent parameters (which keeps
+/// the sign valid but names another task).
+async fn replays_are_recognised_by_their_signed_content(db: TestDb) {
+    let inbox = TestInbox::spawn(&db).await;
+    let event = finished("APP_F", "p1", "p1-t1", "u1");
+    let params: Vec<(String, String)> = event
+        .to_signed_params(now_ms(), FLOWHOOK_NEW)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let form = |params: &[(String, String)]| encode(params, BodyEncoding::Form);
+    let path = "/callbacks/flowhook/finished";
+    let first = [("X-Flowhook-Event-Id", "evt_1"), ("X-Flowhook-Seq", "3")];
+    let (s, a) = inbox.post(path, FORM, form(&params), &first).await;
+    assert_eq!((s, a["status"].as_str()), (200, Some("stored")), "{a}");
+
+    let upper: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "sign" {
+                v.to_uppercase()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    // formInstId and taskId sort next to each other: "FINST-p1" + "p1-t1" signs as
+    // "FINST-p" + "1p1-t1" does.
+    let shifted: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "formInstId" => v.strip_suffix('1').unwrap().to_owned(),
+                "taskId" => format!("1{v}"),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let replays: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+        (
+            "a new event id and a forged seq",
+            form(&params),
+            vec![("X-Flowhook-Event-Id", "evt_2"), ("X-Flowhook-Seq", "99")],
+        ),
+        ("no headers", form(&params), vec![]),
+        ("the sign in upper case", form(&upper), vec![]),
+        (
+            "a value moved across adjacent parameters",
+            form(&shifted),
+            vec![("X-Flowhook-Event-Id", "evt_3")],
+        ),
+    ];
+    for (what, body, headers) in replays {
+        let (s, a) = inbox.post(path, FORM, body, &headers).await;
+        assert_eq!(
+            (s, a["status"].as_str()),
+            (200, Some("duplicate")),
+            "replayed with {what}: {a}"
+        );
+    }
+    assert_eq!(inbox.receipts().await, 1, "the replays stored nothing");
+    let ended: i64 = {
+        let sql = "SELECT COUNT(*) FROM tasks";
+        match &inbox.store {
+            flowhook_inbox::store::Store::Sqlite(p) => {
+                sqlx::query_scalar(sql).fetch_one(p).await.unwrap()
+            }
+            flowhook_inbox::store::Store::Postgres(p) => {
+                sqlx::query_scalar(sql).fetch_one(p).await.unwrap()
+            }
+        }
+    };
+    assert_eq!(ended, 1, "no task `1p1-t1` was made up");
+
+    // What is new in its signed content is still stored, with or without headers.
+    let next = created("APP_F", "p1", "p1-t2", "u2", "u0");
+    let (s, a) = inbox
+        .send(
+            "flowhook",
+            &next,
+            FLOWHOOK_NEW,
+            &[("X-Flowhook-Event-Id", "evt_4")],
+        )
+        .await;
+    assert_eq!((s, a["status"].as_str()), (200, Some("stored")), "{a}");
+    let (s, a) = inbox
+        .send(
+            "flowhook",
+            &finished("APP_F", "p1", "p1-t2", "u2"),
+            FLOWHOOK_NEW,
+            &[],
+        )
+        .await;
+    assert_eq!((s, a["status"].as_str()), (200, Some("stored")), "{a}");
+    assert_eq!(inbox.ids("u2", "done", 10).await, ["p1-t2"]);
+    inbox.stop().await;
+}
+
+mod replays {
+    use super::*;
+    on_both_backends!(replays_are_recognised_by_their_signed_content);
+}
+
+/// A database written before the replay keys — where a replay was stored twice — takes them:
+/// the first receipt keeps the event, the replay stays recorded, and the event replayed once
+/// more is a duplicate.
+async fn receipts_from_before_the_replay_keys_are_carried_over(db: TestDb) {
+    // Schema version 1 alone, as an older inbox left it.
+    let backend = if db.url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let old = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!(
+            "{}/migrations/{backend}/0001_inbox.sql",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        old.path().join("0001_inbox.sql"),
+    )
+    .unwrap();
+    let v1 = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+    let insert = "INSERT INTO receipts (source, dedup_key, kind, app_type, form_inst_id, item_id, event_id, \
+                  seq, backfill, outcome, received_at, arrival) \
+                  VALUES ('flowhook', $1, 'finished', 'APP_F', 'FINST-p1', 'p1-t1', $2, 3, FALSE, 'applied', 1, $3)";
+    let rows = [("evt:evt_1", "evt_1", 10_i64), ("evt:evt_2", "evt_2", 20)];
+    if backend == "sqlite" {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        v1.run(&pool).await.unwrap();
+        for (key, id, arrival) in rows {
+            sqlx::query(insert)
+                .bind(key)
+                .bind(id)
+                .bind(arrival)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        v1.run(&pool).await.unwrap();
+        for (key, id, arrival) in rows {
+            sqlx::query(insert)
+                .bind(key)
+                .bind(id)
+                .bind(arrival)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+
+    let inbox = TestInbox::spawn(&db).await;
+    assert_eq!(inbox.receipts().await, 2, "both receipts kept");
+    let event = finished("APP_F", "p1", "p1-t1", "u1");
+    let (s, a) = inbox
+        .send(
+            "flowhook",
+            &event,
+            FLOWHOOK_NEW,
+            &[("X-Flowhook-Event-Id", "evt_9")],
+        )
+        .await;
+    assert_eq!((s, a["status"].as_str()), (200, Some("duplicate")), "{a}");
+    inbox.stop().await;
+}
+
+mod carried_over {
+    use super::*;
+    on_both_backends!(receipts_from_before_the_replay_keys_are_carried_over);
+}
