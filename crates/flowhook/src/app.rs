@@ -56,6 +56,11 @@ impl Application {
             tx: fresh_tx,
             records,
         };
+        let links = std::sync::Arc::new(crate::console::link::Links::new(
+            store.clone(),
+            &config.public_base_url,
+            config.console_link_valid_days,
+        ));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -80,6 +85,8 @@ impl Application {
                 )),
                 egress: std::sync::Arc::new(config.dispatcher().egress),
                 delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),
+                console: crate::console::session::Settings::from_config(&config),
+                links,
             })),
             config,
             owner,
@@ -108,10 +115,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_dispatch, stop_rx) = tokio::sync::watch::channel(false);
+        let mut dispatcher_config = self.config.dispatcher();
+        dispatcher_config.task_links = Some(self.state.links.clone());
         let dispatcher = crate::delivery::dispatcher::spawn(
             self.state.store.clone(),
             self.state.dispatch.clone(),
-            self.config.dispatcher(),
+            dispatcher_config,
             self.state.breakers.clone(),
             self.state.metrics.clone(),
             self.owner.clone(),

@@ -56,6 +56,10 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Replace the installation's approval-link secret: every approval link sent so far stops
+    /// working (deliveries sent from now on carry links signed with the new secret; running
+    /// nodes pick it up within seconds).
+    RotateLinkSecret,
     /// Compute a Yida signature: prints the sorted keys, the signing string and the sign.
     Sign {
         /// The application's systemToken.
@@ -215,6 +219,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 redact_url(&config.database_url),
                 report.before,
                 report.after
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RotateLinkSecret => {
+            let config = cli.load_config()?;
+            telemetry::init_logging(&config);
+            let store = Store::connect(
+                &config.database_url,
+                config.database_max_connections,
+                config.database_connect_timeout(),
+            )
+            .await?;
+            store.migrate().await?;
+            store.rotate_link_secret().await?;
+            store.close().await;
+            println!(
+                "{}: approval-link secret replaced; links sent before no longer work",
+                redact_url(&config.database_url)
             );
             Ok(ExitCode::SUCCESS)
         }

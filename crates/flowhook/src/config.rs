@@ -40,6 +40,11 @@ pub const KEYS: &[&str] = &[
     "egress_allow",
     "egress_deny",
     "attempt_body_retention_days",
+    "console_link_valid_days",
+    "console_session_idle_mins",
+    "console_session_max_hours",
+    "console_trusted_user_header",
+    "console_trusted_user_org",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -70,6 +75,18 @@ pub struct Config {
     pub egress_allow: Vec<String>,
     pub egress_deny: Vec<String>,
     pub attempt_body_retention_days: u64,
+    /// How long an approval link (`taskUrl`) works, counted from the attempt that sent it.
+    pub console_link_valid_days: u64,
+    /// A console session unused this long ends.
+    pub console_session_idle_mins: u64,
+    /// A console session ends this long after sign-in.
+    pub console_session_max_hours: u64,
+    /// Single sign-on: a header an authenticating proxy sets to the user's id (off when unset).
+    #[serde(default)]
+    pub console_trusted_user_header: Option<String>,
+    /// The organisation of the users the trusted header names.
+    #[serde(default)]
+    pub console_trusted_user_org: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +196,36 @@ impl Config {
                 )
             }
         }
+        if self.console_link_valid_days == 0
+            || self.console_session_idle_mins == 0
+            || self.console_session_max_hours == 0
+        {
+            return invalid(
+                "console_*",
+                "link validity and session lifetimes must be positive".into(),
+            );
+        }
+        match (
+            &self.console_trusted_user_header,
+            &self.console_trusted_user_org,
+        ) {
+            (Some(h), Some(o)) if !o.trim().is_empty() => {
+                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return invalid(
+                        "console_trusted_user_header",
+                        format!("`{h}` is not a header name"),
+                    );
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return invalid(
+                    "console_trusted_user_header",
+                    "set it together with `console_trusted_user_org` (the users' organisation)"
+                        .into(),
+                )
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid(
                 "log_level",
@@ -214,6 +261,7 @@ impl Config {
                 self.egress_deny_private,
             )
             .expect("validated"),
+            task_links: None,
         }
     }
 

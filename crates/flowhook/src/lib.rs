@@ -10,6 +10,7 @@
 //! - [`store`]: SQLite (default) or PostgreSQL, migrations per backend, durable commits.
 //! - [`delivery`]: the dispatcher: leases, retries, ordering, breakers, the attempt log.
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
+//! - [`console`]: the web pages under `/console` (task center, task pages, processes).
 //! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
 //! - [`demo`]: the demo organisation of `flowhook serve --demo`.
 //! - [`bench`]: the benchmarks of `flowhook bench`.
@@ -22,6 +23,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod demo;
 pub mod engine;

@@ -40,6 +40,9 @@ pub struct DispatcherConfig {
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
     pub egress: super::egress::EgressPolicy,
+    /// Signs each `task.created`'s `taskUrl` at send time (`console::link`); `None` sends the
+    /// stored parameters as they are.
+    pub task_links: Option<Arc<crate::console::link::Links>>,
 }
 
 /// One claimed delivery.
@@ -817,7 +820,28 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         params: &event.params,
         backfill: c.backfill,
     };
+    // The approval link in `task` is signed now, valid from this attempt (see `console::link`).
+    let refreshed = match &shared.config.task_links {
+        Some(links) => match links.refresh(&event.kind, &event.params, now).await {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string()),
+        },
+        None => None,
+    };
+    let info = EventInfo {
+        params: refreshed
+            .as_ref()
+            .map_or(&event.params, |(signed, _)| signed),
+        ..info
+    };
     let mut prepared = prepare(&info, number as u32, now, &token, connector, auth, action);
+    if let Some((_, masked)) = refreshed {
+        // The log shows the link with its signature masked (it is an approver's credential).
+        let sign = prepared.params.iter().find(|(k, _)| k == "sign").cloned();
+        prepared.params = masked;
+        prepared.params.push(("dateTime".into(), now.to_string()));
+        prepared.params.extend(sign);
+    }
     // Standard Webhooks, when the strategy asks for it: signed over the exact body sent.
     match webhook_secrets(shared, &c.corp_id, now).await {
         Ok(secrets) if !secrets.is_empty() => {

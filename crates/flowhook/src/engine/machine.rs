@@ -338,6 +338,93 @@ impl Instance {
     }
 }
 
+/// What one user may do on an instance now: the console shows exactly these actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// The user's open tasks and, for each, what the engine allows on it.
+    pub tasks: Vec<TaskActions>,
+    pub withdraw: bool,
+    pub terminate: bool,
+    pub delete: bool,
+}
+
+/// The commands a user may run on one of their open tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskActions {
+    pub task_id: String,
+    pub agree: bool,
+    pub disagree: bool,
+    pub forward: bool,
+    pub append: bool,
+    /// Nodes already passed that a return may go back to, as (id, name).
+    pub return_nodes: Vec<(String, String)>,
+    pub return_to_originator: bool,
+}
+
+impl Instance {
+    /// What `actor` may do now, by the same checks the commands make. Agree, disagree,
+    /// withdraw, terminate and delete are tried on a copy (pure), so an action that would fail
+    /// further on (no approver at the next node) is not offered; forward, append and return
+    /// take arguments and are offered when their preconditions hold.
+    pub fn allowed(&self, def: &Definition, actor: &str, dir: &dyn Directory) -> Allowed {
+        let now = self.modified_at;
+        let works = |c: Command| self.apply(def, actor, &c, dir, now).is_ok();
+        let run = Run {
+            def,
+            dir,
+            now,
+            inst: self.clone(),
+            events: Vec::new(),
+        };
+        let mut tasks = Vec::new();
+        for t in self.open_tasks().filter(|t| t.user_id == actor) {
+            let Ok((a, _)) = run.acting_on(&t.id, actor) else {
+                continue;
+            };
+            let full = run.require_not_resubmit(a).is_ok();
+            let mut seen = std::collections::HashSet::new();
+            let return_nodes = if full {
+                self.completed
+                    .iter()
+                    .filter(|id| seen.insert(id.as_str()))
+                    .filter(|id| run.return_position(id).is_ok())
+                    .map(|id| {
+                        let name = def
+                            .find(id)
+                            .and_then(|p| def.node_at(&p))
+                            .map_or_else(|| id.clone(), |n| n.name().to_owned());
+                        (id.clone(), name)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            tasks.push(TaskActions {
+                task_id: t.id.clone(),
+                agree: works(Command::Agree {
+                    task_id: t.id.clone(),
+                    remark: None,
+                }),
+                disagree: works(Command::Disagree {
+                    task_id: t.id.clone(),
+                    remark: None,
+                }),
+                forward: full,
+                append: full,
+                return_nodes,
+                return_to_originator: full,
+            });
+        }
+        tasks.sort_by_key(|t| task_no(&t.task_id));
+        Allowed {
+            tasks,
+            withdraw: works(Command::Withdraw),
+            terminate: works(Command::Terminate),
+            delete: works(Command::Delete),
+        }
+    }
+}
+
 struct Run<'a> {
     def: &'a Definition,
     dir: &'a dyn Directory,

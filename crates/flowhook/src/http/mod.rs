@@ -62,6 +62,10 @@ pub struct SharedState {
     /// Organisation API keys found, by hash, for [`auth::KEY_TTL`]: a request with a known key
     /// reads no database.
     pub known_keys: crate::store::Recent<crate::store::directory::KeyOwner>,
+    /// The console's sessions and single sign-on.
+    pub console: crate::console::session::Settings,
+    /// Signs approval links (the console checks them; the dispatcher signs each `taskUrl`).
+    pub links: std::sync::Arc<crate::console::link::Links>,
 }
 
 impl AppState {
@@ -119,8 +123,22 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The whole router, layers included.
+/// The whole router, layers included: the API's, then the console's (HTML pages, with their
+/// own error pages and security headers instead of the API's JSON errors).
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
+    let console = crate::console::router()
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state.clone());
     Router::new()
         .merge(health::router())
         .merge(operations::router())
@@ -143,6 +161,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+        .merge(console)
 }
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {

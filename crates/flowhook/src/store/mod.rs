@@ -9,6 +9,7 @@
 //! than this binary knows is refused rather than written to.
 
 pub mod connectors;
+pub mod console;
 pub mod deliveries;
 pub mod directory;
 pub mod ingest;

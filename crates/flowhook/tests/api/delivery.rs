@@ -189,11 +189,15 @@ async fn every_request_verifies_with_exactly_its_parameters(db: TestDb) {
             .push(seq_of(c));
         if let flowhook_sign::event::TaskEvent::Created(task) = &v.event {
             assert_eq!(task.data_type.as_deref(), Some("pinst"));
-            assert!(task
-                .task_url
-                .as_deref()
-                .unwrap()
-                .ends_with(task.task_id.as_deref().unwrap()));
+            // A signed approval link to the task's page (see tests/api/console.rs).
+            let url = task.task_url.as_deref().unwrap();
+            assert!(
+                url.contains(&format!(
+                    "/console/tasks/{}?u=",
+                    task.task_id.as_deref().unwrap()
+                )),
+                "{url}"
+            );
         }
     }
     assert_eq!(kinds, BTreeSet::from(KINDS), "all five events were pushed");

@@ -2,6 +2,7 @@
 //! PostgreSQL when `FLOWHOOK_TEST_POSTGRES` is set), real HTTP.
 
 mod connectors;
+mod console;
 mod crash;
 mod delivery;
 mod helpers;

@@ -1,0 +1,910 @@
+//! The console over real HTTP, as a browser without JavaScript uses it (cookies kept by hand,
+//! forms posted urlencoded): sign-in and sessions (cookie flags, expiry, sign-out, a revoked
+//! key), CSRF on every form, signed approval links (the `taskUrl` a receiver gets opens its
+//! task as its assignee; a changed, expired or other-task link is refused), organisations kept
+//! apart, no secret in a page — and a crawler that follows every console link in both
+//! languages, as an operator and as an approval-link user.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::TestDb;
+use crate::receiver::Receiver;
+use crate::task_center::Org;
+
+const BOOTSTRAP: &str = "test-bootstrap-key-0123456789";
+
+/// A cookie jar and a client that does not follow redirects (the tests look at each answer).
+pub(crate) struct Browser {
+    client: reqwest::Client,
+    base: String,
+    pub(crate) cookies: BTreeMap<String, String>,
+    lang: &'static str,
+}
+
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
+}
+
+impl Page {
+    pub(crate) fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The value of the first hidden `csrf` field.
+    pub(crate) fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find(r#"name="csrf" value=""#)
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    pub(crate) fn title(&self) -> Option<String> {
+        let start = self.body.find("<title>")? + "<title>".len();
+        let end = self.body[start..].find("</title>")? + start;
+        Some(self.body[start..end].to_owned())
+    }
+}
+
+impl Browser {
+    pub(crate) fn new(base: &str, lang: &'static str) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.trim_end_matches('/').to_owned(),
+            cookies: BTreeMap::new(),
+            lang,
+        }
+    }
+
+    /// A full URL (a captured `taskUrl` names the configured public base URL) goes to this
+    /// server, as a proxy in front of it would send it.
+    fn url(&self, path: &str) -> String {
+        let path = match path
+            .strip_prefix("http://")
+            .or(path.strip_prefix("https://"))
+        {
+            Some(rest) => &rest[rest.find('/').unwrap_or(rest.len())..],
+            None => path,
+        };
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let resp = req
+            .header("cookie", cookie.join("; "))
+            .header("accept-language", self.lang)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        for c in headers.get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Page {
+            status,
+            headers,
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(self.url(path));
+        self.send(req).await
+    }
+
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(req).await
+    }
+
+    /// Signs in with `key` through the form; returns the answer to the form.
+    pub(crate) async fn sign_in(&mut self, key: &str) -> Page {
+        let form = self.get("/console/sign-in").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        self.post("/console/sign-in", &[("key", key), ("csrf", &csrf)])
+            .await
+    }
+}
+
+/// The open task of `user` in `instance`.
+async fn open_task(org: &Org, instance: &str, user: &str) -> String {
+    org.task(instance, user).await
+}
+
+async fn task_status(org: &Org, task: &str) -> String {
+    let instance = task.rsplit_once("-t").unwrap().0;
+    let inst = org.instance(instance).await;
+    inst["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["taskId"] == task)
+        .unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A link to `task` for `user`, signed with the installation's secret.
+async fn link(org: &Org, task: &str, user: &str, expires: i64) -> String {
+    let secret = org.app.store.link_secret().await.unwrap();
+    flowhook::console::link::signed_url(
+        &format!("http://{}", org.app.addr),
+        &secret,
+        &org.corp,
+        task,
+        user,
+        expires,
+    )
+}
+
+fn in_a_day() -> i64 {
+    flowhook::store::now_ms() / 1000 + 86_400
+}
+
+async fn security(db: TestDb) {
+    let mut org = Org::setup(&db, "acme").await;
+    let base = format!("http://{}", org.app.addr);
+    let other_key = org.other_org_key("globex", &["admin"]).await;
+
+    // --- sign-in: the form's own CSRF token, cookie flags, bad keys ---
+    let mut op = Browser::new(&base, "en");
+    let form = op.get("/console/sign-in").await;
+    assert!(form
+        .headers
+        .get("content-security-policy")
+        .is_some_and(|v| v.to_str().unwrap().contains("default-src 'none'")));
+    let no_token = op.post("/console/sign-in", &[("key", &org.key)]).await;
+    assert_eq!(
+        no_token.status,
+        StatusCode::FORBIDDEN,
+        "sign-in without its CSRF token"
+    );
+    assert!(!op.cookies.contains_key("fh_session"));
+    let wrong = op
+        .post("/console/sign-in", &[("key", &org.key), ("csrf", "forged")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert!(!op.cookies.contains_key("fh_session"));
+    let bad_key = op.sign_in("fhk_not-a-key").await;
+    assert_eq!(bad_key.status, StatusCode::UNAUTHORIZED);
+    assert!(!op.cookies.contains_key("fh_session"));
+    let (s, tasks_key) = org
+        .send(
+            "POST",
+            &org.path("/api-keys"),
+            None,
+            Some(json!({"name": "t", "scopes": ["tasks"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let not_admin = op.sign_in(tasks_key["key"].as_str().unwrap()).await;
+    assert_eq!(
+        not_admin.status,
+        StatusCode::UNAUTHORIZED,
+        "a tasks key is no operator"
+    );
+
+    let signed = op.sign_in(&org.key).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    let cookie = signed
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("fh_session="))
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: no Secure flag");
+    let home = op.get("/console/tasks?user=bob").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("<title>"));
+    for h in [
+        "content-security-policy",
+        "referrer-policy",
+        "x-content-type-options",
+    ] {
+        assert!(home.headers.contains_key(h), "{h}");
+    }
+
+    // --- CSRF on a command: missing or wrong → 403 and the task still open ---
+    let leave = org
+        .start("alice", "leave", "Alice: 5 days", json!({"days": "5"}))
+        .await;
+    let task_a = open_task(&org, &leave, "bob").await;
+    let act = format!("/console/tasks/{task_a}/act");
+    let page = op.get(&format!("/console/tasks/{task_a}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(r#"value="agree""#),
+        "bob may agree: {}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let r = op.post(&act, &[("action", "agree"), ("as", "bob")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("security token"), "{}", r.body);
+    let r = op
+        .post(
+            &act,
+            &[("action", "agree"), ("as", "bob"), ("csrf", "0123")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        task_status(&org, &task_a).await,
+        "open",
+        "no change without the token"
+    );
+    // The sign-in form's token is not a session's token.
+    op.get("/console/sign-in").await;
+    let signin_token = op.cookies["fh_signin"].clone();
+    let r = op
+        .post(
+            &act,
+            &[("action", "agree"), ("as", "bob"), ("csrf", &signin_token)],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "{:?} {:?}",
+        r.location(),
+        op.cookies
+    );
+    // Another session's token is not this one's.
+    let mut op2 = Browser::new(&base, "en");
+    op2.sign_in(&org.key).await;
+    let csrf2 = op2.get("/console/tasks").await.csrf();
+    let r = op
+        .post(
+            &act,
+            &[("action", "agree"), ("as", "bob"), ("csrf", &csrf2)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(task_status(&org, &task_a).await, "open");
+    // With the token: done, through the engine (which still checks who acts).
+    let r = op
+        .post(
+            &act,
+            &[("action", "agree"), ("as", "dave"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "dave is not the assignee"
+    );
+    assert!(
+        r.body.contains("assignee"),
+        "the engine's answer is shown: {}",
+        r.body
+    );
+    let r = op
+        .post(
+            &act,
+            &[
+                ("action", "agree"),
+                ("as", "bob"),
+                ("remark", "ok, enjoy"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(task_status(&org, &task_a).await, "finished");
+    let after = op.get(r.location().unwrap()).await;
+    assert!(
+        after.body.contains("ok, enjoy"),
+        "the remark is in the timeline"
+    );
+
+    // --- approval links: the task's own, as its assignee, and nothing else ---
+    let one = org
+        .start("dave", "leave", "Dave: 2 days", json!({"days": "2"}))
+        .await;
+    let two = org
+        .start("alice", "leave", "Alice: 1 day", json!({"days": "1"}))
+        .await;
+    let (t1, t2) = (
+        open_task(&org, &one, "bob").await,
+        open_task(&org, &two, "bob").await,
+    );
+    let mut bob = Browser::new(&base, "zh");
+    let opened = bob.get(&link(&org, &t1, "bob", in_a_day()).await).await;
+    assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
+    assert!(
+        opened.body.contains(r#"value="agree""#),
+        "the link's assignee may agree"
+    );
+    let cookie = opened
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("fh_session="))
+        .expect("the link opens a session");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let bob_csrf = opened.csrf();
+    // Task two is bob's too, but its link was not opened: no action on it.
+    let r = bob
+        .post(
+            &format!("/console/tasks/{t2}/act"),
+            &[("action", "agree"), ("csrf", &bob_csrf)],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a link for task one cannot act on task two"
+    );
+    assert_eq!(task_status(&org, &t2).await, "open");
+    let seen = bob.get(&format!("/console/tasks/{t2}")).await;
+    assert_eq!(seen.status, StatusCode::OK, "bob may look at his own task");
+    assert!(!seen.body.contains(r#"value="agree""#), "but not act on it");
+    // A link session is no operator.
+    assert_eq!(
+        bob.get("/console/processes").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = bob
+        .post(
+            &format!("/console/tasks/{t1}/act"),
+            &[
+                ("action", "disagree"),
+                ("remark", "no"),
+                ("csrf", &bob_csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(org.status(&one).await, "rejected");
+    let ended = bob.get(&format!("/console/tasks/{t1}")).await;
+    assert!(
+        ended.body.contains("只读"),
+        "an ended task's page is read-only: {}",
+        ended.body
+    );
+    assert!(!ended.body.contains(r#"value="agree""#));
+
+    // Changed, expired, other-task, other-user links: 403 with a page that says so.
+    let good = link(&org, &t2, "bob", in_a_day()).await;
+    let tampered = format!(
+        "{}{}",
+        &good[..good.len() - 1],
+        if good.ends_with('A') { 'B' } else { 'A' }
+    );
+    let expired = link(&org, &t2, "bob", flowhook::store::now_ms() / 1000 - 1).await;
+    let other_task = good.replace(&t2, &t1);
+    let other_user = good.replace("u=bob", "u=dave");
+    let later = good.replace(
+        &format!("e={}", in_a_day()),
+        &format!("e={}", in_a_day() + 1000),
+    );
+    for (what, url) in [
+        ("tampered", tampered),
+        ("expired", expired),
+        ("other task", other_task),
+        ("other user", other_user),
+        ("later expiry", later),
+        ("no signature", good.split("&s=").next().unwrap().to_owned()),
+    ] {
+        let mut fresh = Browser::new(&base, "en");
+        let r = fresh.get(&url).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {url}");
+        assert!(
+            r.body.contains("approval link is not valid"),
+            "{what}: {}",
+            r.body
+        );
+        assert!(
+            !fresh.cookies.contains_key("fh_session"),
+            "{what}: no session"
+        );
+    }
+    assert_eq!(task_status(&org, &t2).await, "open");
+
+    // --- organisations apart: acme's operator sees nothing of globex (404) ---
+    let saved = std::mem::replace(&mut org.key, other_key.clone());
+    let corp = std::mem::replace(&mut org.corp, "globex".into());
+    for (id, name, manager, admin) in flowhook::demo::PEOPLE {
+        let (s, _) = org
+            .send(
+                "PUT",
+                &org.path(&format!("/users/{id}")),
+                None,
+                Some(json!({"name": name, "managerId": manager, "admin": admin})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _) = org
+        .send(
+            "PUT",
+            &org.path("/roles/finance"),
+            None,
+            Some(json!({"name": "finance", "members": ["fin1", "fin2"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = org
+        .send(
+            "POST",
+            &org.path("/apps"),
+            None,
+            Some(json!({"appType": "APP_GLOBEX", "name": "g"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = org
+        .send(
+            "PUT",
+            &org.path("/processes/purchase?appType=APP_GLOBEX"),
+            None,
+            Some(flowhook::demo::purchase_document()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let theirs = org
+        .start(
+            "alice",
+            "purchase",
+            "Globex secret plan",
+            json!({"amount": "9"}),
+        )
+        .await;
+    let their_task = open_task(&org, &theirs, "fin1").await;
+    for path in [
+        format!("/console/instances/{theirs}"),
+        format!("/console/tasks/{their_task}"),
+        "/console/processes/purchase".to_owned(),
+    ] {
+        let r = op.get(&path).await;
+        if path.ends_with("purchase") {
+            // acme has a process of that code: its own, not globex's.
+            assert!(!r.body.contains("APP_GLOBEX"), "{path}");
+        } else {
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert!(!r.body.contains("Globex secret plan"), "{path}");
+    }
+    let csrf = op.get("/console/tasks").await.csrf();
+    let r = op
+        .post(
+            &format!("/console/tasks/{their_task}/act"),
+            &[("action", "agree"), ("as", "fin1"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = op
+        .post(
+            &format!("/console/instances/{theirs}/command"),
+            &[("action", "delete"), ("as", "admin"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(task_status(&org, &their_task).await, "open");
+    // A link of globex's task does not let bob's acme session in: it replaces it.
+    org.key = saved;
+    org.corp = corp;
+
+    // --- no secret in any page: keys, systemToken, the link secret ---
+    let secret = org.app.store.link_secret().await.unwrap();
+    let mut pages = Vec::new();
+    for path in [
+        "/console/tasks?user=bob".to_owned(),
+        format!("/console/instances/{leave}"),
+        "/console/processes".to_owned(),
+        "/console/processes/leave".to_owned(),
+        "/console/start".to_owned(),
+        "/console/integration".to_owned(),
+    ] {
+        let r = op.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        pages.push(r.body);
+    }
+    for body in &pages {
+        for s in [
+            org.key.as_str(),
+            other_key.as_str(),
+            org.system_token.as_str(),
+            secret.as_str(),
+            BOOTSTRAP,
+        ] {
+            assert!(!body.contains(s), "a secret in a page");
+        }
+    }
+
+    // --- sessions end: sign-out, idle, a revoked key ---
+    let csrf = op.get("/console/tasks").await.csrf();
+    let old = op.cookies["fh_session"].clone();
+    let r = op.post("/console/sign-out", &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "sign-out is a form too");
+    let r = op.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(!op.cookies.contains_key("fh_session"));
+    op.cookies.insert("fh_session".into(), old);
+    let r = op.get("/console/tasks").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "the old cookie is worth nothing"
+    );
+    assert_eq!(r.location(), Some("/console/sign-in"));
+
+    let mut idle = Browser::new(&base, "en");
+    idle.sign_in(&org.key).await;
+    assert_eq!(idle.get("/console/tasks").await.status, StatusCode::OK);
+    age_sessions(&org, 31 * 60_000).await;
+    let r = idle.get("/console/tasks").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "idle for longer than 30 minutes"
+    );
+
+    let (s, k) = org
+        .send(
+            "POST",
+            &org.path("/api-keys"),
+            None,
+            Some(json!({"name": "ops", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut revoked = Browser::new(&base, "en");
+    revoked.sign_in(k["key"].as_str().unwrap()).await;
+    assert_eq!(revoked.get("/console/tasks").await.status, StatusCode::OK);
+    let (s, _) = org
+        .send(
+            "DELETE",
+            &org.path(&format!("/api-keys/{}", k["id"].as_str().unwrap())),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = revoked.get("/console/tasks").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "revoking the key ends its sessions"
+    );
+    org.app.stop().await;
+}
+
+/// Moves every session's last use `by_ms` into the past (as if that time went by).
+async fn age_sessions(org: &Org, by_ms: i64) {
+    let sql = "UPDATE console_sessions SET last_seen_at = last_seen_at - $1";
+    match &org.app.store {
+        flowhook::store::Store::Sqlite(p) => {
+            sqlx::query(sql).bind(by_ms).execute(p).await.unwrap();
+        }
+        flowhook::store::Store::Postgres(p) => {
+            sqlx::query(sql).bind(by_ms).execute(p).await.unwrap();
+        }
+    }
+}
+
+mod security {
+    crate::on_both_backends!(super::security);
+}
+
+/// Behind https the session cookie is `Secure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_behind_https() {
+    let db = TestDb::sqlite().await;
+    let org = Org::setup_with(&db, "acme", |c| {
+        c.public_base_url = "https://flowhook.example".into();
+    })
+    .await;
+    let mut op = Browser::new(&format!("http://{}", org.app.addr), "en");
+    let r = op.sign_in(&org.key).await;
+    let cookie = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("fh_session="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    org.app.stop().await;
+}
+
+/// The `taskUrl` a receiver captures is a working approval link, signed at send time: a
+/// backfill re-sends it freshly signed (after a secret rotation, the old one stops working and
+/// the backfilled one works).
+async fn approval_links_in_deliveries(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        c.delivery_poll_ms = 50;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let (s, con) = org
+        .send(
+            "POST",
+            &org.path("/connectors"),
+            None,
+            Some(json!({"name": "inbox", "baseUrl": receiver.url})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut actions = BTreeMap::new();
+    for kind in ["created", "finished", "cancelled", "deleted", "cc"] {
+        let (s, a) = org
+            .send(
+                "POST",
+                &org.path("/actions"),
+                None,
+                Some(json!({"connectorId": con["id"], "name": kind, "path": format!("/{kind}")})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        actions.insert(kind, a["id"].as_str().unwrap().to_owned());
+    }
+    let (s, _) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let id = org
+        .start("alice", "leave", "Alice: 5 days", json!({"days": "5"}))
+        .await;
+    receiver
+        .wait_until(10, "task.created", |got| !got.is_empty())
+        .await;
+    let first = task_url(&receiver.accepted()[0].body);
+    let task = open_task(&org, &id, "bob").await;
+    assert!(
+        first.contains(&format!("/console/tasks/{task}?u=bob&e=")),
+        "{first}"
+    );
+
+    // The attempt log shows the link with its signature masked.
+    let mut logged = String::new();
+    for _ in 0..200 {
+        let (s, list) = org
+            .send("GET", &org.path("/deliveries?status=delivered"), None, None)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        if let Some(dlv) = list["items"][0]["id"].as_str() {
+            let path = org.path(&format!("/deliveries/{dlv}"));
+            logged = org.send("GET", &path, None, None).await.1.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let signature = first.rsplit("s=").next().unwrap();
+    assert!(
+        !logged.contains(signature),
+        "the link's signature is not in the log"
+    );
+    assert!(logged.contains("s=***"), "{logged}");
+
+    // Opened from the captured request: bob's task, as bob.
+    let mut bob = Browser::new(&format!("http://{}", org.app.addr), "en");
+    let page = bob.get(&first).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(r#"value="agree""#));
+
+    // Rotating the secret voids the link; a backfill re-sends the task with a fresh one.
+    org.app.store.rotate_link_secret().await.unwrap();
+    let mut again = Browser::new(&format!("http://{}", org.app.addr), "en");
+    assert_eq!(again.get(&first).await.status, StatusCode::FORBIDDEN);
+    let (s, job) = org
+        .send(
+            "POST",
+            &org.path("/backfills"),
+            None,
+            Some(json!({"mode": "open"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    receiver
+        .wait_until(10, "the backfill", |got| got.len() >= 2)
+        .await;
+    let backfilled = receiver.accepted()[1].clone();
+    assert_eq!(backfilled.header("x-flowhook-backfill"), Some("true"));
+    let fresh = task_url(&backfilled.body);
+    assert_ne!(fresh, first);
+    let page = again.get(&fresh).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "the backfilled link works: {}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let r = again
+        .post(
+            &format!("/console/tasks/{task}/act"),
+            &[("action", "agree"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    receiver
+        .wait_until(10, "task.finished", |got| {
+            got.iter().any(|c| c.path == "/finished")
+        })
+        .await;
+    org.instances.push(id);
+    org.app.stop().await;
+}
+
+fn task_url(body: &[u8]) -> String {
+    let params: BTreeMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let task: Value = serde_json::from_str(&params["task"]).unwrap();
+    task["taskUrl"].as_str().unwrap().to_owned()
+}
+
+mod approval_links_in_deliveries {
+    crate::on_both_backends!(super::approval_links_in_deliveries);
+}
+
+/// Every `href` to a console page in `body`.
+fn links(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.find("href=\"") {
+        rest = &rest[at + 6..];
+        let end = rest.find('"').unwrap();
+        let href = rest[..end].replace("&amp;", "&");
+        if href.starts_with("/console") {
+            out.push(href);
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Follows every console link from `start`: no 5xx, no broken link (404), a title everywhere.
+async fn crawl(b: &mut Browser, start: &[String], lang: &str) -> usize {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut queue: VecDeque<(String, String)> = start
+        .iter()
+        .map(|s| (s.clone(), "start".to_owned()))
+        .collect();
+    while let Some((path, from)) = queue.pop_front() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        assert!(seen.len() < 400, "the crawl is bounded");
+        let r = b.get(&path).await;
+        if path.starts_with("/console/lang") {
+            // The language switch: a redirect back, and the crawl stays in its language.
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+            b.cookies.remove("fh_lang");
+            continue;
+        }
+        assert!(
+            r.status.is_success() || r.status == StatusCode::SEE_OTHER,
+            "{lang}: {path} (linked from {from}) answered {}: {}",
+            r.status,
+            r.body
+        );
+        if r.status == StatusCode::SEE_OTHER {
+            let to = r.location().unwrap().to_owned();
+            queue.push_back((to, path.clone()));
+            continue;
+        }
+        if r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+        {
+            let title = r.title().unwrap_or_default();
+            assert!(!title.trim().is_empty(), "{lang}: {path} has no title");
+            assert!(r.body.contains("<h1>"), "{lang}: {path} has no heading");
+            let html_lang = if lang == "zh" {
+                r#"lang="zh-CN""#
+            } else {
+                r#"lang="en""#
+            };
+            assert!(
+                r.body.contains(html_lang),
+                "{lang}: {path} is in its language"
+            );
+            for l in links(&r.body) {
+                queue.push_back((l, path.clone()));
+            }
+        }
+    }
+    seen.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawler_finds_no_broken_page() {
+    crate::helpers::bounded(async {
+        let db = TestDb::sqlite().await;
+        let mut org = Org::setup(&db, "acme").await;
+        let base = format!("http://{}", org.app.addr);
+        // Instances in every state: running, approved (with cc), rejected, returned, deleted.
+        let long = org
+            .start("alice", "leave", "Alice: 5 days", json!({"days": "5"}))
+            .await;
+        org.act(&long, "bob", "agree", json!({"remark": "fine"}))
+            .await;
+        let short = org
+            .start("dave", "leave", "Dave: 2 days", json!({"days": "2"}))
+            .await;
+        org.act(&short, "bob", "agree", json!({})).await;
+        let no = org
+            .start("alice", "purchase", "Chair", json!({"amount": "80"}))
+            .await;
+        org.act(&no, "fin1", "disagree", json!({"remark": "too dear"}))
+            .await;
+        let back = org.start("alice", "purchase", "Desk", json!({})).await;
+        org.act(&back, "fin2", "return", json!({"target": "originator"}))
+            .await;
+        let gone = org.start("dave", "purchase", "Lamp", json!({})).await;
+        let (s, _) = org
+            .send(
+                "DELETE",
+                &org.path(&format!("/instances/{gone}")),
+                Some("admin"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let hr_task = open_task(&org, &long, "hr1").await;
+        let mut total = 0;
+        for lang in ["en", "zh"] {
+            let mut op = Browser::new(&base, lang);
+            op.sign_in(&org.key).await;
+            let mut start: Vec<String> = vec!["/".into(), "/console".into()];
+            for (user, ..) in flowhook::demo::PEOPLE {
+                for list in ["created", "todo", "done", "cc"] {
+                    start.push(format!("/console/tasks?list={list}&user={user}"));
+                }
+            }
+            total += crawl(&mut op, &start, lang).await;
+            let mut hr = Browser::new(&base, lang);
+            let url = link(&org, &hr_task, "hr1", in_a_day()).await;
+            total += crawl(&mut hr, &[url], lang).await;
+            let mut anonymous = Browser::new(&base, lang);
+            total += crawl(&mut anonymous, &["/".into()], lang).await;
+        }
+        assert!(total > 40, "the crawl saw {total} pages");
+        org.app.stop().await;
+    })
+    .await
+}
