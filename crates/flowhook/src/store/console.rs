@@ -168,12 +168,14 @@ impl Store {
     pub async fn set_session_org(&self, id_hash: &str, corp_id: &str) -> Result<(), StoreError> {
         let _gate = write_gate(self).await;
         on_pool!(self, |pool| {
-            sqlx::query("UPDATE console_sessions SET corp_id = $1 WHERE id_hash = $2 AND kind = 'operator' AND key_hash IS NULL")
-                .bind(corp_id)
-                .bind(id_hash)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE console_sessions SET corp_id = $1 WHERE id_hash = $2 AND kind = 'operator'",
+            )
+            .bind(corp_id)
+            .bind(id_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         Ok(())
     }

@@ -552,6 +552,42 @@ async fn security(db: TestDb) {
         }
     }
 
+    // --- the bootstrap key: picks an organisation first ---
+    let mut boot = Browser::new(&base, "en");
+    let r = boot.sign_in(BOOTSTRAP).await;
+    assert_eq!(r.location(), Some("/console/orgs"));
+    assert_eq!(
+        boot.get("/console/tasks").await.location(),
+        Some("/console/orgs")
+    );
+    let picker = boot.get("/console/orgs").await;
+    assert!(
+        picker.body.contains(r#"value="globex""#),
+        "every organisation"
+    );
+    let r = boot.post("/console/orgs", &[("corp", "acme")]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "picking is a form with its token"
+    );
+    let r = boot
+        .post(
+            "/console/orgs",
+            &[("corp", "acme"), ("csrf", &picker.csrf())],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/console/tasks"));
+    let tc = boot.get("/console/tasks?user=alice").await;
+    assert_eq!(tc.status, StatusCode::OK);
+    assert!(tc.body.contains("· acme"), "signed in to acme: {}", tc.body);
+    // An organisation key cannot pick another organisation.
+    let csrf = op.get("/console/tasks").await.csrf();
+    let r = op
+        .post("/console/orgs", &[("corp", "globex"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
     // --- sessions end: sign-out, idle, a revoked key ---
     let csrf = op.get("/console/tasks").await.csrf();
     let old = op.cookies["fh_session"].clone();
