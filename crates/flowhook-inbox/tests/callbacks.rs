@@ -473,7 +473,9 @@ async fn replays_are_recognised_by_their_signed_content(db: TestDb) {
             (k.clone(), v)
         })
         .collect();
-    let replays: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    // (what, body, headers) of each replay.
+    type Replay<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let replays: Vec<Replay> = vec![
         (
             "a new event id and a forged seq",
             form(&params),
