@@ -355,17 +355,32 @@ fn toml_of(config: &Config) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The largest body `verify` reads: a callback is a few KiB, and a file or pipe without end
+/// (`/dev/zero`, a FIFO left open) must fail fast instead of filling memory.
+pub const VERIFY_MAX_BYTES: u64 = 1024 * 1024;
+
 fn read_body(file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    let (source, reader): (String, Box<dyn Read>) = match file {
+        Some(path) if path.as_os_str() != "-" => (
+            path.display().to_string(),
+            Box::new(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+        ),
+        _ => ("standard input".to_owned(), Box::new(std::io::stdin())),
+    };
     let mut body = Vec::new();
-    match file {
-        Some(path) if path.as_os_str() != "-" => {
-            body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
-        }
-        _ => {
-            std::io::stdin()
-                .read_to_end(&mut body)
-                .context("cannot read standard input")?;
-        }
+    // One byte more than allowed tells "exactly the limit" from "larger".
+    reader
+        .take(VERIFY_MAX_BYTES + 1)
+        .read_to_end(&mut body)
+        .with_context(|| format!("cannot read {source}"))?;
+    if body.len() as u64 > VERIFY_MAX_BYTES {
+        anyhow::bail!(
+            "{source} is larger than {} MiB: not a captured callback body",
+            VERIFY_MAX_BYTES / (1024 * 1024)
+        );
     }
     // A captured body often ends with the newline an editor or `echo` added.
     while body.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {

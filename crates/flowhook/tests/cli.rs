@@ -148,6 +148,40 @@ fn verify_says_valid_or_why_not() {
     assert!(String::from_utf8_lossy(&stale.stdout).starts_with("invalid: stale request"));
 }
 
+#[test]
+fn verify_refuses_a_body_without_end() {
+    let dir = tempfile::tempdir().unwrap();
+    // An endless file: read whole, it grew the process past 4 GB. Refused after 1 MiB + 1.
+    assert_fails_with_one_line(
+        run(flowhook(
+            dir.path(),
+            &["verify", "--token", "t", "/dev/zero"],
+        )),
+        "/dev/zero is larger than 1 MiB",
+    );
+    // The same on standard input.
+    let mut cmd = flowhook(dir.path(), &["verify", "--token", "t", "-"]);
+    let out = {
+        let child = cmd
+            .stdin(std::fs::File::open("/dev/zero").unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("flowhook starts");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("flowhook finished within 30 s")
+            .expect("output collected")
+    };
+    assert_fails_with_one_line(out, "standard input is larger than 1 MiB");
+    // Exactly 1 MiB is still read (and judged: not a valid body).
+    std::fs::write(dir.path().join("big.txt"), vec![b'a'; 1024 * 1024]).unwrap();
+    let out = run(flowhook(dir.path(), &["verify", "--token", "t", "big.txt"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("invalid: "));
+}
+
 /// A running `flowhook serve`, its stderr read line by line on a thread.
 struct Server {
     child: Child,
