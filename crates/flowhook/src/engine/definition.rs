@@ -193,6 +193,7 @@ pub fn validate(doc: &Value, roles: &dyn RoleCatalog) -> Result<Definition, Vec<
         problems: Vec::new(),
         ids: HashSet::new(),
         roles,
+        cost: 0,
     };
     let Some(obj) = doc.as_object() else {
         return Err(vec![Problem {
@@ -215,6 +216,17 @@ pub fn validate(doc: &Value, roles: &dyn RoleCatalog) -> Result<Definition, Vec<
         Some(Value::Array(nodes)) if !nodes.is_empty() => v.sequence("$.nodes", nodes),
         _ => v.problem("$.nodes", "required: a non-empty list of nodes"),
     }
+    if v.cost > condition::MAX_DEFINITION_COST {
+        v.problem(
+            "$.nodes",
+            format!(
+                "the route conditions together may take up to {} units of work, more than the {} \
+                 allowed for one definition: use fewer or simpler conditions",
+                v.cost,
+                condition::MAX_DEFINITION_COST
+            ),
+        );
+    }
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
@@ -230,6 +242,8 @@ struct Validator<'r> {
     problems: Vec<Problem>,
     ids: HashSet<String>,
     roles: &'r dyn RoleCatalog,
+    /// The work bound of every route condition so far (see [`condition::estimate`]).
+    cost: u64,
 }
 
 impl Validator<'_> {
@@ -359,11 +373,15 @@ impl Validator<'_> {
                 match b.get("condition") {
                     Some(Value::String(c)) => match condition::check(c) {
                         Err(e) => self.problem(&format!("{bp}.condition"), e),
-                        Ok(condition::Constant(Some(false))) => self.problem(
-                            &format!("{bp}.condition"),
-                            "unreachable: the condition is always false",
-                        ),
-                        Ok(_) => {}
+                        Ok(checked) => {
+                            self.cost = self.cost.saturating_add(checked.cost);
+                            if checked.constant == Some(false) {
+                                self.problem(
+                                    &format!("{bp}.condition"),
+                                    "unreachable: the condition is always false",
+                                )
+                            }
+                        }
                     },
                     _ => self.problem(
                         &format!("{bp}.condition"),
@@ -507,6 +525,28 @@ mod tests {
         );
         assert!(problems[1].message.contains("unknown node type `teleport`"));
         assert!(problems[4].message.contains("default branch"));
+    }
+
+    #[test]
+    fn the_conditions_of_a_definition_are_bounded_together() {
+        let list = format!("[{}]", vec!["1"; 30].join(","));
+        let condition = format!("{list}.all(a, {list}.exists(b, a == b)) && days > 1");
+        let one = condition::check(&condition).unwrap().cost;
+        assert!(one > condition::MAX_COST / 10 && one <= condition::MAX_COST);
+        let doc = |branches: u64| {
+            let mut list: Vec<Value> = (0..branches)
+                .map(|i| serde_json::json!({"name": format!("b{i}"), "condition": condition}))
+                .collect();
+            list.push(serde_json::json!({"name": "else", "default": true}));
+            serde_json::json!({"processCode": "P", "name": "n", "nodes": [
+                {"id": "r", "type": "route", "name": "R", "branches": list}]})
+        };
+        let within = condition::MAX_DEFINITION_COST / one;
+        assert!(validate(&doc(within), &Roles).is_ok());
+        let problems = validate(&doc(within + 1), &Roles).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "$.nodes");
+        assert!(problems[0].message.contains("together"), "{problems:?}");
     }
 
     #[test]

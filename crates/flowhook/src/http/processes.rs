@@ -42,21 +42,30 @@ fn format_of(headers: &HeaderMap) -> Format {
     }
 }
 
+/// Parses and validates a document. Off the async workers: a document may hold many route
+/// conditions, each compiled and measured (bounded, see `engine::condition`), and a large YAML
+/// or JSON body takes its time too; none of it may hold up other requests.
 async fn parse(
     state: &AppState,
     corp_id: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Definition, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| {
-        ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "malformed_body",
-            "the document is not UTF-8",
-        )
-    })?;
     let (_, dir) = state.store.load_directory(corp_id).await?;
-    definition::parse(text, format_of(headers), &dir).map_err(ApiError::InvalidDefinition)
+    let format = format_of(headers);
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "the document is not UTF-8",
+            )
+        })?;
+        definition::parse(text, format, &dir).map_err(ApiError::InvalidDefinition)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("validating a definition: {e}")))?
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -6,6 +6,7 @@ mod console;
 mod crash;
 mod delivery;
 mod helpers;
+mod limits;
 mod operations;
 mod receiver;
 mod secrets;
