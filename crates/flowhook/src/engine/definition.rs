@@ -105,7 +105,8 @@ pub enum Source {
     Role {
         role: String,
     },
-    /// The originator's leader `level` steps up the manager chain (1 = direct manager).
+    /// The originator's leader `level` steps up the manager chain (1 = direct manager, at most
+    /// [`MAX_LEADER_LEVEL`]).
     Leader {
         #[serde(default = "one")]
         level: u32,
@@ -120,6 +121,9 @@ pub enum Source {
 fn one() -> u32 {
     1
 }
+
+/// The highest leader level a definition may ask for (real manager chains are a dozen deep).
+pub const MAX_LEADER_LEVEL: u32 = 20;
 
 /// Multi-approver mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -312,9 +316,11 @@ impl Validator<'_> {
                 Ok(Source::Role { role }) if !self.roles.role_exists(&role) => {
                     self.problem(&format!("{p}.role"), format!("unknown role `{role}`"))
                 }
-                Ok(Source::Leader { level: 0 }) => {
-                    self.problem(&format!("{p}.level"), "levels start at 1")
-                }
+                Ok(Source::Leader { level }) if !(1..=MAX_LEADER_LEVEL).contains(&level) => self
+                    .problem(
+                        &format!("{p}.level"),
+                        format!("levels run from 1 to {MAX_LEADER_LEVEL}, not {level}"),
+                    ),
                 Ok(Source::Users { ids }) if ids.is_empty() => {
                     self.problem(&format!("{p}.ids"), "at least one user id")
                 }
@@ -525,6 +531,23 @@ mod tests {
         );
         assert!(problems[1].message.contains("unknown node type `teleport`"));
         assert!(problems[4].message.contains("default branch"));
+    }
+
+    #[test]
+    fn leader_levels_are_bounded() {
+        let doc = |level: u64| {
+            serde_json::json!({"processCode": "P", "name": "n", "nodes": [
+                {"id": "a", "type": "approval", "name": "A",
+                 "approvers": [{"type": "leader", "level": level}]}]})
+        };
+        assert!(validate(&doc(1), &Roles).is_ok());
+        assert!(validate(&doc(MAX_LEADER_LEVEL as u64), &Roles).is_ok());
+        for level in [0, 21, 100_000_000, u32::MAX as u64] {
+            let problems = validate(&doc(level), &Roles).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "$.nodes[0].approvers[0].level");
+            assert!(problems[0].message.contains("from 1 to 20"), "{problems:?}");
+        }
     }
 
     #[test]

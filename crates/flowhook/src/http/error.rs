@@ -65,6 +65,9 @@ impl From<crate::store::StoreError> for ApiError {
                 "conflict",
                 format!("{what} already exists"),
             ),
+            crate::store::StoreError::Invalid(why) => {
+                ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why)
+            }
             other => ApiError::Internal(other.into()),
         }
     }

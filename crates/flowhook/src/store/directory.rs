@@ -61,6 +61,60 @@ pub struct KeyOwner {
     pub scopes: Vec<String>,
 }
 
+/// Every change to the directory runs this first, in its transaction: the new version tells
+/// the writers their snapshot is stale, and on PostgreSQL the organisation's row lock orders
+/// the organisation's directory changes one after the other (SQLite's `BEGIN IMMEDIATE` does
+/// already), so a check such as the manager chain's reads what the previous change committed,
+/// and two changes never wait for each other's locks in opposite orders.
+const BUMP_DIRECTORY_VERSION: &str =
+    "UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1";
+
+/// The longest manager chain a user may be saved under (real ones are a dozen deep).
+pub const MAX_MANAGER_CHAIN: usize = 1000;
+
+/// The manager chain from `$2` upwards, `$2` first, at most `$3` + 1 long: a cycle already
+/// stored (from before cycles were refused) repeats until that bound.
+const MANAGER_CHAIN: &str = "WITH RECURSIVE chain (user_id, depth) AS ( \
+        SELECT CAST($2 AS TEXT), 0 \
+        UNION ALL \
+        SELECT u.manager_id, c.depth + 1 FROM chain c \
+        JOIN users u ON u.corp_id = $1 AND u.user_id = c.user_id \
+        WHERE u.manager_id IS NOT NULL AND c.depth < $3) \
+    SELECT user_id FROM chain ORDER BY depth";
+
+/// Refuses `user`'s save under the manager chain `chain` (the new manager first) when the
+/// chain comes back to `user`, holds a cycle already, or is too long.
+fn manager_chain_check(user: &str, chain: &[String]) -> Result<(), StoreError> {
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for (i, id) in chain.iter().enumerate() {
+        if id == user {
+            let mut cycle = vec![user];
+            cycle.extend(chain[..=i].iter().map(String::as_str));
+            return Err(StoreError::Invalid(format!(
+                "managerId `{}` would close a cycle in the manager chain: {}",
+                chain[0],
+                cycle.join(" → ")
+            )));
+        }
+        if let Some(first) = seen.insert(id, i) {
+            let cycle: Vec<&str> = chain[first..=i].iter().map(String::as_str).collect();
+            return Err(StoreError::Invalid(format!(
+                "the manager chain above managerId `{}` has a cycle: {}; give one of them \
+                 another manager first",
+                chain[0],
+                cycle.join(" → ")
+            )));
+        }
+    }
+    if chain.len() > MAX_MANAGER_CHAIN {
+        return Err(StoreError::Invalid(format!(
+            "the manager chain above managerId `{}` is longer than {MAX_MANAGER_CHAIN}",
+            chain[0]
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
     pub async fn create_org(&self, corp_id: &str, name: &str) -> Result<Org, StoreError> {
         let now = now_ms();
@@ -358,9 +412,27 @@ impl Store {
         })
     }
 
+    /// Creates or replaces a user. A manager that would close a cycle in the manager chain
+    /// (`alice → bob → alice`, of any length) is refused with [`StoreError::Invalid`] naming it.
     pub async fn put_user(&self, corp_id: &str, p: &Person) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+            // First (see `BUMP_DIRECTORY_VERSION`): two saves cannot each pass the check below
+            // and close a cycle together.
+            sqlx::query(BUMP_DIRECTORY_VERSION)
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(manager) = &p.manager_id {
+                let chain: Vec<Option<String>> = sqlx::query_scalar(MANAGER_CHAIN)
+                    .bind(corp_id)
+                    .bind(manager)
+                    .bind(MAX_MANAGER_CHAIN as i32)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let chain: Vec<String> = chain.into_iter().flatten().collect();
+                manager_chain_check(&p.user_id, &chain)?;
+            }
             sqlx::query(
                 "INSERT INTO users (corp_id, user_id, name, avatar, manager_id, admin) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (corp_id, user_id) DO UPDATE SET name = $3, avatar = $4, manager_id = $5, admin = $6",
@@ -373,10 +445,6 @@ impl Store {
             .bind(p.admin)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
-                .bind(corp_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
         });
         crate::store::settings_changed();
@@ -386,6 +454,10 @@ impl Store {
     pub async fn delete_user(&self, corp_id: &str, user_id: &str) -> Result<bool, StoreError> {
         let n = on_pool!(self, |pool| {
             let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+            sqlx::query(BUMP_DIRECTORY_VERSION)
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
             let n = sqlx::query("DELETE FROM users WHERE corp_id = $1 AND user_id = $2")
                 .bind(corp_id)
                 .bind(user_id)
@@ -395,10 +467,6 @@ impl Store {
             sqlx::query("DELETE FROM role_members WHERE corp_id = $1 AND user_id = $2")
                 .bind(corp_id)
                 .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
-                .bind(corp_id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -418,6 +486,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+            sqlx::query(BUMP_DIRECTORY_VERSION)
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO roles (corp_id, role_id, name) VALUES ($1, $2, $3) \
                  ON CONFLICT (corp_id, role_id) DO UPDATE SET name = $3",
@@ -442,10 +514,6 @@ impl Store {
                     .await
                     .map_err(|e| conflict_on_unique(e, format!("member `{m}` (listed twice)")))?;
             }
-            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
-                .bind(corp_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
         });
         crate::store::settings_changed();
@@ -455,6 +523,10 @@ impl Store {
     pub async fn delete_role(&self, corp_id: &str, role_id: &str) -> Result<bool, StoreError> {
         let n = on_pool!(self, |pool| {
             let mut tx = crate::store::BeginWrite::begin_write(pool).await?;
+            sqlx::query(BUMP_DIRECTORY_VERSION)
+                .bind(corp_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM role_members WHERE corp_id = $1 AND role_id = $2")
                 .bind(corp_id)
                 .bind(role_id)
@@ -466,10 +538,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE organisations SET directory_version = directory_version + 1 WHERE corp_id = $1")
-                .bind(corp_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             n
         });
@@ -544,5 +612,39 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn manager_chains_without_cycles_pass_and_cycles_are_named() {
+        assert!(manager_chain_check("alice", &chain(&["bob", "carol"])).is_ok());
+        let two = manager_chain_check("alice", &chain(&["bob", "alice"])).unwrap_err();
+        assert!(two.to_string().ends_with("alice → bob → alice"), "{two}");
+        let three = manager_chain_check("carol", &chain(&["alice", "bob", "carol"])).unwrap_err();
+        assert!(
+            three.to_string().ends_with("carol → alice → bob → carol"),
+            "{three}"
+        );
+        // A cycle stored before cycles were refused, above the new manager.
+        let old =
+            manager_chain_check("dave", &chain(&["bob", "carol", "eve", "carol"])).unwrap_err();
+        assert!(
+            old.to_string().contains("has a cycle: carol → eve → carol"),
+            "{old}"
+        );
+        let long: Vec<String> = (0..=MAX_MANAGER_CHAIN).map(|i| format!("u{i}")).collect();
+        assert!(manager_chain_check("x", &long)
+            .unwrap_err()
+            .to_string()
+            .contains("longer than 1000"));
+        assert!(manager_chain_check("x", &long[..MAX_MANAGER_CHAIN]).is_ok());
     }
 }

@@ -237,6 +237,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The change would break a rule of the stored data (e.g. a cycle of managers): the
+    /// caller's mistake, said in words the caller understands.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Turns a unique violation into [`StoreError::Conflict`] naming `what`.
