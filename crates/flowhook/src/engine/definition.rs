@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::condition;
+use super::limits;
 
 /// A validated process definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,16 +206,31 @@ pub fn validate(doc: &Value, roles: &dyn RoleCatalog) -> Result<Definition, Vec<
             message: "a definition is an object".into(),
         }]);
     };
+    // PostgreSQL cannot store a NUL anywhere in the document: one problem, before the rest
+    // (whose checks would report the same character again).
+    if let Some(path) = limits::nul_in(doc, "$") {
+        return Err(vec![Problem {
+            path,
+            message: "contains a NUL character (U+0000), which cannot be stored".into(),
+        }]);
+    }
     for key in obj.keys() {
         if !["processCode", "name", "formUuid", "nodes"].contains(&key.as_str()) {
             v.problem(&format!("$.{key}"), "unknown field");
         }
     }
-    for field in ["processCode", "name"] {
-        match obj.get(field) {
-            Some(Value::String(s)) if !s.trim().is_empty() => {}
-            _ => v.problem(&format!("$.{field}"), "required: a non-empty string"),
-        }
+    match obj.get("processCode") {
+        Some(Value::String(s)) => v.check("$.processCode", limits::id(s)),
+        _ => v.problem("$.processCode", "required: a non-empty string"),
+    }
+    match obj.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => v.name("$.name", s),
+        _ => v.problem("$.name", "required: a non-empty string"),
+    }
+    match obj.get("formUuid") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => v.check("$.formUuid", limits::id(s)),
+        Some(_) => v.problem("$.formUuid", "a string"),
     }
     match obj.get("nodes") {
         Some(Value::Array(nodes)) if !nodes.is_empty() => v.sequence("$.nodes", nodes),
@@ -258,6 +274,17 @@ impl Validator<'_> {
         });
     }
 
+    /// Records `result`'s problem, if any, at `path`.
+    fn check(&mut self, path: &str, result: Result<(), String>) {
+        if let Err(e) = result {
+            self.problem(path, e);
+        }
+    }
+
+    fn name(&mut self, path: &str, name: &str) {
+        self.check(path, limits::line(name, limits::NAME_MAX_CHARS));
+    }
+
     fn sequence(&mut self, path: &str, nodes: &[Value]) {
         for (i, node) in nodes.iter().enumerate() {
             self.node(&format!("{path}[{i}]"), node);
@@ -268,9 +295,14 @@ impl Validator<'_> {
         let Some(obj) = node.as_object() else {
             return self.problem(path, "a node is an object");
         };
+        if let Some(name) = obj.get("name").and_then(Value::as_str) {
+            self.name(&format!("{path}.name"), name);
+        }
         match obj.get("id").and_then(Value::as_str) {
             Some(id) if !id.is_empty() => {
-                if id == super::machine::ORIGINATOR_NODE {
+                if let Err(e) = limits::id(id) {
+                    self.problem(&format!("{path}.id"), e);
+                } else if id == super::machine::ORIGINATOR_NODE {
                     self.problem(&format!("{path}.id"), "`originator` is reserved");
                 } else if !self.ids.insert(id.to_owned()) {
                     self.problem(&format!("{path}.id"), format!("duplicate node id `{id}`"));
@@ -313,6 +345,17 @@ impl Validator<'_> {
             let p = format!("{path}[{i}]");
             match serde_json::from_value::<Source>(s.clone()) {
                 Err(e) => self.problem(&p, e.to_string()),
+                Ok(Source::Role { role }) if limits::id(&role).is_err() => {
+                    self.check(&format!("{p}.role"), limits::id(&role))
+                }
+                Ok(Source::Users { ids }) if ids.iter().any(|u| limits::id(u).is_err()) => {
+                    for (j, u) in ids.iter().enumerate() {
+                        self.check(&format!("{p}.ids[{j}]"), limits::id(u));
+                    }
+                }
+                Ok(Source::FormField { field }) if limits::form_key(&field).is_err() => {
+                    self.check(&format!("{p}.field"), limits::form_key(&field))
+                }
                 Ok(Source::Role { role }) if !self.roles.role_exists(&role) => {
                     self.problem(&format!("{p}.role"), format!("unknown role `{role}`"))
                 }
@@ -343,8 +386,9 @@ impl Validator<'_> {
     }
 
     fn branch_nodes(&mut self, path: &str, branch: &Value) {
-        if !branch.get("name").is_some_and(Value::is_string) {
-            self.problem(&format!("{path}.name"), "required: a string");
+        match branch.get("name").and_then(Value::as_str) {
+            Some(name) => self.name(&format!("{path}.name"), name),
+            None => self.problem(&format!("{path}.name"), "required: a string"),
         }
         match branch.get("nodes") {
             None => {}
@@ -531,6 +575,50 @@ mod tests {
         );
         assert!(problems[1].message.contains("unknown node type `teleport`"));
         assert!(problems[4].message.contains("default branch"));
+    }
+
+    #[test]
+    fn ids_names_and_nuls_are_checked_with_their_path() {
+        let doc = serde_json::json!({
+            "processCode": "p".repeat(129), "name": "n\u{1b}[31m", "formUuid": "FORM 1",
+            "nodes": [
+                {"id": "a b", "type": "approval", "name": "A\nB",
+                 "approvers": [{"type": "users", "ids": ["ok", "no/slash"]},
+                               {"type": "role", "role": "hr\r\n"},
+                               {"type": "formField", "field": ""}]},
+                {"id": "r", "type": "route", "name": "R", "branches": [
+                    {"name": "x".repeat(201), "condition": "true"},
+                    {"name": "else", "default": true}]}
+            ]
+        });
+        let problems = validate(&doc, &Roles).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.processCode",
+                "$.name",
+                "$.formUuid",
+                "$.nodes[0].name",
+                "$.nodes[0].id",
+                "$.nodes[0].approvers[0].ids[1]",
+                "$.nodes[0].approvers[1].role",
+                "$.nodes[0].approvers[2].field",
+                "$.nodes[1].branches[0].name",
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[0].message.contains("129 characters long"));
+        assert!(problems[1].message.contains("U+001B"));
+        // A NUL anywhere: one problem, where it is.
+        let doc = serde_json::json!({"processCode": "P", "name": "n", "nodes": [
+            {"id": "a", "type": "approval", "name": "A", "approvers": [{"type": "originator"}]},
+            {"id": "r", "type": "route", "name": "R", "branches": [
+                {"name": "c", "condition": "kind == 'a\u{0}'"}, {"name": "d", "default": true}]}]});
+        let problems = validate(&doc, &Roles).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "$.nodes[1].branches[0].condition");
+        assert!(problems[0].message.contains("NUL"));
     }
 
     #[test]

@@ -161,19 +161,19 @@ impl FromRequestParts<AppState> for ActingUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        parts
+        let user = parts
             .headers
             .get(USER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
             .filter(|v| !v.is_empty())
-            .map(|v| ActingUser(v.to_owned()))
             .ok_or_else(|| {
                 ApiError::client(
                     StatusCode::BAD_REQUEST,
                     "missing_user",
                     "name the acting user in the `X-Flowhook-User` header",
                 )
-            })
+            })?;
+        super::validate::id("X-Flowhook-User", &user)?;
+        Ok(ActingUser(user))
     }
 }

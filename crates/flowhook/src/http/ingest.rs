@@ -132,16 +132,11 @@ pub async fn ingest(
             ));
         }
     }
-    if body.process_instance_id.trim().is_empty()
-        || body
-            .event_id
-            .as_deref()
-            .is_some_and(|e| e.is_empty() || e.len() > 128)
-    {
-        return Err(invalid(
-            "processInstanceId must be non-empty; eventId 1 to 128 characters",
-        ));
-    }
+    // Ids key the lane, the `seq` counter and the idempotency of the call, and the event id
+    // travels in a header: an id with CR/LF, a NUL or an escape poisoned its lane for 3 days.
+    super::validate::id("processInstanceId", &body.process_instance_id)?;
+    super::validate::opt_id("processCode", body.process_code.as_deref())?;
+    super::validate::opt_id("eventId", body.event_id.as_deref())?;
     let process_code = body.process_code.clone().or_else(|| match &event {
         TaskEvent::Created(t) => t.process_code.clone(),
         TaskEvent::Cc(c) => c.record.process_code.clone(),

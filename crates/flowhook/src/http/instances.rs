@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{ActingUser, Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::validate;
 use super::AppState;
 use crate::engine::machine::{Command, Instance, Status, TaskStatus};
 use crate::store::taskcenter::{decode_cursor, Filter, Page};
@@ -180,6 +181,9 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<CommandResult>), ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     super::orgs::require_org(&state, &corp_id).await?;
+    validate::id("processCode", &body.process_code)?;
+    validate::line("title", &body.title, crate::engine::limits::TITLE_MAX_CHARS)?;
+    validate::form("formData", &body.form_data)?;
     if body.title.trim().is_empty() {
         return Err(ApiError::client(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -94,6 +94,7 @@ pub async fn create_connector(
 ) -> Result<(StatusCode, Json<Connector>), ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     require_org(&state, &corp_id).await?;
+    super::validate::connector(&input)?;
     input.validate().map_err(invalid)?;
     Ok((
         StatusCode::CREATED,
@@ -153,6 +154,7 @@ pub async fn put_connector(
         .pop()
         .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))?;
     let input = update.resolve(&stored).map_err(invalid)?;
+    super::validate::connector(&input)?;
     state
         .store
         .update_connector(&corp_id, &id, &input)
@@ -349,6 +351,7 @@ async fn check_action(
     corp_id: &str,
     input: &ActionInput,
 ) -> Result<(), ApiError> {
+    super::validate::action(input)?;
     if input.method != "POST" {
         return Err(invalid("only POST actions are supported, as Yida's"));
     }
@@ -478,6 +481,7 @@ pub async fn put_strategy(
 ) -> Result<Json<SavedStrategy>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     require_org(&state, &corp_id).await?;
+    super::validate::strategy(&strategy)?;
     let webhook_secret = state
         .store
         .put_strategy(&corp_id, &strategy)

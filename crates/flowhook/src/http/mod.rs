@@ -15,6 +15,7 @@ pub mod orgs;
 pub mod people;
 pub mod processes;
 pub mod tasks;
+pub mod validate;
 
 use std::time::Instant;
 
@@ -149,6 +150,8 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(tasks::router())
         .merge(integration::router())
         .merge(ingest::router())
+        // Every route: path parameters are ids, no query parameter holds a NUL.
+        .route_layer(middleware::from_fn(validate::check_path_and_query))
         .fallback(|| async { error::ApiError::not_found("no such resource") })
         // Layers run outside-in from the last added: tracing, metrics (final status), JSON
         // errors (so the limits' own 413 is JSON too), then the body limits.

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::auth::{hash_key, new_key, Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::validate;
 use super::AppState;
 use crate::store::directory::{ApiKey, App, Org};
 use crate::store::now_ms;
@@ -48,23 +49,6 @@ pub struct NewOrg {
     pub name: String,
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::client(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("{what} must be 1 to 64 of A-Z a-z 0-9 _ - ."),
-        ))
-    }
-}
-
 /// Create an organisation (bootstrap admin key only).
 #[utoipa::path(post, path = "/api/v1/orgs", tag = "organisations", request_body = NewOrg,
     responses((status = 201, body = Org), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
@@ -80,7 +64,8 @@ pub async fn create_org(
             "only the bootstrap admin key creates organisations",
         ));
     }
-    check_id("corpId", &body.corp_id)?;
+    validate::id("corpId", &body.corp_id)?;
+    validate::name("name", &body.name)?;
     let org = state.store.create_org(&body.corp_id, &body.name).await?;
     Ok((StatusCode::CREATED, Json(org)))
 }
@@ -155,6 +140,8 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
+    validate::name("name", &body.name)?;
+    validate::ids("scopes", body.scopes.iter())?;
     if body.scopes.is_empty() {
         return Err(ApiError::client(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -250,7 +237,8 @@ pub async fn create_app(
             &uuid::Uuid::new_v4().simple().to_string()[..20].to_uppercase()
         )
     });
-    check_id("appType", &app_type)?;
+    validate::id("appType", &app_type)?;
+    validate::name("name", &body.name)?;
     let app = state
         .store
         .create_app(&corp_id, &app_type, &body.name, &new_token())

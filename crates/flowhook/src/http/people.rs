@@ -11,6 +11,7 @@ use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::orgs::require_org;
+use super::validate;
 use super::AppState;
 use crate::engine::resolve::Person;
 
@@ -73,6 +74,9 @@ pub async fn put_user(
 ) -> Result<Json<User>, ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
+    validate::name("name", &body.name)?;
+    validate::line("avatar", &body.avatar, crate::engine::limits::URL_MAX_CHARS)?;
+    validate::opt_id("managerId", body.manager_id.as_deref())?;
     if body.manager_id.as_deref() == Some(user_id.as_str()) {
         return Err(ApiError::client(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -165,6 +169,8 @@ pub async fn put_role(
 ) -> Result<Json<Role>, ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
+    validate::name("name", &body.name)?;
+    validate::ids("members", body.members.iter())?;
     let (_, dir) = state.store.load_directory(&corp_id).await?;
     if let Some(unknown) = body.members.iter().find(|m| !dir.people.contains_key(*m)) {
         return Err(ApiError::client(

@@ -89,6 +89,7 @@ pub async fn put_definition(
 ) -> Result<(StatusCode, Json<StoredDefinition>), ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
+    super::validate::id("appType", &params.app_type)?;
     let def = parse(&state, &corp_id, &headers, &body).await?;
     if def.process_code != process_code {
         return Err(ApiError::client(

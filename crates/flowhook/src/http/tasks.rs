@@ -87,7 +87,14 @@ pub async fn act(
     body: Bytes,
 ) -> Result<Json<CommandResult>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
+    super::validate::nul_in_json(&body)?;
     let b: ActBody = optional_json(&body)?;
+    if let Some(remark) = &b.remark {
+        super::validate::text("remark", remark)?;
+    }
+    super::validate::opt_id("to", b.to.as_deref())?;
+    super::validate::ids("users", b.users.iter())?;
+    super::validate::opt_id("target", b.target.as_deref())?;
     let command = match action.as_str() {
         "agree" => Command::Agree {
             task_id: task_id.clone(),

@@ -195,3 +195,327 @@ async fn manager_cycles_are_refused_and_old_ones_end_the_chain(db: TestDb) {
     );
     org.app.stop().await;
 }
+
+mod what_postgres_cannot_store_is_refused_on_both_naming_the_field {
+    crate::on_both_backends!(super::what_postgres_cannot_store_is_refused_on_both_naming_the_field);
+}
+
+/// PostgreSQL answered 500 where SQLite stored: a NUL in 16 string fields, a 3,000-character
+/// user id (`index row size … exceeds btree maximum`), 9 KB instance ids; an ingest `eventId`
+/// with CR/LF/NUL/ESC poisoned its lane. Now both answer 422 naming the field.
+async fn what_postgres_cannot_store_is_refused_on_both_naming_the_field(db: TestDb) {
+    let mut org = Org::setup(&db, "acme").await;
+    let buy = org.start("alice", "purchase", "laptop", json!({})).await;
+    let fin1 = org.task(&buy, "fin1").await;
+    let (s, connector) = org
+        .send(
+            "POST",
+            &org.path("/connectors"),
+            None,
+            Some(json!({"name": "c", "baseUrl": "http://127.0.0.1:9"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{connector}");
+    let connector = connector["id"].as_str().unwrap().to_owned();
+    let users_before = org.send("GET", &org.path("/users"), None, None).await.1;
+    let nul = "a\u{0}b";
+    let long_id = "u".repeat(3000);
+    let finished = |instance: &str, event_id: &str| {
+        json!({"type": "task.finished", "processInstanceId": instance, "eventId": event_id,
+               "payload": {"appType": "APP_ACME", "corpId": "acme", "taskId": "t1",
+                           "actualWorkId": "alice", "formInstId": "f1"}})
+    };
+    // (method, path, acting user, body, the field the message names)
+    let cases: Vec<(&str, String, Option<&str>, Value, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/orgs".into(),
+            None,
+            json!({"corpId": nul, "name": "n"}),
+            "`corpId`",
+        ),
+        (
+            "POST",
+            "/api/v1/orgs".into(),
+            None,
+            json!({"corpId": "x", "name": nul}),
+            "`name`",
+        ),
+        (
+            "POST",
+            "/api/v1/orgs".into(),
+            None,
+            json!({"corpId": long_id, "name": "n"}),
+            "`corpId` is 3000 characters long",
+        ),
+        (
+            "POST",
+            org.path("/api-keys"),
+            None,
+            json!({"name": nul, "scopes": ["admin"]}),
+            "`name`",
+        ),
+        (
+            "POST",
+            org.path("/apps"),
+            None,
+            json!({"appType": nul, "name": "n"}),
+            "`appType`",
+        ),
+        (
+            "POST",
+            org.path("/apps"),
+            None,
+            json!({"name": nul}),
+            "`name`",
+        ),
+        (
+            "PUT",
+            org.path(&format!("/users/{long_id}")),
+            None,
+            json!({"name": "n"}),
+            "`path parameter userId` is 3000 characters long",
+        ),
+        (
+            "PUT",
+            org.path("/users/a%00b"),
+            None,
+            json!({"name": "n"}),
+            "`path parameter userId` contains U+0000",
+        ),
+        (
+            "PUT",
+            org.path("/users/zed"),
+            None,
+            json!({"name": nul}),
+            "`name`",
+        ),
+        (
+            "PUT",
+            org.path("/users/zed"),
+            None,
+            json!({"name": "z", "avatar": nul}),
+            "`avatar`",
+        ),
+        (
+            "PUT",
+            org.path("/users/zed"),
+            None,
+            json!({"name": "z", "managerId": nul}),
+            "`managerId`",
+        ),
+        (
+            "PUT",
+            org.path("/users/zed"),
+            None,
+            json!({"name": "z", "managerId": long_id}),
+            "`managerId` is 3000 characters long",
+        ),
+        (
+            "PUT",
+            org.path("/roles/r"),
+            None,
+            json!({"name": nul, "members": []}),
+            "`name`",
+        ),
+        (
+            "PUT",
+            org.path("/roles/r"),
+            None,
+            json!({"name": "r", "members": [nul]}),
+            "`members[0]`",
+        ),
+        (
+            "POST",
+            org.path("/instances"),
+            Some("alice"),
+            json!({"processCode": "purchase", "title": nul}),
+            "`title`",
+        ),
+        (
+            "POST",
+            org.path("/instances"),
+            Some("alice"),
+            json!({"processCode": "purchase", "title": "t", "formData": {"item": nul}}),
+            "`formData.item`",
+        ),
+        (
+            "POST",
+            org.path("/instances"),
+            Some("alice"),
+            json!({"processCode": "purchase", "title": "t", "formData": {"it\nem": "x"}}),
+            "`formData.it\\nem` the name contains the control character U+000A",
+        ),
+        (
+            "POST",
+            org.path("/instances"),
+            Some("alice"),
+            json!({"processCode": nul, "title": "t"}),
+            "`processCode`",
+        ),
+        (
+            "POST",
+            org.path(&format!("/tasks/{fin1}/agree")),
+            Some("fin1"),
+            json!({"remark": nul}),
+            "`remark`",
+        ),
+        (
+            "POST",
+            org.path(&format!("/tasks/{fin1}/agree")),
+            Some("fin1"),
+            json!({"remark": "ok\u{1b}[2J"}),
+            "`remark` contains the control character U+001B",
+        ),
+        (
+            "POST",
+            org.path(&format!("/tasks/{fin1}/forward")),
+            Some("fin1"),
+            json!({"to": long_id}),
+            "`to`",
+        ),
+        (
+            "POST",
+            org.path("/connectors"),
+            None,
+            json!({"name": nul, "baseUrl": "http://127.0.0.1:9"}),
+            "`name`",
+        ),
+        (
+            "POST",
+            org.path("/connectors"),
+            None,
+            json!({"name": "c", "baseUrl": "http://127.0.0.1:9/\u{0}"}),
+            "`baseUrl`",
+        ),
+        (
+            "POST",
+            org.path("/connectors"),
+            None,
+            json!({"name": "c", "baseUrl": "http://127.0.0.1:9",
+                   "auth": {"type": "bearer", "token": "t\r\nX-Evil: 1"}}),
+            "`auth.token`",
+        ),
+        (
+            "POST",
+            org.path("/actions"),
+            None,
+            json!({"connectorId": connector, "name": nul, "path": "/x"}),
+            "`name`",
+        ),
+        (
+            "POST",
+            org.path("/actions"),
+            None,
+            json!({"connectorId": connector, "name": "a", "path": "/x\u{0}"}),
+            "`path`",
+        ),
+        (
+            "PUT",
+            org.path("/sync-strategy"),
+            None,
+            json!({"appTypes": [nul]}),
+            "`appTypes[0]`",
+        ),
+        (
+            "PUT",
+            org.path("/sync-strategy"),
+            None,
+            json!({"actions": {"created": long_id}}),
+            "`actions.created`",
+        ),
+        (
+            "PUT",
+            org.path(&format!("/processes/purchase?appType={}", "A%00")),
+            None,
+            flowhook::demo::purchase_document(),
+            "`query parameter appType`",
+        ),
+        (
+            "POST",
+            "/api/v1/apps/APP_ACME/events".into(),
+            None,
+            finished(&"i".repeat(9 * 1024), "e1"),
+            "`processInstanceId` is 9216 characters long",
+        ),
+        (
+            "POST",
+            "/api/v1/apps/APP_ACME/events".into(),
+            None,
+            finished("i-1", "e\r\n1"),
+            "`eventId` contains U+000D",
+        ),
+        (
+            "POST",
+            "/api/v1/apps/APP_ACME/events".into(),
+            None,
+            finished("i-1", nul),
+            "`eventId`",
+        ),
+        (
+            "POST",
+            "/api/v1/apps/APP_ACME/events".into(),
+            None,
+            finished("i-1", "e\u{1b}1"),
+            "`eventId` contains U+001B",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, user, body, field) in cases {
+        // Organisations are created with the bootstrap key.
+        let key = if path == "/api/v1/orgs" {
+            std::mem::replace(&mut org.key, crate::task_center::BOOTSTRAP.into())
+        } else {
+            org.key.clone()
+        };
+        let (s, r) = org.send(method, &path, user, Some(body)).await;
+        org.key = key;
+        let named = r["message"].as_str().is_some_and(|m| m.starts_with(field));
+        if (s, r["code"].as_str(), named)
+            != (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid"), true)
+        {
+            let path: String = path.chars().take(80).collect();
+            wrong.push(format!("{method} {path} ({field}): {s} {r}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // A NUL in a definition: its path among the problems.
+    let mut doc = flowhook::demo::purchase_document();
+    doc["nodes"][0]["name"] = json!(nul);
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/processes/purchase?appType=APP_ACME"),
+            None,
+            Some(doc),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["problems"][0]["path"], "$.nodes[0].name", "{r}");
+    // Nothing was stored.
+    assert_eq!(
+        org.send("GET", &org.path("/users"), None, None).await.1,
+        users_before
+    );
+    let (_, deliveries) = org
+        .send("GET", &org.path("/deliveries?status=pending"), None, None)
+        .await;
+    assert!(
+        deliveries["items"].as_array().unwrap().is_empty(),
+        "{deliveries}"
+    );
+    // Ordinary ids of Yida and of other engines pass.
+    let (s, r) = org
+        .send(
+            "POST",
+            "/api/v1/apps/APP_ACME/events",
+            None,
+            Some(finished(
+                "65ab8549-aa06-486a-b5b7-8abe845303a5",
+                "evt:flowable@42",
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    org.app.stop().await;
+}

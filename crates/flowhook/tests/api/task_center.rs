@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{TestApp, TestDb};
 
-const BOOTSTRAP: &str = "test-bootstrap-key-0123456789";
+pub(crate) const BOOTSTRAP: &str = "test-bootstrap-key-0123456789";
 
 /// One organisation's credentials, to switch an [`Org`] handle between organisations.
 #[derive(Clone, Debug)]
