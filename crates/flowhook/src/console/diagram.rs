@@ -418,4 +418,29 @@ mod tests {
         assert!(svg(&def, Some(&inst), Lang::En, "d")
             .contains(r#"<g class="terminal done"><title>End"#));
     }
+    #[test]
+    fn parallel_lanes_side_by_side() {
+        let def: Definition = serde_json::from_value(serde_json::json!({
+            "processCode": "p", "name": "Parallel",
+            "nodes": [{"id": "both", "type": "parallel", "name": "Both teams", "branches": [
+                {"name": "Finance", "nodes": [{"id": "f", "type": "approval", "name": "Finance check",
+                    "approvers": [{"type": "originator"}]}]},
+                {"name": "Legal", "nodes": [{"id": "l", "type": "operator", "name": "Legal check",
+                    "approvers": [{"type": "originator"}]}]}]}]
+        }))
+        .unwrap();
+        let svg = svg(&def, None, Lang::En, "p");
+        assert!(svg.contains(r#"class="split pending parallel""#), "{svg}");
+        let x = |name: &str| {
+            let at = svg.find(&format!("<title>{name}")).unwrap();
+            let rect = &svg[at..];
+            let x = &rect[rect.find(r#"x=""#).unwrap() + 3..];
+            x[..x.find('"').unwrap()].parse::<i32>().unwrap()
+        };
+        assert!(
+            x("Finance check") + 176 <= x("Legal check"),
+            "two lanes, side by side"
+        );
+        assert!(svg.contains("Handler"), "an operator node says so");
+    }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Browser {
     base: String,
     pub(crate) cookies: BTreeMap<String, String>,
     lang: &'static str,
+    /// A header sent with every request (an authenticating proxy's).
+    pub(crate) header: Option<(String, String)>,
 }
 
 pub(crate) struct Page {
@@ -70,6 +72,7 @@ impl Browser {
             base: base.trim_end_matches('/').to_owned(),
             cookies: BTreeMap::new(),
             lang,
+            header: None,
         }
     }
 
@@ -92,6 +95,10 @@ impl Browser {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let req = match &self.header {
+            Some((k, v)) => req.header(k, v),
+            None => req,
+        };
         let resp = req
             .header("cookie", cookie.join("; "))
             .header("accept-language", self.lang)
@@ -940,6 +947,89 @@ async fn the_crawler_finds_no_broken_page() {
             total += crawl(&mut anonymous, &["/".into()], lang).await;
         }
         assert!(total > 40, "the crawl saw {total} pages");
+        org.app.stop().await;
+    })
+    .await
+}
+
+/// Single sign-on: with `console_trusted_user_header` set, the header names the user (their
+/// lists, all their tasks); without the header, nobody; unset (the default), it is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_by_the_trusted_header() {
+    crate::helpers::bounded(async {
+        let db = TestDb::sqlite().await;
+        let mut org = Org::setup_with(&db, "acme", |c| {
+            c.console_trusted_user_header = Some("X-Forwarded-User".into());
+            c.console_trusted_user_org = Some("acme".into());
+        })
+        .await;
+        let base = format!("http://{}", org.app.addr);
+        let one = org
+            .start("alice", "leave", "Alice: 2 days", json!({"days": "2"}))
+            .await;
+        let two = org
+            .start("dave", "leave", "Dave: 1 day", json!({"days": "1"}))
+            .await;
+        let (t1, t2) = (
+            open_task(&org, &one, "bob").await,
+            open_task(&org, &two, "bob").await,
+        );
+        let mut bob = Browser::new(&base, "en");
+        bob.header = Some(("X-Forwarded-User".into(), "bob".into()));
+        let lists = bob.get("/console/tasks?list=todo&user=carol").await;
+        assert_eq!(
+            lists.status,
+            StatusCode::OK,
+            "{:?} {}",
+            lists.location(),
+            lists.body
+        );
+        assert!(
+            lists.body.contains("Alice: 2 days") && lists.body.contains("Dave: 1 day"),
+            "bob's own list, whatever user= says"
+        );
+        assert!(
+            bob.cookies.contains_key("fh_session"),
+            "a session of its own, for its CSRF token"
+        );
+        for t in [&t1, &t2] {
+            let page = bob.get(&format!("/console/tasks/{t}")).await;
+            assert!(
+                page.body.contains(r#"value="agree""#),
+                "every one of bob's tasks"
+            );
+            let r = bob
+                .post(
+                    &format!("/console/tasks/{t}/act"),
+                    &[("action", "agree"), ("csrf", &page.csrf())],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+            assert_eq!(task_status(&org, t).await, "finished");
+        }
+        // Another user named: another session, and bob's instances are not theirs to see.
+        let three = org
+            .start("alice", "leave", "Alice: 3 days", json!({"days": "3"}))
+            .await;
+        bob.header = Some(("X-Forwarded-User".into(), "hr1".into()));
+        assert_eq!(
+            bob.get(&format!("/console/instances/{three}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        // The proxy no longer vouches: the session is over.
+        bob.header = None;
+        let r = bob.get("/console/tasks").await;
+        assert_eq!(r.location(), Some("/console/sign-in"));
+        org.app.stop().await;
+
+        // Off by default: the header means nothing.
+        let db = TestDb::sqlite().await;
+        let org = Org::setup(&db, "acme").await;
+        let mut anyone = Browser::new(&format!("http://{}", org.app.addr), "en");
+        anyone.header = Some(("X-Forwarded-User".into(), "bob".into()));
+        let r = anyone.get("/console/tasks").await;
+        assert_eq!(r.location(), Some("/console/sign-in"));
+        assert!(!anyone.cookies.contains_key("fh_session"));
         org.app.stop().await;
     })
     .await
