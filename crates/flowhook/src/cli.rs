@@ -338,6 +338,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if config.admin_key.is_some() {
                         config.admin_key = Some("***".into());
                     }
+                    config.egress_proxy = config.egress_proxy.as_deref().map(redact_url);
                     print!("{}", toml_of(&config)?);
                 }
             }

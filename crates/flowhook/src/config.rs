@@ -74,6 +74,9 @@ pub struct Config {
     pub egress_deny_private: bool,
     pub egress_allow: Vec<String>,
     pub egress_deny: Vec<String>,
+    /// The proxy deliveries go through (may hold credentials: never logged or shown in full).
+    #[serde(default)]
+    pub egress_proxy: Option<String>,
     pub attempt_body_retention_days: u64,
     /// How long an approval link (`taskUrl`) works, counted from the attempt that sent it.
     pub console_link_valid_days: u64,
@@ -179,6 +182,11 @@ impl Config {
         ) {
             return invalid("egress_allow/egress_deny", why);
         }
+        if let Err(why) = crate::delivery::egress::EgressPolicy::default()
+            .with_proxy(self.egress_proxy.as_deref())
+        {
+            return invalid("egress_proxy", why);
+        }
         if self.retry_schedule_ms.is_empty() {
             return invalid("retry_schedule_ms", "needs at least one delay".into());
         }
@@ -260,6 +268,7 @@ impl Config {
                 &self.egress_deny,
                 self.egress_deny_private,
             )
+            .and_then(|p| p.with_proxy(self.egress_proxy.as_deref()))
             .expect("validated"),
             task_links: None,
         }

@@ -191,9 +191,16 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Server::start`] with these environment variables set for the server alone.
+    fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--log-format", "json"];
         args.extend_from_slice(extra);
-        let mut child = flowhook(dir, &args)
+        let mut cmd = flowhook(dir, &args);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -389,4 +396,177 @@ fn flags_beat_environment_beats_file() {
     assert!(shown.contains("listen = \"127.0.0.1:7003\""), "{shown}");
     assert!(shown.contains("log_level = \"debug\""), "{shown}");
     assert!(shown.contains("body_limit_bytes = 2048"), "{shown}");
+}
+
+/// A listener on 127.0.0.1 that counts connections and answers each `200` (a proxy would).
+async fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (port, count)
+}
+
+/// With `HTTP_PROXY` (and its kin) in the server's environment and `egress_deny_private` on, a
+/// connector to `localhost` is refused — by test fire and by the dispatcher — and nothing goes
+/// through the proxy: deliveries never use a proxy they were not configured with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_in_the_environment_is_never_used() {
+    const KEY: &str = "cli-bootstrap-key-0123456789";
+    let (proxy_port, proxied) = counting_listener().await;
+    let (receiver_port, received) = counting_listener().await;
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| (*k, proxy.as_str()))
+    .collect();
+    env.extend([
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+        ("FLOWHOOK_ADMIN_KEY", KEY),
+        ("FLOWHOOK_EGRESS_DENY_PRIVATE", "true"),
+        ("FLOWHOOK_DELIVERY_POLL_MS", "50"),
+    ]);
+    let mut server = Server::start_with_env(dir.path(), &[], &env);
+    let addr = server.wait_for("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // This process's own client must not take the proxy either.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = |method: reqwest::Method, path: &str, key: &str, body: serde_json::Value| {
+        let req = client
+            .request(method, format!("http://{addr}/api/v1{path}"))
+            .bearer_auth(key)
+            .json(&body);
+        let path = path.to_owned();
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            assert!(status < 300, "{path}: {status} {v}");
+            v
+        }
+    };
+    use reqwest::Method;
+    use serde_json::json;
+    call(
+        Method::POST,
+        "/orgs",
+        KEY,
+        json!({"corpId": "acme", "name": "acme"}),
+    )
+    .await;
+    let key = call(
+        Method::POST,
+        "/orgs/acme/api-keys",
+        KEY,
+        json!({"name": "t", "scopes": ["admin"]}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        Method::POST,
+        "/orgs/acme/apps",
+        &key,
+        json!({"appType": "APP_ACME", "name": "a"}),
+    )
+    .await;
+    let con = call(
+        Method::POST,
+        "/orgs/acme/connectors",
+        &key,
+        json!({"name": "local", "baseUrl": format!("http://localhost:{receiver_port}/cb")}),
+    )
+    .await;
+    let action = call(
+        Method::POST,
+        "/orgs/acme/actions",
+        &key,
+        json!({"connectorId": con["id"], "name": "created", "path": "/created"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let fired = call(
+        Method::POST,
+        &format!("/orgs/acme/actions/{action}/test"),
+        &key,
+        json!({"events": ["task.created"]}),
+    )
+    .await;
+    assert_eq!(fired[0]["errorKind"], "egress", "{fired}");
+
+    call(
+        Method::PUT,
+        "/orgs/acme/sync-strategy",
+        &key,
+        json!({"actions": {"created": action}}),
+    )
+    .await;
+    call(
+        Method::POST,
+        "/apps/APP_ACME/events",
+        &key,
+        json!({"type": "task.created", "processInstanceId": "ext-1", "eventId": "ext-e1", "payload": {
+            "appType": "APP_ACME", "corpId": "acme", "taskId": "t1", "title": "T", "actionerId": "bob",
+            "processCode": "p", "dataMap": {}}}),
+    )
+    .await;
+    let mut attempt = serde_json::Value::Null;
+    for _ in 0..500 {
+        let page = call(Method::GET, "/orgs/acme/deliveries", &key, json!(null)).await;
+        if let Some(id) = page["items"][0]["id"].as_str() {
+            let detail = call(
+                Method::GET,
+                &format!("/orgs/acme/deliveries/{id}"),
+                &key,
+                json!(null),
+            )
+            .await;
+            if !detail["attempts"][0].is_null() {
+                attempt = detail["attempts"][0].clone();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        attempt["errorKind"], "egress",
+        "the delivery was refused: {attempt}"
+    );
+    assert_eq!(
+        (
+            proxied.load(std::sync::atomic::Ordering::SeqCst),
+            received.load(std::sync::atomic::Ordering::SeqCst)
+        ),
+        (0, 0),
+        "nothing went through the proxy, nothing reached the receiver"
+    );
+    assert!(server.interrupt_and_wait().success());
 }

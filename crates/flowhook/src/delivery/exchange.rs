@@ -1,24 +1,40 @@
-//! One HTTP exchange with a receiver: the prepared request out, what came back in, classified
-//! (`status`, `timeout`, `connect`, `dns`, `egress`, `other`) for the retry policy and the log.
-//! Used by the dispatcher and by test fire, so both send exactly the same way.
+//! One HTTP exchange with a receiver: the prepared request out, what came back in, classified for
+//! the retry policy and the log. Used by the dispatcher and by test fire, so both send exactly
+//! the same way.
+//!
+//! Error kinds:
+//! - `status`: the receiver answered, not 2xx.
+//! - `timeout`, `connect`, `dns`: the receiver (or the way to it) did not answer.
+//! - `egress`: refused by the egress policy before anything was sent ([`super::egress`]).
+//! - `request`: the request could not be built (an invalid header name or value, a URL the
+//!   client cannot use) — nothing was sent.
+//! - `other`: anything else the HTTP client reports.
+//!
+//! `egress` and `request` never left this machine: they are not the endpoint's failure.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::egress::{EgressPolicy, PolicyResolver, REFUSED};
+use super::egress::{EgressPolicy, PolicyResolver, TargetError, REFUSED};
 use super::request::Prepared;
 use super::retry::Outcome;
 use crate::integration::connectors::{Auth, Connector};
 
-/// The HTTP client of deliveries: pooled, no redirects, resolving through the egress policy.
+/// The HTTP client of deliveries: pooled, no redirects, resolving through the egress policy, and
+/// never through a proxy of the environment: only through the one the policy names.
 pub fn client(egress: &EgressPolicy) -> reqwest::Client {
-    reqwest::Client::builder()
-        .dns_resolver(Arc::new(PolicyResolver(Arc::new(egress.clone()))))
+    let builder = reqwest::Client::builder()
+        .dns_resolver(Arc::new(PolicyResolver::new(egress)))
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client")
+        .redirect(reqwest::redirect::Policy::none());
+    let builder = match &egress.proxy {
+        None => builder.no_proxy(),
+        Some(proxy) => {
+            builder.proxy(reqwest::Proxy::all(proxy.0.clone()).expect("a validated proxy URL"))
+        }
+    };
+    builder.build().expect("an HTTP client")
 }
 
 /// What one exchange gave.
@@ -44,16 +60,9 @@ pub async fn exchange(
     auth: &Auth,
     prepared: &Prepared,
 ) -> Exchange {
-    // An IP-literal host never reaches the resolver: check it here.
-    let literal_refusal = url::Url::parse(&connector.base_url)
-        .ok()
-        .and_then(|u| match u.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        })
-        .and_then(|ip| egress.check(ip).err());
-    let failed = |kind: &'static str, why: String, started: Instant| Exchange {
+    let started = Instant::now();
+    let timeout = Duration::from_millis(connector.timeout_ms);
+    let failed = |kind: &'static str, why: String| Exchange {
         outcome: Outcome::Failed { retry_after: None },
         status: None,
         headers: None,
@@ -62,13 +71,21 @@ pub async fn exchange(
         error: Some(scrub(&why, auth)),
         duration: started.elapsed(),
     };
-    let started = Instant::now();
-    if let Some(why) = literal_refusal {
-        return failed("egress", why, started);
+    let target = match url::Url::parse(&prepared.url) {
+        Ok(u) => u,
+        Err(e) => return failed("request", format!("invalid URL: {e}")),
+    };
+    // An IP literal never reaches the resolver, and through a proxy no target name does: the
+    // policy is checked here for those.
+    match tokio::time::timeout(timeout, egress.check_target(&target)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(TargetError::Refused(why))) => return failed("egress", why),
+        Ok(Err(TargetError::Unresolved(why))) => return failed("dns", why),
+        Err(_) => return failed("timeout", "resolving the target timed out".into()),
     }
     let mut req = client
-        .post(&prepared.url)
-        .timeout(Duration::from_millis(connector.timeout_ms))
+        .post(target)
+        .timeout(timeout)
         .body(prepared.body.clone());
     for (k, v) in &prepared.headers {
         req = req.header(k, v);
@@ -85,10 +102,12 @@ pub async fn exchange(
                 }
                 cause = c.source();
             }
-            return failed("egress", why, started);
+            return failed("egress", why);
         }
         Err(e) => {
-            let kind = if e.is_timeout() {
+            let kind = if e.is_builder() {
+                "request"
+            } else if e.is_timeout() {
                 "timeout"
             } else if e.is_connect() {
                 if format!("{e:?}").to_lowercase().contains("dns") {
@@ -99,7 +118,7 @@ pub async fn exchange(
             } else {
                 "other"
             };
-            return failed(kind, e.to_string(), started);
+            return failed(kind, error_chain(&e));
         }
     };
     let status = resp.status();
@@ -142,10 +161,98 @@ pub async fn exchange(
     }
 }
 
+/// An error with its causes (`a: b: c`): "builder error" alone does not say which header.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Removes the connector's secrets from a text (an error message may quote the URL).
 fn scrub(text: &str, auth: &Auth) -> String {
     auth.secrets()
         .into_iter()
         .filter(|s| !s.is_empty())
         .fold(text.to_owned(), |t, s| t.replace(s, "***"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(url: &str, headers: &[(&str, &str)]) -> Prepared {
+        Prepared {
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            params: vec![],
+            body: String::new(),
+            logged_url: url.into(),
+            logged_headers: vec![],
+        }
+    }
+
+    fn connector(base_url: &str) -> Connector {
+        Connector {
+            id: "con_1".into(),
+            corp_id: "c".into(),
+            name: "n".into(),
+            base_url: base_url.into(),
+            auth: Auth::None,
+            default_headers: Default::default(),
+            timeout_ms: 1000,
+            created_at: 0,
+            paused_at: None,
+            paused_reason: None,
+        }
+    }
+
+    /// Failures that never leave the machine have kinds of their own: `request` for a request
+    /// the client cannot build (here a header name with a space and CR/LF), `egress` for a
+    /// refused target; neither opens a connection.
+    #[tokio::test]
+    async fn failures_before_sending_are_classified_request_or_egress() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let open = EgressPolicy::default();
+        let ex = exchange(
+            &client(&open),
+            &open,
+            &connector(&url),
+            &Auth::None,
+            &prepared(&url, &[("bad header\r\n", "v")]),
+        )
+        .await;
+        assert_eq!(ex.error_kind, Some("request"), "{ex:?}");
+        assert!(ex.error.as_deref().unwrap().contains("header"), "{ex:?}");
+
+        let closed = EgressPolicy {
+            deny_private: true,
+            ..Default::default()
+        };
+        let ex = exchange(
+            &client(&closed),
+            &closed,
+            &connector(&url),
+            &Auth::None,
+            &prepared(&url, &[]),
+        )
+        .await;
+        assert_eq!(ex.error_kind, Some("egress"), "{ex:?}");
+        assert!(
+            listener.accept().is_err(),
+            "no connection was opened by either"
+        );
+    }
 }

@@ -46,7 +46,7 @@ pub struct AttemptView {
     pub response_headers: Option<serde_json::Value>,
     /// First 4 KiB.
     pub response_body: Option<String>,
-    /// dns | connect | timeout | status | other
+    /// status | timeout | connect | dns | egress | request | other (see `delivery::exchange`)
     pub error_kind: Option<String>,
     pub error: Option<String>,
 }

@@ -5,6 +5,7 @@ mod connectors;
 mod console;
 mod crash;
 mod delivery;
+mod exchange;
 mod helpers;
 mod limits;
 mod operations;
