@@ -11,6 +11,12 @@
 //! - `other`: anything else the HTTP client reports.
 //!
 //! `egress` and `request` never left this machine: they are not the endpoint's failure.
+//!
+//! What is kept of an answer is bounded: the status, the headers and the first
+//! [`KEPT_BODY_BYTES`] of the body. The rest of the body is never read: the response is dropped
+//! and its connection closed, so an endless answer costs nothing. Whatever is kept, and every
+//! error text, has the connector's secrets scrubbed ([`Secrets`]): a receiver echoing our
+//! headers must not put a credential into the delivery log.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +24,10 @@ use std::time::{Duration, Instant};
 use super::egress::{EgressPolicy, PolicyResolver, TargetError, REFUSED};
 use super::request::Prepared;
 use super::retry::Outcome;
-use crate::integration::connectors::{Auth, Connector};
+use crate::integration::connectors::{Auth, Connector, Secrets};
+
+/// How much of a response body is kept for the log.
+pub const KEPT_BODY_BYTES: usize = 4096;
 
 /// The HTTP client of deliveries: pooled, no redirects, resolving through the egress policy, and
 /// never through a proxy of the environment: only through the one the policy names.
@@ -42,9 +51,9 @@ pub fn client(egress: &EgressPolicy) -> reqwest::Client {
 pub struct Exchange {
     pub outcome: Outcome,
     pub status: Option<u16>,
-    /// Response headers as a JSON array of pairs.
+    /// Response headers as a JSON array of pairs, secrets scrubbed.
     pub headers: Option<String>,
-    /// The first 4 KiB of the response body.
+    /// The first [`KEPT_BODY_BYTES`] of the response body, secrets scrubbed.
     pub body: Option<String>,
     pub error_kind: Option<&'static str>,
     /// Why it failed, with the connector's secrets scrubbed.
@@ -60,6 +69,7 @@ pub async fn exchange(
     auth: &Auth,
     prepared: &Prepared,
 ) -> Exchange {
+    let secrets = Secrets::of(connector, auth);
     let started = Instant::now();
     let timeout = Duration::from_millis(connector.timeout_ms);
     let failed = |kind: &'static str, why: String| Exchange {
@@ -68,7 +78,7 @@ pub async fn exchange(
         headers: None,
         body: None,
         error_kind: Some(kind),
-        error: Some(scrub(&why, auth)),
+        error: Some(secrets.scrub(&why)),
         duration: started.elapsed(),
     };
     let target = match url::Url::parse(&prepared.url) {
@@ -90,7 +100,7 @@ pub async fn exchange(
     for (k, v) in &prepared.headers {
         req = req.header(k, v);
     }
-    let resp = match req.send().await {
+    let mut resp = match req.send().await {
         Ok(resp) => resp,
         Err(e) if format!("{e:?}").contains(REFUSED) => {
             // The refusal is deep in the chain (client error → connect → resolver): record it.
@@ -134,12 +144,29 @@ pub async fn exchange(
         .map(|(k, v)| {
             (
                 k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                secrets.scrub(&String::from_utf8_lossy(v.as_bytes())),
             )
         })
         .collect();
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let body = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+    // Read what is kept, plus enough for a secret straddling the cut to be seen whole and
+    // scrubbed; then stop. A read error (the timeout, a reset) keeps what came.
+    let wanted = KEPT_BODY_BYTES + secrets.longest();
+    let mut bytes: Vec<u8> = Vec::with_capacity(wanted.min(64 * 1024));
+    while bytes.len() < wanted {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(wanted - bytes.len());
+                bytes.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    // Dropped unread: hyper closes the connection rather than drain the rest.
+    drop(resp);
+    let body = truncate(
+        secrets.scrub(&String::from_utf8_lossy(&bytes)),
+        KEPT_BODY_BYTES,
+    );
     let outcome = if status.is_success() {
         Outcome::Delivered
     } else if status.as_u16() == 410 {
@@ -176,12 +203,16 @@ fn error_chain(e: &reqwest::Error) -> String {
     text
 }
 
-/// Removes the connector's secrets from a text (an error message may quote the URL).
-fn scrub(text: &str, auth: &Auth) -> String {
-    auth.secrets()
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -254,5 +285,12 @@ mod tests {
             listener.accept().is_err(),
             "no connection was opened by either"
         );
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("abcdef".into(), 4), "abcd");
+        assert_eq!(truncate("ab".into(), 4), "ab");
+        assert_eq!(truncate("aé".into(), 2), "a", "é is two bytes");
     }
 }

@@ -5,7 +5,10 @@
 use flowhook_sign::wire::{self, BodyEncoding};
 use flowhook_sign::yida;
 
-use crate::integration::connectors::{mask, Action, Auth, Connector, Encoding, KeyLocation};
+use crate::integration::connectors::{
+    basic_authorization, mask, url_credentials, Action, Auth, Connector, Encoding, KeyLocation,
+    MASKED,
+};
 
 /// What one attempt sends.
 #[derive(Debug, Clone)]
@@ -49,33 +52,51 @@ pub fn prepare(
     };
     let body = wire::encode(&params, encoding);
 
-    let mut url = format!(
-        "{}{}",
-        connector.base_url.trim_end_matches('/'),
-        action.path
-    );
-    let mut logged_url = url.clone();
-    let mut headers: Vec<(String, String)> = connector
-        .default_headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    headers.push(("content-type".into(), encoding.content_type().into()));
-    headers.push(("x-flowhook-event-id".into(), event.event_id.into()));
-    headers.push(("x-flowhook-event-type".into(), event.kind.into()));
-    headers.push(("x-flowhook-attempt".into(), attempt.to_string()));
-    headers.push(("x-flowhook-seq".into(), event.seq.to_string()));
-    if event.backfill {
-        headers.push(("x-flowhook-backfill".into(), "true".into()));
+    // Credentials in the base URL become the Basic authentication the HTTP client would make
+    // of them, sent first as it would: so the request log shows that header (masked) and the URL
+    // it records, or an error quotes, holds no password.
+    let mut base = connector.base_url.clone();
+    let mut url_auth = None;
+    if let Ok(mut u) = url::Url::parse(&connector.base_url) {
+        if let Some((user, password)) = url_credentials(&u) {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            base = u.to_string();
+            url_auth = Some((basic_authorization(&user, &password), user));
+        }
     }
-    let mut logged_headers = headers.clone();
+    let mut url = format!("{}{}", base.trim_end_matches('/'), action.path);
+    let mut logged_url = url.clone();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut logged_headers: Vec<(String, String)> = Vec::new();
+    if let Some((authorization, user)) = url_auth {
+        headers.push(("authorization".into(), authorization));
+        logged_headers.push(("authorization".into(), format!("Basic <{user}:{MASKED}>")));
+    }
+    // Default header values may be credentials: masked in the log.
+    for (k, v) in &connector.default_headers {
+        headers.push((k.clone(), v.clone()));
+        logged_headers.push((k.clone(), mask(v)));
+    }
+    let mut flowhook_headers: Vec<(String, String)> = vec![
+        ("content-type".into(), encoding.content_type().into()),
+        ("x-flowhook-event-id".into(), event.event_id.into()),
+        ("x-flowhook-event-type".into(), event.kind.into()),
+        ("x-flowhook-attempt".into(), attempt.to_string()),
+        ("x-flowhook-seq".into(), event.seq.to_string()),
+    ];
+    if event.backfill {
+        flowhook_headers.push(("x-flowhook-backfill".into(), "true".into()));
+    }
+    headers.extend(flowhook_headers.iter().cloned());
+    logged_headers.extend(flowhook_headers);
     match auth {
         Auth::None => {}
         Auth::Basic { username, password } => {
-            use base64::Engine;
-            let raw =
-                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-            headers.push(("authorization".into(), format!("Basic {raw}")));
+            headers.push((
+                "authorization".into(),
+                basic_authorization(username, password),
+            ));
             logged_headers.push((
                 "authorization".into(),
                 format!("Basic <{username}:{}>", mask(password)),
@@ -181,7 +202,7 @@ mod tests {
             p.url,
             "http://127.0.0.1:9/base/finished?key=supersecretvalue"
         );
-        assert_eq!(p.logged_url, "http://127.0.0.1:9/base/finished?key=sup***");
+        assert_eq!(p.logged_url, "http://127.0.0.1:9/base/finished?key=***");
         assert_eq!(yida::verify(&p.params, "TOKEN"), Ok(()));
         let h = |name: &str| {
             p.headers
@@ -201,5 +222,61 @@ mod tests {
             .headers
             .contains(&("authorization".into(), "Bearer tok-0123456789".into())));
         assert!(!format!("{:?}", p.logged_headers).contains("tok-0123456789"));
+    }
+
+    #[test]
+    fn credentials_of_the_base_url_become_basic_auth_and_are_masked_for_the_log() {
+        let connector = Connector {
+            id: "con_1".into(),
+            corp_id: "c".into(),
+            name: "n".into(),
+            base_url: "http://ops:s3cret%21pw@127.0.0.1:9/base".into(),
+            auth: Auth::None,
+            default_headers: BTreeMap::from([("x-api-token".into(), "hdr-secret-1".into())]),
+            timeout_ms: 1000,
+            created_at: 0,
+            paused_at: None,
+            paused_reason: None,
+        };
+        let action = Action {
+            id: "act_1".into(),
+            corp_id: "c".into(),
+            connector_id: "con_1".into(),
+            name: "finished".into(),
+            method: "POST".into(),
+            path: "/finished".into(),
+            encoding: Encoding::Json,
+            created_at: 0,
+        };
+        let event = EventInfo {
+            event_id: "evt_1",
+            kind: "task.finished",
+            seq: 1,
+            params: &[],
+            backfill: false,
+        };
+        let p = prepare(&event, 1, 1, "TOKEN", &connector, &Auth::None, &action);
+        assert_eq!(p.url, "http://127.0.0.1:9/base/finished");
+        assert_eq!(p.logged_url, p.url);
+        assert_eq!(
+            p.headers[0],
+            (
+                "authorization".into(),
+                basic_authorization("ops", "s3cret!pw")
+            )
+        );
+        assert!(p
+            .headers
+            .contains(&("x-api-token".into(), "hdr-secret-1".into())));
+        let logged = format!("{:?}", p.logged_headers);
+        assert!(logged.contains("Basic <ops:***>"), "{logged}");
+        assert!(logged.contains("(\"x-api-token\", \"***\")"), "{logged}");
+        for secret in [
+            "s3cret",
+            "hdr-secret",
+            &basic_authorization("ops", "s3cret!pw")[6..],
+        ] {
+            assert!(!logged.contains(secret), "{secret} in {logged}");
+        }
     }
 }

@@ -135,8 +135,9 @@ pub async fn get_connector(
 
 /// Edit a connector: the whole connector as on creation; it applies from the next delivery
 /// (deliveries waiting for it go to the new base URL). Credentials are write-only: omit `auth`
-/// to keep the stored authentication, or send a secret empty or exactly as shown (masked,
-/// e.g. `abc***`) to keep the stored secret; a new authentication type needs its secret.
+/// to keep the stored authentication, or send a secret empty or exactly as shown (`***`) to
+/// keep the stored secret; a new authentication type needs its secret. A base URL password and
+/// default header values sent as shown (`***`) keep the stored ones too.
 #[utoipa::path(put, path = "/api/v1/orgs/{corp_id}/connectors/{id}", tag = "integration", request_body = ConnectorUpdate,
     responses((status = 200, body = Connector), (status = 404, body = super::error::ErrorBody),
         (status = 422, body = super::error::ErrorBody)))]
@@ -147,13 +148,13 @@ pub async fn put_connector(
     ApiJson(update): ApiJson<ConnectorUpdate>,
 ) -> Result<Json<Connector>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
-    let (_, stored) = state
+    let (stored, stored_auth) = state
         .store
         .connectors(&corp_id, Some(&id))
         .await?
         .pop()
         .ok_or_else(|| ApiError::not_found(format!("connector `{id}` not found")))?;
-    let input = update.resolve(&stored).map_err(invalid)?;
+    let input = update.resolve(&stored, &stored_auth).map_err(invalid)?;
     super::validate::connector(&input)?;
     state
         .store

@@ -53,12 +53,119 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// `abcd…` for a secret: enough to recognise it, not to use it.
-pub fn mask(secret: &str) -> String {
-    if secret.chars().count() <= 8 {
-        return "***".into();
+/// What a masked value shows: nothing of the secret, not even its length.
+pub const MASKED: &str = "***";
+
+/// A secret as shown: [`MASKED`], no character of it (a prefix helps an attacker more than it
+/// helps an operator, who can compare the connector's name instead).
+pub fn mask(_secret: &str) -> String {
+    MASKED.into()
+}
+
+/// A URL as shown: the password of its userinfo masked (`http://user:***@host/…`).
+pub fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASKED));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Never stored (validated when saved); when in doubt, nothing that could be userinfo.
+        Err(_) if url.contains('@') => MASKED.into(),
+        Err(_) => url.to_owned(),
     }
-    format!("{}***", secret.chars().take(3).collect::<String>())
+}
+
+/// The username and password (percent-decoded) of a URL's userinfo, when it has one: what the
+/// HTTP client sends as Basic authentication.
+pub fn url_credentials(url: &url::Url) -> Option<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (!url.username().is_empty() || url.password().is_some())
+        .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))))
+}
+
+/// `Basic base64(user:password)`, as sent.
+pub fn basic_authorization(username: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+/// Every configured secret of a connector, in each form a receiver could echo back, to scrub
+/// from what is recorded of its answers (headers, body, errors): the credentials' values, the
+/// base URL's password, the default headers' values — each raw, percent- and form-encoded and
+/// JSON-escaped — and, for Basic (configured or from the base URL), `user:password` in base64.
+///
+/// Credentials are scrubbed whatever their length; a default header value only from 4
+/// characters on (a shorter one would match all over an answer and can hardly be a secret —
+/// it is still masked wherever the connector is shown).
+#[derive(Debug, Default, Clone)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn of(connector: &Connector, auth: &Auth) -> Secrets {
+        let mut values: Vec<String> = Vec::new();
+        match auth {
+            Auth::None => {}
+            Auth::Basic { username, password } => {
+                values.push(password.clone());
+                values.push(basic_authorization(username, password)["Basic ".len()..].to_owned());
+            }
+            Auth::ApiKey { value, .. } => values.push(value.clone()),
+            Auth::Bearer { token } => values.push(token.clone()),
+        }
+        if let Ok(url) = url::Url::parse(&connector.base_url) {
+            if let Some((user, password)) = url_credentials(&url) {
+                values.extend(url.password().map(str::to_owned));
+                values.push(basic_authorization(&user, &password)["Basic ".len()..].to_owned());
+                values.push(password);
+            }
+        }
+        values.extend(
+            connector
+                .default_headers
+                .values()
+                .filter(|v| v.chars().count() >= 4)
+                .cloned(),
+        );
+        let mut forms: Vec<String> = Vec::new();
+        for v in values.into_iter().filter(|v| !v.is_empty()) {
+            let json = serde_json::to_string(&v).expect("a string serialises");
+            forms.push(json[1..json.len() - 1].to_owned());
+            forms.push(
+                percent_encoding::utf8_percent_encode(&v, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            );
+            forms.push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
+            forms.push(v);
+        }
+        // Longest first: a secret that contains another is replaced whole.
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        forms.dedup();
+        Secrets(forms)
+    }
+
+    /// `text` with every secret replaced by [`MASKED`].
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MASKED);
+            }
+        }
+        out
+    }
+
+    /// The length in bytes of the longest form: what may straddle a cut.
+    pub fn longest(&self) -> usize {
+        self.0.first().map_or(0, String::len)
+    }
 }
 
 impl Auth {
@@ -85,8 +192,8 @@ impl Auth {
 
     /// The authentication an edit asks for, with the stored secrets kept where the edit does
     /// not replace them: credentials are write-only, so an edit form (or a `GET` sent back as
-    /// a `PUT`) cannot show them. A secret sent empty, or exactly as it is shown (masked, e.g.
-    /// `abc***`), keeps the stored one — when the type is unchanged; a new type needs its
+    /// a `PUT`) cannot show them. A secret sent empty, or exactly as it is shown (`***`), keeps
+    /// the stored one — when the type is unchanged; a new type needs its
     /// secret. Anything else replaces it.
     pub fn keeping_secrets_of(self, stored: &Auth) -> Result<Auth, String> {
         let keep = |sent: String, old: &str| -> String {
@@ -174,7 +281,8 @@ pub struct ConnectorInput {
 /// An edit of a connector (`PUT`): the whole connector as on creation, except that the
 /// credentials are write-only — `auth` omitted keeps the stored authentication, and a secret
 /// sent empty or exactly as shown (masked) keeps the stored secret
-/// ([`Auth::keeping_secrets_of`]).
+/// ([`Auth::keeping_secrets_of`]); so do a base URL password and a default header value sent
+/// as shown (`***`), so that a connector read and sent back unchanged keeps its secrets.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorUpdate {
@@ -192,17 +300,25 @@ pub struct ConnectorUpdate {
 }
 
 impl ConnectorUpdate {
-    /// The connector as it will be stored, given its stored authentication.
-    pub fn resolve(self, stored: &Auth) -> Result<ConnectorInput, String> {
+    /// The connector as it will be stored, given the stored one and its authentication.
+    pub fn resolve(self, stored: &Connector, stored_auth: &Auth) -> Result<ConnectorInput, String> {
         let auth = match self.auth {
-            None => stored.clone(),
-            Some(a) => a.keeping_secrets_of(stored)?,
+            None => stored_auth.clone(),
+            Some(a) => a.keeping_secrets_of(stored_auth)?,
         };
+        let default_headers = self
+            .default_headers
+            .into_iter()
+            .map(|(k, v)| match stored.default_headers.get(&k) {
+                Some(old) if v == MASKED => (k, old.clone()),
+                _ => (k, v),
+            })
+            .collect();
         let input = ConnectorInput {
             name: self.name,
-            base_url: self.base_url,
+            base_url: keeping_url_password(self.base_url, &stored.base_url),
             auth,
-            default_headers: self.default_headers,
+            default_headers,
             timeout_ms: self.timeout_ms,
         };
         input.validate()?;
@@ -210,15 +326,34 @@ impl ConnectorUpdate {
     }
 }
 
+/// `sent` with the password of `stored` when it sends the password as shown (`***`).
+fn keeping_url_password(sent: String, stored: &str) -> String {
+    let (Ok(mut url), Ok(old)) = (url::Url::parse(&sent), url::Url::parse(stored)) else {
+        return sent;
+    };
+    match (url.password() == Some(MASKED), old.password()) {
+        (true, Some(password)) if url.set_password(Some(password)).is_ok() => url.to_string(),
+        _ => sent,
+    }
+}
+
+/// A connector. Its fields hold the values sent; it *serialises* masked — the password of
+/// `baseUrl`, every credential and every default header value show as `***` — so whatever shows
+/// a connector (API, console) cannot show a secret.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Connector {
     pub id: String,
     pub corp_id: String,
     pub name: String,
+    /// Shown with the password of its userinfo masked.
+    #[serde(serialize_with = "serialize_masked_url")]
     pub base_url: String,
     /// Masked when shown.
+    #[serde(serialize_with = "serialize_masked_auth")]
     pub auth: Auth,
+    /// Values masked when shown: they often carry credentials.
+    #[serde(serialize_with = "serialize_masked_headers")]
     pub default_headers: BTreeMap<String, String>,
     pub timeout_ms: u64,
     pub created_at: i64,
@@ -227,6 +362,21 @@ pub struct Connector {
     pub paused_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+}
+
+fn serialize_masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(url))
+}
+
+fn serialize_masked_auth<S: serde::Serializer>(auth: &Auth, s: S) -> Result<S::Ok, S::Error> {
+    auth.masked().serialize(s)
+}
+
+fn serialize_masked_headers<S: serde::Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.keys().map(|k| (k, MASKED)))
 }
 
 impl ConnectorInput {
@@ -896,6 +1046,7 @@ pub(crate) fn strategy_from_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn bearer(t: &str) -> Auth {
         Auth::Bearer { token: t.into() }
@@ -905,7 +1056,7 @@ mod tests {
     fn an_edit_keeps_a_secret_sent_empty_or_as_shown() {
         let stored = bearer("s3cret-bearer-token");
         let shown = stored.masked();
-        assert_eq!(shown, bearer("s3c***"));
+        assert_eq!(shown, bearer("***"));
         assert_eq!(shown.keeping_secrets_of(&stored).unwrap(), stored);
         assert_eq!(bearer("").keeping_secrets_of(&stored).unwrap(), stored);
         assert_eq!(
@@ -914,7 +1065,7 @@ mod tests {
                 .unwrap(),
             bearer("a-new-token-0123")
         );
-        // A short secret is shown as `***`: sent back so, it is kept too.
+        // Shown as `***` whatever its length: sent back so, it is kept.
         let short = Auth::Basic {
             username: "u".into(),
             password: "pw".into(),
@@ -947,6 +1098,43 @@ mod tests {
     }
 
     #[test]
+    fn a_connector_sent_back_as_shown_keeps_its_secrets() {
+        let mut stored = connector(
+            "http://ops:Pa%24%24word@hooks.example:8080/base",
+            &[("x-api-token", "header-secret-value"), ("x-tenant", "t1")],
+        );
+        stored.auth = bearer("s3cret-bearer-token");
+        let shown = serde_json::to_value(&stored).unwrap();
+        let mut edit = shown.clone();
+        for k in ["id", "corpId", "createdAt"] {
+            edit.as_object_mut().unwrap().remove(k);
+        }
+        edit["name"] = json!("renamed");
+        edit["defaultHeaders"]["x-new"] = json!("v");
+        let update: ConnectorUpdate = serde_json::from_value(edit).unwrap();
+        let input = update.resolve(&stored, &stored.auth).unwrap();
+        assert_eq!(input.base_url, stored.base_url);
+        assert_eq!(input.auth, stored.auth);
+        assert_eq!(
+            input.default_headers,
+            BTreeMap::from([
+                ("x-api-token".to_string(), "header-secret-value".to_string()),
+                ("x-new".to_string(), "v".to_string()),
+                ("x-tenant".to_string(), "t1".to_string()),
+            ])
+        );
+        // A new password or value replaces the stored one.
+        assert_eq!(
+            keeping_url_password("http://ops:new@h/".into(), &stored.base_url),
+            "http://ops:new@h/"
+        );
+        assert_eq!(
+            keeping_url_password("http://ops:***@h/".into(), "http://h/"),
+            "http://ops:***@h/"
+        );
+    }
+
+    #[test]
     fn a_new_authentication_type_needs_its_secret() {
         let stored = bearer("s3cret-bearer-token");
         let basic = |p: &str| Auth::Basic {
@@ -956,8 +1144,8 @@ mod tests {
         assert!(basic("").keeping_secrets_of(&stored).is_err());
         // Another type's masked secret is not this one's: taken as sent.
         assert_eq!(
-            basic("s3c***").keeping_secrets_of(&stored).unwrap(),
-            basic("s3c***")
+            basic("***").keeping_secrets_of(&stored).unwrap(),
+            basic("***")
         );
         assert_eq!(Auth::None.keeping_secrets_of(&stored).unwrap(), Auth::None);
         assert!(bearer("").keeping_secrets_of(&Auth::None).is_err());
@@ -984,5 +1172,97 @@ mod tests {
             vec![(EventKind::Finished, "act_b"), (EventKind::Cc, "act_c")]
         );
         assert!(a.events_using(&["act_z".into()]).is_empty());
+    }
+
+    fn connector(base_url: &str, headers: &[(&str, &str)]) -> Connector {
+        Connector {
+            id: "con_1".into(),
+            corp_id: "c".into(),
+            name: "n".into(),
+            base_url: base_url.into(),
+            auth: Auth::None,
+            default_headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            timeout_ms: 1000,
+            created_at: 0,
+            paused_at: None,
+            paused_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_connector_shows_no_character_of_any_secret() {
+        let mut c = connector(
+            "http://ops:Pa%24%24word-in-url@hooks.example:8080/base",
+            &[("x-api-token", "header-secret-value"), ("x-tenant", "t1")],
+        );
+        c.auth = Auth::Basic {
+            username: "svc".into(),
+            password: "basic-password-1".into(),
+        };
+        let shown = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            shown["baseUrl"], "http://ops:***@hooks.example:8080/base",
+            "{shown}"
+        );
+        assert_eq!(shown["defaultHeaders"]["x-api-token"], "***");
+        assert_eq!(shown["defaultHeaders"]["x-tenant"], "***");
+        assert_eq!(shown["auth"]["password"], "***");
+        assert_eq!(shown["auth"]["username"], "svc");
+        let text = shown.to_string();
+        for secret in ["Pa%24", "Pa$$", "header-secret", "basic-pass", "t1"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        for token in ["tok", "a-longer-bearer-token"] {
+            assert_eq!(mask(token), "***");
+        }
+        assert_eq!(mask_url("http://h:1/x"), "http://h:1/x");
+        assert_eq!(mask_url("http://user@h:1/x"), "http://user@h:1/x");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_in_every_form_a_receiver_may_echo() {
+        let c = connector(
+            "http://ops:url%20pass@h:1/",
+            &[("x-api-token", "hdr/secret\"1"), ("x-short", "ab")],
+        );
+        let basic = Auth::Basic {
+            username: "svc".into(),
+            password: "pw+1 2".into(),
+        };
+        let s = Secrets::of(&c, &basic);
+        let echoed = [
+            "pw+1 2",
+            "pw%2B1%202",
+            "pw%2B1+2",
+            // base64("svc:pw+1 2") and base64("ops:url pass")
+            "c3ZjOnB3KzEgMg==",
+            "b3BzOnVybCBwYXNz",
+            "url pass",
+            "url%20pass",
+            "hdr/secret\"1",
+            "hdr/secret\\\"1",
+            "hdr%2Fsecret%221",
+        ];
+        for e in echoed {
+            assert_eq!(s.scrub(&format!("<{e}>")), "<***>", "{e}");
+        }
+        assert_eq!(
+            s.scrub("ab cd"),
+            "ab cd",
+            "short header values are not searched for"
+        );
+        assert!(s.longest() >= "c3ZjOnB3KzEgMg==".len());
+        let bearer = Secrets::of(
+            &connector("http://h/", &[]),
+            &Auth::Bearer { token: "tk".into() },
+        );
+        assert_eq!(
+            bearer.scrub("Bearer tk"),
+            "Bearer ***",
+            "credentials of any length"
+        );
     }
 }

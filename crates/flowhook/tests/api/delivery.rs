@@ -473,7 +473,7 @@ async fn no_secret_in_the_delivery_log(db: TestDb) {
     let (_, connectors) = org.send("GET", &org.path("/connectors"), None, None).await;
     shown.push_str(&connectors.to_string());
     assert!(
-        shown.contains("Bearer s3c***"),
+        shown.contains("Bearer ***"),
         "masked credentials are shown: {shown}"
     );
     for s in [secret, org.system_token.as_str()] {

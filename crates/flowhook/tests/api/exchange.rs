@@ -1,15 +1,20 @@
-//! What one exchange with a receiver may cost and show, against real servers on 127.0.0.1: a
+//! What one exchange with a receiver may cost and show, against real servers on 127.0.0.1: an
+//! endless answer is cut after what the log keeps; a receiver echoing our credentials cannot put
+//! them into the delivery log; a connector's secrets show as `***` wherever it is shown; a
 //! configured proxy carries deliveries while the egress policy still holds on each target.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::TestDb;
+use crate::receiver::Receiver;
 use crate::task_center::Org;
 
 /// Fast retries and polls, and breakers that never open: these tests look at single attempts.
@@ -99,6 +104,308 @@ async fn attempted(org: &Org, action: &str, n: usize) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("fewer than {n} deliveries of {action} were attempted within 10 s");
+}
+
+/// What the endless server saw of one connection.
+#[derive(Debug, Clone, Copy)]
+struct Streamed {
+    written: u64,
+    /// The client stopped reading and closed before the whole body was written.
+    cut: bool,
+}
+
+/// A server on 127.0.0.1 that answers every request `200` with a body of `total` bytes,
+/// streamed in 64 KiB writes; it records, per connection, how much it could write.
+async fn endless_server(total: u64) -> (String, Arc<Mutex<Vec<Streamed>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<Streamed>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                // The request (small): read until the end of its headers and a little body.
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {total}\r\n\r\n"
+                );
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut written = 0u64;
+                let mut cut = false;
+                while written < total {
+                    let n = chunk.len().min((total - written) as usize);
+                    // A write that cannot finish within 10 s means the client stopped reading
+                    // without closing: that is not a cut.
+                    match tokio::time::timeout(Duration::from_secs(10), sock.write_all(&chunk[..n]))
+                        .await
+                    {
+                        Ok(Ok(())) => written += n as u64,
+                        Ok(Err(_)) => {
+                            cut = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                log.lock().unwrap().push(Streamed { written, cut });
+            });
+        }
+    });
+    (url, seen)
+}
+
+mod an_endless_answer_is_cut_after_what_the_log_keeps {
+    crate::on_both_backends!(super::an_endless_answer_is_cut_after_what_the_log_keeps);
+}
+
+/// A receiver answering `200` with a 256 MiB body: the test fire and a delivery each keep the
+/// first 4 KiB and close the connection; the receiver could write only what socket buffers
+/// hold, far below the whole.
+async fn an_endless_answer_is_cut_after_what_the_log_keeps(db: TestDb) {
+    const TOTAL: u64 = 256 * 1024 * 1024;
+    let mut org = Org::setup_with(&db, "acme", fast).await;
+    let (url, seen) = endless_server(TOTAL).await;
+    let (_, action) = connector_with_action(
+        &org,
+        json!({"name": "endless", "baseUrl": url, "timeoutMs": 60000}),
+    )
+    .await;
+
+    let fired = test_fire(&org, &action).await;
+    assert_eq!(fired["responseStatus"], 200, "{fired}");
+    let body = fired["responseBody"].as_str().unwrap();
+    assert_eq!(body.len(), 4096);
+    assert!(body.bytes().all(|b| b == b'x'));
+
+    route_created_to(&org, &action).await;
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    // The purchase starts with two finance tasks: two deliveries.
+    for detail in attempted(&org, &action, 2).await {
+        let a = &detail["attempts"][0];
+        assert_eq!(
+            (a["responseStatus"].as_i64(), detail["status"].as_str()),
+            (Some(200), Some("delivered")),
+            "{a}"
+        );
+        assert_eq!(a["responseBody"].as_str().unwrap().len(), 4096);
+    }
+    // Each connection was cut: the server's write failed well before the whole body.
+    let mut streams = Vec::new();
+    for _ in 0..500 {
+        streams = seen.lock().unwrap().clone();
+        if streams.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(streams.len() >= 3, "three exchanges: {streams:?}");
+    for s in &streams {
+        assert!(
+            s.cut && s.written < TOTAL / 8,
+            "the answer was read only in part and the stream cut: {s:?}"
+        );
+    }
+    eprintln!("bytes written before each cut: {streams:?}");
+    org.app.stop().await;
+}
+
+/// An echoing receiver: answers `200` with every request header echoed as `x-echo-<name>`, and a
+/// body quoting the request URL, its headers and its body.
+async fn echo_server() -> String {
+    async fn echo(uri: Uri, headers: HeaderMap, body: axum::body::Bytes) -> (HeaderMap, String) {
+        let mut out = HeaderMap::new();
+        let mut quoted = Vec::new();
+        for (k, v) in &headers {
+            let name = HeaderName::try_from(format!("x-echo-{k}")).unwrap();
+            out.append(name, v.clone());
+            quoted.push(json!([k.as_str(), v.to_str().unwrap_or("")]));
+        }
+        out.insert("content-type", HeaderValue::from_static("application/json"));
+        let text = json!({"url": uri.to_string(), "headers": quoted,
+            "body": String::from_utf8_lossy(&body)})
+        .to_string();
+        (out, text)
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(echo);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+mod echoed_secrets_never_reach_the_delivery_log {
+    crate::on_both_backends!(super::echoed_secrets_never_reach_the_delivery_log);
+}
+
+/// For each kind of credential — Basic, Bearer, API key in a header and in the query, a password
+/// in the base URL, a default header — a receiver echoing the request back gets the credential
+/// (so the echo is real), and neither the test fire nor the delivery log shows it: not raw, not
+/// in base64, not percent-encoded.
+async fn echoed_secrets_never_reach_the_delivery_log(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", fast).await;
+    let url = echo_server().await;
+    let host = url.trim_start_matches("http://");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let header_secret = "hdr-secret-0123456789";
+    let cases: Vec<(&str, Value, Vec<String>)> = vec![
+        (
+            "basic",
+            json!({"baseUrl": format!("{url}/cb"), "auth": {"type": "basic", "username": "svc", "password": "basic-pw-0123456789"}}),
+            vec!["basic-pw-0123456789".into(), b64("svc:basic-pw-0123456789")],
+        ),
+        (
+            "bearer",
+            json!({"baseUrl": format!("{url}/cb"), "auth": {"type": "bearer", "token": "bearer-tok-0123456789"}}),
+            vec!["bearer-tok-0123456789".into()],
+        ),
+        (
+            "apiKey header",
+            json!({"baseUrl": format!("{url}/cb"), "auth": {"type": "apiKey", "in": "header", "name": "X-Key", "value": "hdr-key-0123456789"}}),
+            vec!["hdr-key-0123456789".into()],
+        ),
+        (
+            "apiKey query",
+            json!({"baseUrl": format!("{url}/cb"), "auth": {"type": "apiKey", "in": "query", "name": "key", "value": "query key/0123456789"}}),
+            vec![
+                "query key/0123456789".into(),
+                "query+key%2F0123456789".into(),
+                "query%20key%2F0123456789".into(),
+            ],
+        ),
+        (
+            "baseUrl password",
+            json!({"baseUrl": format!("http://ops:url-pw-0123456789@{host}/cb")}),
+            vec!["url-pw-0123456789".into(), b64("ops:url-pw-0123456789")],
+        ),
+    ];
+    for (kind, mut input, secrets) in cases {
+        input["name"] = json!(kind);
+        input["defaultHeaders"] = json!({"x-api-token": header_secret});
+        let (_, action) = connector_with_action(&org, input).await;
+        let mut secrets = secrets;
+        secrets.push(header_secret.into());
+
+        let fired = test_fire(&org, &action).await;
+        assert_eq!(fired["responseStatus"], 200, "{kind}: {fired}");
+        route_created_to(&org, &action).await;
+        org.start("alice", "purchase", kind, json!({})).await;
+        let details = attempted(&org, &action, 2).await;
+
+        let mut shown = fired.to_string();
+        for d in &details {
+            shown.push_str(&d.to_string());
+        }
+        assert!(
+            shown.contains("x-echo-x-api-token") && shown.contains("***"),
+            "{kind}: the echo came back, masked: {shown}"
+        );
+        for s in &secrets {
+            assert!(!shown.contains(s.as_str()), "{kind}: `{s}` shown: {shown}");
+        }
+    }
+    org.app.stop().await;
+}
+
+mod connector_credentials_show_no_character {
+    crate::on_both_backends!(super::connector_credentials_show_no_character);
+}
+
+/// A password in `baseUrl`, default header values and the credential show as `***` — no
+/// character of them — from create, list, pause, test fire and the delivery log, while the
+/// receiver gets them whole.
+async fn connector_credentials_show_no_character(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", fast).await;
+    let receiver = Receiver::start().await;
+    let host = receiver.url.trim_start_matches("http://");
+    let (created, action) = connector_with_action(
+        &org,
+        json!({"name": "masked", "baseUrl": format!("http://ops:Qz7-url-pass@{host}/cb"),
+            "auth": {"type": "apiKey", "in": "header", "name": "X-Key", "value": "Jx4-key-value"},
+            "defaultHeaders": {"x-api-token": "Wv9-hdr-value"}}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["baseUrl"],
+        format!("http://ops:***@{host}/cb"),
+        "{created}"
+    );
+    assert_eq!(created["defaultHeaders"]["x-api-token"], "***");
+    assert_eq!(created["auth"]["value"], "***");
+
+    let fired = test_fire(&org, &action).await;
+    assert_eq!(fired["responseStatus"], 200, "{fired}");
+    let (_, listed) = org.send("GET", &org.path("/connectors"), None, None).await;
+    let (_, paused) = org
+        .send(
+            "POST",
+            &org.path(&format!("/connectors/{id}/pause")),
+            None,
+            None,
+        )
+        .await;
+    let (_, resumed) = org
+        .send(
+            "POST",
+            &org.path(&format!("/connectors/{id}/resume")),
+            None,
+            None,
+        )
+        .await;
+    route_created_to(&org, &action).await;
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    let details = attempted(&org, &action, 2).await;
+    let attempt = &details[0]["attempts"][0];
+    assert_eq!(attempt["url"], format!("{}/cb/created", receiver.url));
+    let logged: Vec<(String, String)> =
+        serde_json::from_value(attempt["requestHeaders"].clone()).unwrap();
+    for (name, shown) in [
+        ("authorization", "Basic <ops:***>"),
+        ("x-api-token", "***"),
+        ("x-key", "***"),
+    ] {
+        assert!(
+            logged.contains(&(name.to_owned(), shown.to_owned())),
+            "{name} logged as {shown}: {logged:?}"
+        );
+    }
+
+    let shown = [created, fired, listed, paused, resumed]
+        .iter()
+        .chain(&details)
+        .map(Value::to_string)
+        .collect::<String>();
+    for secret in ["Qz7-url-pass", "Jx4-key-value", "Wv9-hdr-value"] {
+        // Not the secret, nor its first characters.
+        assert!(!shown.contains(&secret[..3]), "`{secret}` shown: {shown}");
+    }
+    // The receiver got every credential whole.
+    let got = receiver.requests();
+    assert!(got.len() >= 3);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops:Qz7-url-pass")
+    );
+    for c in &got {
+        assert_eq!(c.header("authorization"), Some(basic.as_str()));
+        assert_eq!(c.header("x-key"), Some("Jx4-key-value"));
+        assert_eq!(c.header("x-api-token"), Some("Wv9-hdr-value"));
+    }
+    org.app.stop().await;
 }
 
 /// A proxy-like server on 127.0.0.1: records each request line it is sent and answers `200`
