@@ -71,9 +71,9 @@ async fn test_fire(org: &Org, action: &str) -> Value {
     fired[0].clone()
 }
 
-/// Waits (bounded) until the delivery log holds at least `n` deliveries of `action` with an
-/// attempt; returns them with their attempts.
-async fn attempted(org: &Org, action: &str, n: usize) -> Vec<Value> {
+/// Waits (bounded) until the delivery log holds at least `n` delivered deliveries of `action`;
+/// returns them with their attempts.
+async fn delivered(org: &Org, action: &str, n: usize) -> Vec<Value> {
     for _ in 0..500 {
         let (s, page) = org
             .send(
@@ -94,7 +94,10 @@ async fn attempted(org: &Org, action: &str, n: usize) -> Vec<Value> {
                     None,
                 )
                 .await;
-            if detail["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            // The delivery and its attempts are two reads: wait for both to show the outcome.
+            if detail["status"] == "delivered"
+                && detail["attempts"].as_array().is_some_and(|a| !a.is_empty())
+            {
                 details.push(detail);
             }
         }
@@ -103,7 +106,7 @@ async fn attempted(org: &Org, action: &str, n: usize) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("fewer than {n} deliveries of {action} were attempted within 10 s");
+    panic!("fewer than {n} deliveries of {action} were delivered within 10 s");
 }
 
 /// What the endless server saw of one connection.
@@ -194,7 +197,7 @@ async fn an_endless_answer_is_cut_after_what_the_log_keeps(db: TestDb) {
     route_created_to(&org, &action).await;
     org.start("alice", "purchase", "laptop", json!({})).await;
     // The purchase starts with two finance tasks: two deliveries.
-    for detail in attempted(&org, &action, 2).await {
+    for detail in delivered(&org, &action, 2).await {
         let a = &detail["attempts"][0];
         assert_eq!(
             (a["responseStatus"].as_i64(), detail["status"].as_str()),
@@ -303,7 +306,7 @@ async fn echoed_secrets_never_reach_the_delivery_log(db: TestDb) {
         assert_eq!(fired["responseStatus"], 200, "{kind}: {fired}");
         route_created_to(&org, &action).await;
         org.start("alice", "purchase", kind, json!({})).await;
-        let details = attempted(&org, &action, 2).await;
+        let details = delivered(&org, &action, 2).await;
 
         let mut shown = fired.to_string();
         for d in &details {
@@ -368,7 +371,7 @@ async fn connector_credentials_show_no_character(db: TestDb) {
         .await;
     route_created_to(&org, &action).await;
     org.start("alice", "purchase", "laptop", json!({})).await;
-    let details = attempted(&org, &action, 2).await;
+    let details = delivered(&org, &action, 2).await;
     let attempt = &details[0]["attempts"][0];
     assert_eq!(attempt["url"], format!("{}/cb/created", receiver.url));
     let logged: Vec<(String, String)> =
@@ -499,7 +502,7 @@ async fn a_configured_proxy_carries_deliveries_and_the_policy_still_holds(db: Te
     );
     route_created_to(&org, &allowed).await;
     org.start("alice", "purchase", "laptop", json!({})).await;
-    for d in attempted(&org, &allowed, 2).await {
+    for d in delivered(&org, &allowed, 2).await {
         assert_eq!(d["attempts"][0]["responseBody"], "proxied", "{d}");
     }
     let seen = lines.lock().unwrap().clone();
