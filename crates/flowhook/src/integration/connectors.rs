@@ -339,8 +339,8 @@ fn keeping_url_password(sent: String, stored: &str) -> String {
 
 /// A connector. Its fields hold the values sent; it *serialises* masked — the password of
 /// `baseUrl`, every credential and every default header value show as `***` — so whatever shows
-/// a connector (API, console) cannot show a secret.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// a connector (API, console) cannot show a secret; its `Debug` is masked the same way, for logs.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Connector {
     pub id: String,
@@ -362,6 +362,26 @@ pub struct Connector {
     pub paused_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .default_headers
+            .keys()
+            .map(|k| (k.as_str(), MASKED))
+            .collect();
+        f.debug_struct("Connector")
+            .field("id", &self.id)
+            .field("corp_id", &self.corp_id)
+            .field("name", &self.name)
+            .field("base_url", &mask_url(&self.base_url))
+            .field("auth", &self.auth)
+            .field("default_headers", &headers)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("paused_at", &self.paused_at)
+            .finish_non_exhaustive()
+    }
 }
 
 fn serialize_masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -1212,8 +1232,10 @@ mod tests {
         assert_eq!(shown["auth"]["password"], "***");
         assert_eq!(shown["auth"]["username"], "svc");
         let text = shown.to_string();
+        let debugged = format!("{c:?}");
         for secret in ["Pa%24", "Pa$$", "header-secret", "basic-pass", "t1"] {
             assert!(!text.contains(secret), "{secret} shown: {text}");
+            assert!(!debugged.contains(secret), "{secret} in Debug: {debugged}");
         }
         for token in ["tok", "a-longer-bearer-token"] {
             assert_eq!(mask(token), "***");
