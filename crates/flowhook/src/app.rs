@@ -78,10 +78,13 @@ impl Application {
                 known_keys: crate::store::Recent::new(crate::http::auth::KEY_TTL),
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
+                metrics_token: config.metrics_token.as_deref().map(std::sync::Arc::from),
                 dispatch,
                 breakers: std::sync::Arc::new(crate::delivery::breaker::Breakers::new(
                     config.breaker_threshold,
+                    std::time::Duration::from_millis(config.breaker_first_cooldown_ms),
                     std::time::Duration::from_millis(config.breaker_cooldown_ms),
+                    config.delivery_org_concurrency,
                 )),
                 egress: std::sync::Arc::new(config.dispatcher().egress),
                 delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),

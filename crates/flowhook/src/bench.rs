@@ -284,7 +284,12 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
         {"id": "a", "type": "approval", "name": "A", "approvers": [{"type": "users", "ids": ["u1"]}]}]});
     let app = provisioned(
         database_url,
-        |c| c.delivery_concurrency = 128,
+        |c| {
+            // One organisation, one endpoint that answers at once: every slot is theirs (its
+            // connector's own cap is raised to match below).
+            c.delivery_concurrency = 128;
+            c.delivery_org_concurrency = 128;
+        },
         &["u0", "u1"],
         process,
     )
@@ -300,6 +305,8 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
                 auth: Default::default(),
                 default_headers: Default::default(),
                 timeout_ms: 10_000,
+                // The benchmark's receiver answers at once and is meant to take every slot.
+                max_concurrency: crate::integration::connectors::MAX_CONCURRENCY,
             },
         )
         .await?;

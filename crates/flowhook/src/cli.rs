@@ -335,6 +335,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ConfigCommand::Show => {
                     let mut config = cli.load_config()?;
                     config.database_url = redact_url(&config.database_url);
+                    if config.metrics_token.is_some() {
+                        config.metrics_token = Some("***".into());
+                    }
                     if config.admin_key.is_some() {
                         config.admin_key = Some("***".into());
                     }

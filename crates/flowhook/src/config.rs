@@ -29,12 +29,14 @@ pub const KEYS: &[&str] = &[
     "admin_key",
     "public_base_url",
     "delivery_concurrency",
+    "delivery_org_concurrency",
     "delivery_lease_secs",
     "delivery_poll_ms",
     "retry_schedule_ms",
     "retry_then_every_ms",
     "retry_give_up_after_ms",
     "breaker_threshold",
+    "breaker_first_cooldown_ms",
     "breaker_cooldown_ms",
     "egress_deny_private",
     "egress_allow",
@@ -45,6 +47,7 @@ pub const KEYS: &[&str] = &[
     "console_session_max_hours",
     "console_trusted_user_header",
     "console_trusted_user_org",
+    "metrics_token",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -64,12 +67,14 @@ pub struct Config {
     pub admin_key: Option<String>,
     pub public_base_url: String,
     pub delivery_concurrency: usize,
+    pub delivery_org_concurrency: usize,
     pub delivery_lease_secs: u64,
     pub delivery_poll_ms: u64,
     pub retry_schedule_ms: Vec<u64>,
     pub retry_then_every_ms: u64,
     pub retry_give_up_after_ms: u64,
     pub breaker_threshold: u32,
+    pub breaker_first_cooldown_ms: u64,
     pub breaker_cooldown_ms: u64,
     pub egress_deny_private: bool,
     pub egress_allow: Vec<String>,
@@ -90,6 +95,10 @@ pub struct Config {
     /// The organisation of the users the trusted header names.
     #[serde(default)]
     pub console_trusted_user_org: Option<String>,
+    /// When set, `/metrics` answers only to `Authorization: Bearer <metrics_token>` (secret;
+    /// never logged or shown).
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +176,7 @@ impl Config {
             return invalid("body_limit_bytes", "must be at least 1024".into());
         }
         if self.delivery_concurrency == 0
+            || self.delivery_org_concurrency == 0
             || self.delivery_lease_secs == 0
             || self.delivery_poll_ms == 0
         {
@@ -187,12 +197,25 @@ impl Config {
         {
             return invalid("egress_proxy", why);
         }
+        if self.breaker_first_cooldown_ms == 0
+            || self.breaker_first_cooldown_ms > self.breaker_cooldown_ms
+        {
+            return invalid(
+                "breaker_first_cooldown_ms",
+                "must be positive and at most breaker_cooldown_ms".into(),
+            );
+        }
         if self.retry_schedule_ms.is_empty() {
             return invalid("retry_schedule_ms", "needs at least one delay".into());
         }
         if let Some(key) = &self.admin_key {
             if key.len() < 16 {
                 return invalid("admin_key", "must be at least 16 characters".into());
+            }
+        }
+        if let Some(token) = &self.metrics_token {
+            if token.len() < 16 {
+                return invalid("metrics_token", "must be at least 16 characters".into());
             }
         }
         match url::Url::parse(&self.public_base_url) {

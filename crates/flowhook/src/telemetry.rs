@@ -50,8 +50,9 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabels {
-    pub endpoint: String,
+pub struct ConnectorLabels {
+    /// A connector id (`con_…`): no host, no organisation name.
+    pub connector: String,
 }
 
 type HistogramFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
@@ -66,7 +67,7 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     pub deliveries: Family<StatusLabels, Gauge>,
     pub oldest_due_age: Gauge<f64, std::sync::atomic::AtomicU64>,
-    pub breaker_state: Family<EndpointLabels, Gauge>,
+    pub breaker_state: Family<ConnectorLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -120,10 +121,10 @@ impl Metrics {
             "How long the oldest due pending delivery has been waiting",
             oldest_due_age.clone(),
         );
-        let breaker_state = Family::<EndpointLabels, Gauge>::default();
+        let breaker_state = Family::<ConnectorLabels, Gauge>::default();
         registry.register(
             "flowhook_breaker_state",
-            "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open",
+            "Circuit breaker of each connector's endpoint, as this node sees it: 0 closed, 1 half-open, 2 open",
             breaker_state.clone(),
         );
         Self {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
-use super::breaker::{Breakers, Permit};
+use super::breaker::{Breakers, Cap, EndpointKey, Permit};
 use super::request::{prepare, EventInfo, Prepared};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
@@ -119,8 +119,8 @@ struct Target {
     action: Action,
     connector: Connector,
     auth: Auth,
-    /// The breaker key ([`endpoint_key`](super::breaker::endpoint_key)), parsed once.
-    endpoint: String,
+    /// The breaker of the organisation's endpoint, parsed once.
+    key: EndpointKey,
     /// When it was read, and the settings generation before the read: a target is used while
     /// both are current (see [`TARGET_TTL`]).
     loaded: (Instant, u64),
@@ -249,7 +249,7 @@ async fn run(
     // claim per finished send.
     let refill = u32::try_from((shared.config.concurrency / 4).max(1)).unwrap_or(u32::MAX);
     let mut analyzed: Option<Instant> = None;
-    let mut probed: HashMap<String, Instant> = HashMap::new();
+    let mut probed: HashMap<EndpointKey, Instant> = HashMap::new();
     match open_parked_endpoints(&shared).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -261,6 +261,7 @@ async fn run(
         }
     }
     while !*stop.borrow() {
+        shared.breakers.tick(Instant::now());
         send_probes(&shared, &mut probed, &permits, &records_tx).await;
         let mut free = permits.available_permits().min(256);
         if free == 0 {
@@ -337,10 +338,10 @@ async fn open_parked_endpoints(shared: &Shared) -> Result<usize, StoreError> {
     });
     let mut endpoints = std::collections::HashSet::new();
     for (corp_id, action_id) in parked {
-        endpoints.insert(target(shared, &corp_id, &action_id).await?.endpoint.clone());
+        endpoints.insert(target(shared, &corp_id, &action_id).await?.key.clone());
     }
-    for endpoint in &endpoints {
-        shared.breakers.open_for_probe(endpoint, Instant::now());
+    for key in &endpoints {
+        shared.breakers.open_for_probe(key, Instant::now());
     }
     Ok(endpoints.len())
 }
@@ -350,19 +351,18 @@ async fn open_parked_endpoints(shared: &Shared) -> Result<usize, StoreError> {
 /// would come due for it. The first connector of the endpoint with a pending delivery gives it.
 async fn send_probes(
     shared: &Arc<Shared>,
-    probed: &mut HashMap<String, Instant>,
+    probed: &mut HashMap<EndpointKey, Instant>,
     permits: &Arc<Semaphore>,
     records_tx: &mpsc::Sender<AttemptRecord>,
 ) {
     let now = Instant::now();
-    let cooldown = shared.breakers.cooldown();
-    probed.retain(|_, at| now.duration_since(*at) < cooldown);
-    for endpoint in shared.breakers.probes_due(now) {
-        if probed.contains_key(&endpoint) {
+    probed.retain(|key, at| now.duration_since(*at) < probe_wait(shared, key));
+    for key in shared.breakers.probes_due(now) {
+        if probed.contains_key(&key) {
             continue;
         }
-        probed.insert(endpoint.clone(), now);
-        for connector in connectors_at(shared, &endpoint) {
+        probed.insert(key.clone(), now);
+        for connector in connectors_at(shared, &key) {
             match claim(shared, Scope::Probe(&connector)).await {
                 Ok((claimed, _)) if claimed.is_empty() => continue,
                 Ok((claimed, events)) => {
@@ -412,15 +412,24 @@ async fn send_claimed(
     }
 }
 
+/// How long after a probe claim that found nothing an endpoint's open breaker is asked again:
+/// its current cooldown.
+fn probe_wait(shared: &Shared, key: &EndpointKey) -> Duration {
+    shared
+        .breakers
+        .cooldown_of(key)
+        .unwrap_or(shared.breakers.cooldown())
+}
+
 /// How long until an open breaker wants its next probe (None: none is open).
-fn next_probe_in(shared: &Shared, probed: &HashMap<String, Instant>) -> Option<Duration> {
+fn next_probe_in(shared: &Shared, probed: &HashMap<EndpointKey, Instant>) -> Option<Duration> {
     let now = Instant::now();
     let mut at = shared.breakers.next_probe_at()?;
     if at <= now {
         // Wanted now, but probed already this cooldown (none pending, or its probe is out).
         at = probed
-            .values()
-            .map(|t| *t + shared.breakers.cooldown())
+            .iter()
+            .map(|(key, t)| *t + probe_wait(shared, key))
             .min()?;
     }
     Some(at.saturating_duration_since(now))
@@ -516,6 +525,29 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
             "1",
         ),
     };
+    // Left out: what would only come back busy — the actions of endpoints at their cap, and
+    // organisations at their share (both usually none: the statement is then the usual one).
+    let (excluded_actions, excluded_orgs) = match scope {
+        Scope::Due(_) => saturated(shared),
+        Scope::Probe(_) => (Vec::new(), Vec::new()),
+    };
+    let mut which = which.to_owned();
+    let mut n = 4;
+    for (column, ids) in [
+        ("action_id", &excluded_actions),
+        ("corp_id", &excluded_orgs),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = (0..ids.len())
+            .map(|_| {
+                n += 1;
+                format!("${n}")
+            })
+            .collect();
+        which.push_str(&format!(" AND d.{column} NOT IN ({})", list.join(", ")));
+    }
     let update = format!(
         "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
            SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND {which} \
@@ -539,10 +571,13 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
     let mut events = postgres.then(HashMap::new);
     let rows = on_pool!(&shared.store, |pool| {
         let q = sqlx::query(&sql).bind(&shared.owner).bind(until).bind(now);
-        let q = match scope {
+        let mut q = match scope {
             Scope::Due(limit) => q.bind(limit as i64),
             Scope::Probe(connector) => q.bind(connector),
         };
+        for id in excluded_actions.iter().chain(&excluded_orgs) {
+            q = q.bind(id);
+        }
         let rows = q.fetch_all(pool).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in rows {
@@ -575,6 +610,23 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
         claimed
     });
     Ok((rows, events))
+}
+
+/// The actions of the endpoints at their concurrency cap, and the organisations at their share.
+fn saturated(shared: &Shared) -> (Vec<String>, Vec<String>) {
+    let (keys, orgs) = shared.breakers.saturated();
+    if keys.is_empty() {
+        return (Vec::new(), orgs);
+    }
+    let actions = shared
+        .targets
+        .lock()
+        .expect("cache lock")
+        .values()
+        .filter(|t| keys.contains(&t.key))
+        .map(|t| t.action.id.clone())
+        .collect();
+    (actions, orgs)
 }
 
 /// The stored event of a delivery.
@@ -674,7 +726,7 @@ async fn target(
             StoreError::Corrupt(format!("connector {} is missing", action.connector_id))
         })?;
     let t = Arc::new(Target {
-        endpoint: super::breaker::endpoint_key(&connector.base_url),
+        key: EndpointKey::new(corp_id, &connector.base_url),
         action,
         connector,
         auth,
@@ -733,6 +785,24 @@ pub const HELD_BY_BREAKER: &str = "held: the endpoint's circuit breaker is open"
 /// The `lastError` of a delivery held because its connector is paused.
 pub const HELD_PAUSED: &str = "held: the connector is paused";
 
+/// The `lastError` of a delivery put back because its endpoint has its connector's
+/// `maxConcurrency` requests in flight.
+pub const HELD_ENDPOINT_BUSY: &str = "held: the endpoint has its maximum of requests in flight";
+
+/// The `lastError` of a delivery put back because its organisation has its share of the node's
+/// delivery slots in flight (`delivery_org_concurrency`).
+pub const HELD_ORG_BUSY: &str =
+    "held: the organisation has its share of this node's deliveries in flight";
+
+/// How long a delivery over a concurrency cap is put back for (claims leave its key out until
+/// a request of it ends, and that end wakes the dispatcher).
+const BUSY_MS: i64 = 250;
+
+/// The error kinds of [`exchange`](super::exchange::exchange) for a request that never left
+/// this machine: refused by the egress policy, or impossible to build.
+const LOCAL_EGRESS: &str = "egress";
+const LOCAL_REQUEST: &str = "request";
+
 /// How long a delivery an open breaker holds back is parked: 5 minutes, or one cooldown if that
 /// is longer. The probe that closes the breaker ends the park at once; the park only bounds
 /// the wait when no probe comes (the node that parked it stopped, and no node started since).
@@ -742,14 +812,14 @@ fn park_ms(config: &DispatcherConfig) -> i64 {
     PARK_MS.max(config.breaker_cooldown.as_millis() as i64)
 }
 
-/// The connectors this node knows to send to `endpoint` (the breaker's key).
-fn connectors_at(shared: &Shared, endpoint: &str) -> Vec<String> {
+/// The connectors this node knows to send to the organisation's endpoint `key`.
+fn connectors_at(shared: &Shared, key: &EndpointKey) -> Vec<String> {
     let mut ids: Vec<String> = shared
         .targets
         .lock()
         .expect("cache lock")
         .values()
-        .filter(|t| t.endpoint == endpoint)
+        .filter(|t| &t.key == key)
         .map(|t| t.connector.id.clone())
         .collect();
     ids.sort_unstable();
@@ -803,12 +873,6 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Ok(false) => {}
         Ok(true) => return held(now + PAUSED_RECHECK_MS, Some(HELD_PAUSED)),
         Err(e) => return failed(e.to_string()),
-    }
-    let endpoint = &target.endpoint;
-    if shared.breakers.permit(endpoint, Instant::now()) == Permit::Hold {
-        // Parked (see `PARK_MS`): the breaker's probes are claimed apart, whatever their due
-        // time, and the probe that closes it makes every parked delivery due at once.
-        return held(now + park_ms(&shared.config), Some(HELD_BY_BREAKER));
     }
     let number = c.attempts + 1;
     // What the receiver de-duplicates on: the caller's id of an ingested event, else ours.
@@ -864,6 +928,17 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Ok(_) => {}
         Err(e) => return failed(e.to_string()),
     }
+    let key = &target.key;
+    let cap = connector.max_concurrency as usize;
+    let ticket = match shared.breakers.permit(key, cap, Instant::now()) {
+        Permit::Send(t) | Permit::Probe(t) => t,
+        // Parked (see `PARK_MS`): the breaker's probes are claimed apart, whatever their due
+        // time, and the probe that closes it makes every parked delivery due at once.
+        Permit::Hold => return held(now + park_ms(&shared.config), Some(HELD_BY_BREAKER)),
+        // Back for a moment; claims leave the saturated key out until a request of it ends.
+        Permit::Busy(Cap::Endpoint) => return held(now + BUSY_MS, Some(HELD_ENDPOINT_BUSY)),
+        Permit::Busy(Cap::Organisation) => return held(now + BUSY_MS, Some(HELD_ORG_BUSY)),
+    };
     let super::exchange::Exchange {
         outcome,
         status,
@@ -896,14 +971,28 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         .metrics
         .delivery_latency
         .observe(duration.as_secs_f64());
-    let reopened = shared.breakers.record(endpoint, success, Instant::now());
+    // A request that never left this machine (refused by the egress policy, impossible to
+    // build) says nothing of the endpoint: not its failure, and no retry would go otherwise.
+    let local = matches!(error_kind, Some(LOCAL_EGRESS | LOCAL_REQUEST));
+    let reopened = if local {
+        shared.breakers.release(key, ticket);
+        false
+    } else {
+        shared.breakers.record(key, ticket, success, Instant::now())
+    };
+    if shared.breakers.take_freed() {
+        shared.notify.notify_one(); // what claims left out may go now
+    }
     let since_first = Duration::from_millis((now - c.created_at).max(0) as u64);
-    let (status_after, next_at) = match shared.config.policy.next(
-        number as u32,
-        outcome,
-        since_first,
-        random_unit(),
-    ) {
+    let next = if local {
+        Next::Dead
+    } else {
+        shared
+            .config
+            .policy
+            .next(number as u32, outcome, since_first, random_unit())
+    };
+    let (status_after, next_at) = match next {
         Next::Done => ("delivered", now),
         // Also behind an open breaker: the probe that closes it makes this delivery due at once.
         Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
@@ -945,7 +1034,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         next_attempt_at: next_at,
         status: status_after,
         reopened_connectors: if reopened {
-            connectors_at(shared, endpoint)
+            connectors_at(shared, key)
         } else {
             Vec::new()
         },

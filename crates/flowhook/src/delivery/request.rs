@@ -154,6 +154,7 @@ mod tests {
             auth: Auth::None,
             default_headers: BTreeMap::from([("x-tenant".into(), "t1".into())]),
             timeout_ms: 1000,
+            max_concurrency: 8,
             created_at: 0,
             paused_at: None,
             paused_reason: None,

@@ -288,7 +288,8 @@ pub async fn resume_connector(
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorHealth {
     pub connector_id: String,
-    /// Scheme, host and port: the breaker's key (connectors to one server share it).
+    /// Scheme, host and port: with the organisation, the breaker's key (the organisation's
+    /// connectors to one server share it; another organisation's have their own).
     pub endpoint: String,
     /// Paused (by an operator or a `410 Gone`): nothing is sent until it is resumed.
     pub paused: bool,
@@ -305,6 +306,9 @@ pub struct BreakerView {
     pub state: String,
     /// Failed attempts in a row.
     pub consecutive_failures: u32,
+    /// Requests to the endpoint in flight from this node now (at most the connector's
+    /// `maxConcurrency`).
+    pub in_flight: u32,
     /// Epoch ms of the last successful attempt this node made.
     pub last_success_at: Option<i64>,
     /// Epoch ms of the last failed attempt this node made.
@@ -321,17 +325,14 @@ pub async fn connector_health(
 ) -> Result<Json<ConnectorHealth>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     let connector = connector_or_404(&state, &corp_id, &id).await?;
-    let endpoint = crate::delivery::breaker::endpoint_key(&connector.base_url);
+    let key = crate::delivery::breaker::EndpointKey::new(&corp_id, &connector.base_url);
     // Nothing sent to it since this node started: closed, as a new breaker is.
+    state.breakers.tick(std::time::Instant::now());
     let view = state
         .breakers
-        .view(&endpoint)
-        .unwrap_or(crate::delivery::breaker::View {
-            state: crate::delivery::breaker::State::Closed,
-            failures: 0,
-            last_success_at: None,
-            last_failure_at: None,
-        });
+        .view(&key)
+        .unwrap_or(crate::delivery::breaker::View::UNSEEN);
+    let endpoint = key.endpoint;
     Ok(Json(ConnectorHealth {
         deliveries: state.store.connector_backlog(&connector.id).await?,
         connector_id: connector.id,
@@ -339,6 +340,7 @@ pub async fn connector_health(
         breaker: BreakerView {
             state: view.state.as_str().to_owned(),
             consecutive_failures: view.failures,
+            in_flight: view.in_flight,
             last_success_at: view.last_success_at,
             last_failure_at: view.last_failure_at,
         },

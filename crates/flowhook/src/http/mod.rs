@@ -50,6 +50,8 @@ pub struct SharedState {
     pub writer: crate::store::writer::Writer,
     /// The bootstrap admin key, if configured.
     pub admin_key: Option<std::sync::Arc<str>>,
+    /// The token `/metrics` asks for, if configured.
+    pub metrics_token: Option<std::sync::Arc<str>>,
     /// Wakes the dispatcher (new or redelivered deliveries).
     pub dispatch: std::sync::Arc<tokio::sync::Notify>,
     /// The endpoints' circuit breakers (shared with the dispatcher, shown in /metrics).

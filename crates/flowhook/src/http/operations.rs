@@ -1,8 +1,8 @@
 //! Operator endpoints: Prometheus `/metrics` and the OpenAPI document.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
@@ -15,10 +15,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(openapi))
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text). With `metrics_token` configured, only for
+/// `Authorization: Bearer <metrics_token>`. Labels name connectors by id: no host, no tenant.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    responses((status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text"),
+              (status = 401, description = "`metrics_token` is configured and was not given")))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            token.as_bytes(),
+        )) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the metrics token\n",
+            )
+                .into_response();
+        }
+    }
     // Gauges read at scrape time: the delivery queue and the breakers.
     match state.store.delivery_stats(crate::store::now_ms()).await {
         Ok(stats) => {
@@ -40,18 +60,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "reading delivery statistics for /metrics failed"),
     }
-    for (endpoint, s, _) in state.breakers.states() {
-        let value = match s {
-            crate::delivery::breaker::State::Closed => 0,
-            crate::delivery::breaker::State::HalfOpen => 1,
-            crate::delivery::breaker::State::Open => 2,
-        };
-        state
-            .metrics
-            .breaker_state
-            .get_or_create(&crate::telemetry::EndpointLabels { endpoint })
-            .set(value);
-    }
+    breaker_states(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -59,6 +68,44 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+        .into_response()
+}
+
+/// Sets the breaker gauge of every connector whose organisation's endpoint has a breaker on
+/// this node (connectors deleted since drop out).
+async fn breaker_states(state: &AppState) {
+    use crate::delivery::breaker::{EndpointKey, State};
+    let states = state.breakers.states();
+    let mut corps: Vec<&str> = states.iter().map(|(k, _, _)| k.corp_id.as_str()).collect();
+    corps.dedup();
+    state.metrics.breaker_state.clear();
+    for corp in corps {
+        let connectors = match state.store.connectors(corp, None).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading connectors for /metrics failed");
+                continue;
+            }
+        };
+        for (connector, _) in connectors {
+            let key = EndpointKey::new(corp, &connector.base_url);
+            let Some((_, s, _)) = states.iter().find(|(k, _, _)| k == &key) else {
+                continue;
+            };
+            let value = match s {
+                State::Closed => 0,
+                State::HalfOpen => 1,
+                State::Open => 2,
+            };
+            state
+                .metrics
+                .breaker_state
+                .get_or_create(&crate::telemetry::ConnectorLabels {
+                    connector: connector.id,
+                })
+                .set(value);
+        }
+    }
 }
 
 /// This document.

@@ -263,6 +263,16 @@ fn default_timeout() -> u64 {
     10_000
 }
 
+/// Requests in flight to one connector's endpoint at most, by default.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 8;
+
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+
+/// The largest `maxConcurrency` a connector may ask for.
+pub const MAX_CONCURRENCY: u32 = 256;
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorInput {
@@ -276,6 +286,10 @@ pub struct ConnectorInput {
     /// Total time for one attempt, 100 ms to 60 s (default 10 s).
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Requests in flight to this connector's endpoint at most, 1 to 256 (default 8): a slow or
+    /// hanging endpoint holds no more of a node's delivery slots than this.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
 }
 
 /// An edit of a connector (`PUT`): the whole connector as on creation, except that the
@@ -297,6 +311,10 @@ pub struct ConnectorUpdate {
     /// Total time for one attempt, 100 ms to 60 s (default 10 s).
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Requests in flight to this connector's endpoint at most, 1 to 256 (default 8): a slow or
+    /// hanging endpoint holds no more of a node's delivery slots than this.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
 }
 
 impl ConnectorUpdate {
@@ -320,6 +338,7 @@ impl ConnectorUpdate {
             auth,
             default_headers,
             timeout_ms: self.timeout_ms,
+            max_concurrency: self.max_concurrency,
         };
         input.validate()?;
         Ok(input)
@@ -356,6 +375,8 @@ pub struct Connector {
     #[serde(serialize_with = "serialize_masked_headers")]
     pub default_headers: BTreeMap<String, String>,
     pub timeout_ms: u64,
+    /// Requests in flight to its endpoint at most.
+    pub max_concurrency: u32,
     pub created_at: i64,
     /// Set while paused (after a `410 Gone`, or by an operator): nothing is sent until resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -408,6 +429,11 @@ impl ConnectorInput {
         if !(100..=60_000).contains(&self.timeout_ms) {
             return Err("timeoutMs must be between 100 and 60000".into());
         }
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err(format!(
+                "maxConcurrency must be between 1 and {MAX_CONCURRENCY}"
+            ));
+        }
         for (k, v) in &self.default_headers {
             if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || axum::http::HeaderValue::from_str(v).is_err()
@@ -415,7 +441,64 @@ impl ConnectorInput {
                 return Err(format!("default header `{k}` is not a valid HTTP header"));
             }
         }
-        Ok(())
+        self.auth.validate()
+    }
+}
+
+impl Auth {
+    /// Refuses credentials that cannot be sent: a header name or value that is not valid HTTP
+    /// (CR, LF, NUL or another control character anywhere), a Basic user name with a colon. A
+    /// connector saved with one would fail every attempt on this machine, before any request
+    /// left it.
+    pub fn validate(&self) -> Result<(), String> {
+        let value = |what: &str, v: &str| {
+            if v.is_empty() || axum::http::HeaderValue::from_str(v).is_err() {
+                Err(format!(
+                    "auth.{what} must be a non-empty HTTP header value (no control characters)"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Auth::None => Ok(()),
+            Auth::Basic { username, password } => {
+                if username.contains(':') || username.chars().any(char::is_control) {
+                    return Err("auth.username must not contain `:` or control characters".into());
+                }
+                if password.chars().any(char::is_control) {
+                    return Err("auth.password must not contain control characters".into());
+                }
+                Ok(())
+            }
+            Auth::Bearer { token } => value("token", token),
+            Auth::ApiKey {
+                location: KeyLocation::Header,
+                name,
+                value: key,
+            } => {
+                if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(format!(
+                        "auth.name `{}` is not a valid HTTP header name",
+                        name.escape_debug()
+                    ));
+                }
+                value("value", key)
+            }
+            Auth::ApiKey {
+                location: KeyLocation::Query,
+                name,
+                value: key,
+            } => {
+                if name.is_empty() || name.chars().chain(key.chars()).any(char::is_control) {
+                    return Err(
+                        "auth.name and auth.value of a query API key must be non-empty text without control characters"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -601,6 +684,7 @@ pub(crate) type ConnectorRow = (
     i64,
     Option<i64>,
     Option<String>,
+    i32,
 );
 
 pub(crate) fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), StoreError> {
@@ -616,6 +700,7 @@ pub(crate) fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), Sto
         created_at,
         paused_at,
         paused_reason,
+        max_concurrency,
     ) = row;
     let auth: Auth = serde_json::from_str(&auth_config)
         .map_err(|e| StoreError::Corrupt(format!("connector auth: {e}")))?;
@@ -631,6 +716,7 @@ pub(crate) fn connector_from(row: ConnectorRow) -> Result<(Connector, Auth), Sto
             auth: auth.masked(),
             default_headers,
             timeout_ms: timeout_ms as u64,
+            max_concurrency: max_concurrency.max(1) as u32,
             created_at,
             paused_at,
             paused_reason,
@@ -661,7 +747,7 @@ impl Store {
         on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO connectors (id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                 created_at, updated_at, max_concurrency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
             )
             .bind(&id)
             .bind(corp_id)
@@ -672,6 +758,7 @@ impl Store {
             .bind(&headers)
             .bind(input.timeout_ms as i64)
             .bind(now)
+            .bind(input.max_concurrency as i32)
             .execute(pool)
             .await?
             .rows_affected()
@@ -684,6 +771,7 @@ impl Store {
             auth: input.auth.masked(),
             default_headers: input.default_headers.clone(),
             timeout_ms: input.timeout_ms,
+            max_concurrency: input.max_concurrency,
             created_at: now,
             paused_at: None,
             paused_reason: None,
@@ -699,7 +787,7 @@ impl Store {
         let rows: Vec<ConnectorRow> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, created_at, \
-                 paused_at, paused_reason \
+                 paused_at, paused_reason, max_concurrency \
                  FROM connectors WHERE corp_id = $1 AND ($2 IS NULL OR id = $2) AND deleted_at IS NULL \
                  ORDER BY created_at, id",
             )

@@ -53,7 +53,7 @@ impl Store {
         let changed = on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE connectors SET name = $3, base_url = $4, auth_type = $5, auth_config = $6, \
-                 default_headers = $7, timeout_ms = $8, updated_at = $9 \
+                 default_headers = $7, timeout_ms = $8, updated_at = $9, max_concurrency = $10 \
                  WHERE corp_id = $1 AND id = $2 AND deleted_at IS NULL",
             )
             .bind(corp_id)
@@ -65,6 +65,7 @@ impl Store {
             .bind(&headers)
             .bind(input.timeout_ms as i64)
             .bind(now_ms())
+            .bind(input.max_concurrency as i32)
             .execute(pool)
             .await?
             .rows_affected()

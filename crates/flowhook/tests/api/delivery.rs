@@ -504,6 +504,7 @@ async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
     let down = Receiver::start().await;
     down.answer(|_, _| 500);
     let mut actions = serde_json::Map::new();
+    let mut connectors = Vec::new();
     for (kind, receiver) in [("created", &healthy), ("finished", &down)] {
         let (_, con) = org
             .send(
@@ -522,6 +523,7 @@ async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
             )
             .await;
         actions.insert(kind.into(), a["id"].clone());
+        connectors.push(con["id"].as_str().unwrap().to_owned());
     }
     let (s, _) = org
         .send(
@@ -552,7 +554,7 @@ async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
     let text = metrics.as_str().unwrap_or_default().to_owned();
     // Open (2), or half-open (1) while its probe is out (a loaded machine may take longer than
     // the cooldown to get here).
-    let state = format!("flowhook_breaker_state{{endpoint=\"{}\"}} ", down.url);
+    let state = format!("flowhook_breaker_state{{connector=\"{}\"}} ", connectors[1]);
     assert!(
         text.lines()
             .any(|l| l.strip_prefix(&state).is_some_and(|v| v == "2" || v == "1")),
@@ -715,6 +717,7 @@ async fn a_restarted_node_probes_what_open_breakers_parked(db: TestDb) {
         c.retry_then_every_ms = 30_000;
         c.breaker_threshold = 2;
         // No probe during the test: only the restart can end the park.
+        c.breaker_first_cooldown_ms = 600_000;
         c.breaker_cooldown_ms = 600_000;
     };
     let mut org = Org::setup_with(&db, "acme", tune).await;

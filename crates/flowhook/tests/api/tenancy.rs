@@ -144,3 +144,358 @@ async fn relaying_never_touches_flowhook_instances(db: TestDb) {
         .all(|c| c.header("x-flowhook-event-id") != Some("x-1")));
     b.app.stop().await;
 }
+
+/// A connector of `org` to `base_url` (with `extra` fields such as `maxConcurrency`), five
+/// actions `/created` … and the strategy; returns the connector's id.
+async fn connect_to(org: &Org, base_url: &str, extra: Value) -> String {
+    let mut body = json!({"name": "to", "baseUrl": base_url, "timeoutMs": 10_000});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let (s, con) = org
+        .send("POST", &org.path("/connectors"), None, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{con}");
+    let mut actions = serde_json::Map::new();
+    for kind in ["created", "finished", "cancelled", "deleted", "cc"] {
+        let (s, a) = org
+            .send(
+                "POST",
+                &org.path("/actions"),
+                None,
+                Some(json!({"connectorId": con["id"], "name": kind, "path": format!("/{kind}")})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{a}");
+        actions.insert(kind.into(), a["id"].clone());
+    }
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    con["id"].as_str().unwrap().to_owned()
+}
+
+async fn health(org: &Org, connector: &str) -> Value {
+    let (s, h) = org
+        .send(
+            "GET",
+            &org.path(&format!("/connectors/{connector}/health")),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    h
+}
+
+mod one_organisations_failures_never_open_anothers_breaker {
+    crate::on_both_backends!(super::one_organisations_failures_never_open_anothers_breaker);
+}
+
+/// Two organisations send to the same host:port. A's requests fail there and open A's breaker;
+/// B's go on arriving at once (the breaker was one per host:port, and B's deliveries were held
+/// behind A's failures).
+async fn one_organisations_failures_never_open_anothers_breaker(db: TestDb) {
+    let mut a = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.breaker_threshold = 2;
+        c.breaker_first_cooldown_ms = 600_000;
+        c.breaker_cooldown_ms = 600_000;
+    })
+    .await;
+    let b_tenant = a.add_tenant("globex").await;
+    let shared = Receiver::start().await;
+    shared.answer(|c, _| if c.path.starts_with("/a/") { 500 } else { 200 });
+    let a_con = connect_to(&a, &format!("{}/a", shared.url), json!({})).await;
+    for i in 0..4 {
+        a.start("alice", "leave", &format!("a{i}"), json!({"days": "1"}))
+            .await;
+    }
+    shared
+        .wait_for_requests(10, "A's failures", |got| got.len() >= 2)
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while health(&a, &a_con).await["breaker"]["state"] != "open" {
+        assert!(std::time::Instant::now() < deadline, "A's breaker opens");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let mut b = a;
+    b.become_tenant(&b_tenant);
+    let b_con = connect_to(&b, &format!("{}/b", shared.url), json!({})).await;
+    for i in 0..4 {
+        b.start("alice", "leave", &format!("b{i}"), json!({"days": "1"}))
+            .await;
+    }
+    shared
+        .wait_until(10, "B's four `created` at the same host:port", |got| {
+            got.iter().filter(|c| c.path == "/b/created").count() >= 4
+        })
+        .await;
+    let h = health(&b, &b_con).await;
+    assert_eq!(
+        (
+            h["breaker"]["state"].as_str(),
+            h["breaker"]["consecutiveFailures"].as_u64()
+        ),
+        (Some("closed"), Some(0)),
+        "{h}"
+    );
+    for c in shared.accepted() {
+        verify(&c, "APP_GLOBEX", &b.system_token);
+    }
+    b.app.stop().await;
+}
+
+mod a_request_that_never_left_is_dead_at_once {
+    crate::on_both_backends!(super::a_request_that_never_left_is_dead_at_once);
+}
+
+/// A delivery the egress policy refuses never left this machine: it is dead at once with its
+/// reason (it was retried for 3 days), and it is not the endpoint's failure (it opened the
+/// breaker the endpoint shares with the organisation's other connectors).
+async fn a_request_that_never_left_is_dead_at_once(db: TestDb) {
+    let org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.breaker_threshold = 2;
+        c.egress_deny = vec!["127.0.0.2/32".into()];
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let port = receiver.url.rsplit(':').next().unwrap().to_owned();
+    let refused = connect_to(&org, &format!("http://127.0.0.2:{port}"), json!({})).await;
+    let mut org = org;
+    for i in 0..3 {
+        org.start("alice", "leave", &format!("l{i}"), json!({"days": "1"}))
+            .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dead = loop {
+        let dead = crate::delivery::deliveries(&org, "&status=dead").await;
+        if dead.len() >= 3 {
+            break dead;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refused deliveries are dead at once: {:#}",
+            Value::Array(crate::delivery::deliveries(&org, "").await)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    for d in &dead {
+        assert_eq!(d["attempts"], 1, "{d}");
+        assert!(
+            d["lastError"].as_str().unwrap().contains("egress"),
+            "the reason is shown: {d}"
+        );
+    }
+    let h = health(&org, &refused).await;
+    assert_eq!(
+        (
+            h["breaker"]["state"].as_str(),
+            h["breaker"]["consecutiveFailures"].as_u64()
+        ),
+        (Some("closed"), Some(0)),
+        "not the endpoint's failure: {h}"
+    );
+    assert!(receiver.requests().is_empty());
+    org.app.stop().await;
+}
+
+mod credentials_that_cannot_be_sent_are_refused {
+    crate::on_both_backends!(super::credentials_that_cannot_be_sent_are_refused);
+}
+
+/// Headers that cannot be sent — CR, LF, NUL in a name or value, an invalid header name — are
+/// refused when the connector is saved (an API key header named `bad header\r\n` was accepted,
+/// and every attempt then failed on this machine).
+async fn credentials_that_cannot_be_sent_are_refused(db: TestDb) {
+    let org = Org::setup(&db, "acme").await;
+    let base = json!({"name": "x", "baseUrl": "http://127.0.0.1:9/cb"});
+    let mut good = None;
+    for (auth, ok) in [
+        (
+            json!({"type": "apiKey", "in": "header", "name": "bad header\r\n", "value": "k"}),
+            false,
+        ),
+        (
+            json!({"type": "apiKey", "in": "header", "name": "x-key", "value": "k\r\nx-evil: 1"}),
+            false,
+        ),
+        (
+            json!({"type": "apiKey", "in": "header", "name": "x-key", "value": "k\u{0}"}),
+            false,
+        ),
+        (
+            json!({"type": "apiKey", "in": "query", "name": "key\n", "value": "k"}),
+            false,
+        ),
+        (json!({"type": "bearer", "token": "t\r\n"}), false),
+        (
+            json!({"type": "basic", "username": "a:b", "password": "p"}),
+            false,
+        ),
+        (
+            json!({"type": "basic", "username": "a", "password": "p\n"}),
+            false,
+        ),
+        (
+            json!({"type": "apiKey", "in": "header", "name": "x-key", "value": "k"}),
+            true,
+        ),
+    ] {
+        let mut body = base.clone();
+        body["auth"] = auth.clone();
+        let (s, r) = org
+            .send("POST", &org.path("/connectors"), None, Some(body))
+            .await;
+        if ok {
+            assert_eq!(s, StatusCode::CREATED, "{auth}: {r}");
+            good = Some(r["id"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{auth}: {r}");
+            assert!(r["message"].as_str().unwrap().contains("auth."), "{r}");
+        }
+    }
+    // An edit is held to the same rule.
+    let id = good.unwrap();
+    let mut edit = base.clone();
+    edit["auth"] =
+        json!({"type": "apiKey", "in": "header", "name": "bad header\r\n", "value": "k"});
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path(&format!("/connectors/{id}")),
+            None,
+            Some(edit),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    let mut body = base.clone();
+    body["defaultHeaders"] = json!({"x-tenant": "a\r\nx-evil: 1"});
+    let (s, r) = org
+        .send("POST", &org.path("/connectors"), None, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    org.app.stop().await;
+}
+
+mod a_hanging_endpoint_holds_only_its_cap {
+    crate::on_both_backends!(super::a_hanging_endpoint_holds_only_its_cap);
+}
+
+/// An organisation's endpoint hangs. It holds at most its connector's `maxConcurrency` of the
+/// node's delivery slots, its breaker opens on the hanging requests, and another organisation's
+/// deliveries keep arriving at once (the hanging requests took every slot until they timed out).
+async fn a_hanging_endpoint_holds_only_its_cap(db: TestDb) {
+    let mut a = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.delivery_concurrency = 8;
+        c.breaker_threshold = 2;
+        c.breaker_first_cooldown_ms = 600_000;
+        c.breaker_cooldown_ms = 600_000;
+    })
+    .await;
+    let c_tenant = a.add_tenant("globex").await;
+    let hanging = Receiver::start().await;
+    hanging.delay(std::time::Duration::from_secs(30));
+    let a_con = connect_to(
+        &a,
+        &hanging.url,
+        json!({"maxConcurrency": 2, "timeoutMs": 20_000}),
+    )
+    .await;
+    for i in 0..12 {
+        a.start("alice", "leave", &format!("a{i}"), json!({"days": "1"}))
+            .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let h = health(&a, &a_con).await;
+        assert!(h["breaker"]["inFlight"].as_u64().unwrap() <= 2, "{h}");
+        if h["breaker"]["state"] == "open" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hanging requests open the breaker: {h}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let mut c = a;
+    c.become_tenant(&c_tenant);
+    let healthy = Receiver::start().await;
+    connect_to(&c, &healthy.url, json!({})).await;
+    for i in 0..6 {
+        c.start("alice", "leave", &format!("c{i}"), json!({"days": "1"}))
+            .await;
+    }
+    // Well inside the hanging requests' 20 s timeout.
+    healthy
+        .wait_until(5, "the other organisation's six `created`", |got| {
+            got.iter().filter(|r| r.path == "/created").count() >= 6
+        })
+        .await;
+    let got = healthy.accepted();
+    for r in &got {
+        verify(r, "APP_GLOBEX", &c.system_token);
+    }
+    c.app.stop().await;
+}
+
+mod metrics_name_connectors_and_can_be_locked {
+    crate::on_both_backends!(super::metrics_name_connectors_and_can_be_locked);
+}
+
+/// `/metrics` labels breakers with connector ids, never a tenant's host:port, and with
+/// `metrics_token` set it answers only to that token.
+async fn metrics_name_connectors_and_can_be_locked(db: TestDb) {
+    const TOKEN: &str = "metrics-token-0123456789";
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.metrics_token = Some(TOKEN.into());
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let con = connect_to(&org, &receiver.url, json!({})).await;
+    org.start("alice", "leave", "l", json!({"days": "1"})).await;
+    receiver
+        .wait_until(10, "a delivery", |got| !got.is_empty())
+        .await;
+    let url = org.app.url("/metrics");
+    let client = &org.app.client;
+    for auth in [None, Some("wrong-token-0123456789"), Some(org.key.as_str())] {
+        let mut req = client.get(&url);
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "{auth:?}"
+        );
+    }
+    let text = client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("flowhook_breaker_state{{connector=\"{con}\"}} 0")),
+        "{text}"
+    );
+    let host = receiver.url.trim_start_matches("http://");
+    assert!(!text.contains(host), "no tenant's host:port in {text}");
+    org.app.stop().await;
+}
