@@ -242,6 +242,7 @@ mod tests {
             auth: Auth::None,
             default_headers: Default::default(),
             timeout_ms: 1000,
+            max_concurrency: 8,
             created_at: 0,
             paused_at: None,
             paused_reason: None,

@@ -235,6 +235,7 @@ mod tests {
             auth: Auth::None,
             default_headers: BTreeMap::from([("x-api-token".into(), "hdr-secret-1".into())]),
             timeout_ms: 1000,
+            max_concurrency: 8,
             created_at: 0,
             paused_at: None,
             paused_reason: None,

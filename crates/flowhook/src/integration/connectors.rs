@@ -1294,6 +1294,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             timeout_ms: 1000,
+            max_concurrency: 8,
             created_at: 0,
             paused_at: None,
             paused_reason: None,

@@ -497,6 +497,7 @@ async fn a_dead_endpoint_costs_healthy_ones_nothing(db: TestDb) {
         fast(c, 600_000);
         c.retry_schedule_ms = vec![0, 30_000];
         c.breaker_threshold = 2;
+        c.breaker_first_cooldown_ms = 1_000;
         c.breaker_cooldown_ms = 1_000;
     })
     .await;
