@@ -35,6 +35,17 @@ impl Application {
         )
         .await?;
         let report = store.migrate().await?;
+        let keyring = crate::store::secrets::load_keyring(&store, &config.key_source()).await?;
+        let sealed = crate::store::secrets::reseal(&store, &keyring, false).await?;
+        tracing::info!(key_id = keyring.current_id(), "master key open");
+        crate::store::secrets::install(&store, std::sync::Arc::new(keyring));
+        if sealed.sealed > 0 {
+            tracing::info!(
+                values = sealed.sealed,
+                "sealed the secrets stored in plaintext"
+            );
+            crate::store::secrets::scrub(&store).await?;
+        }
         let installation = store.installation_id().await?;
         tracing::info!(
             database = %redact_url(&config.database_url),

@@ -16,6 +16,7 @@ use flowhook_sign::yida;
 
 use crate::app::{shutdown_signal, Application};
 use crate::config::{redact_url, Config, Overrides, DEFAULTS_TOML};
+use crate::store::secrets::{self, KeySource};
 use crate::store::Store;
 use crate::telemetry;
 
@@ -60,6 +61,11 @@ pub enum Command {
     /// working (deliveries sent from now on carry links signed with the new secret; running
     /// nodes pick it up within seconds).
     RotateLinkSecret,
+    /// Seal every secret in the database under a new master key. With a key file: a new key
+    /// is generated and written first, the old one kept beside it until every secret is
+    /// re-sealed, then dropped. With `master_key` (FLOWHOOK_MASTER_KEY): put the new key first,
+    /// the old one after it (`NEW,OLD`), run this, then drop the old one.
+    RotateMasterKey,
     /// Compute a Yida signature: prints the sorted keys, the signing string and the sign.
     Sign {
         /// The application's systemToken.
@@ -203,6 +209,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped(shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::RotateMasterKey => {
+            let config = cli.load_config()?;
+            telemetry::init_logging(&config);
+            let store = Store::connect(
+                &config.database_url,
+                config.database_max_connections,
+                config.database_connect_timeout(),
+            )
+            .await?;
+            store.migrate().await?;
+            let result = rotate_master_key(&store, &config.key_source()).await;
+            store.close().await;
+            println!("{}", result?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
@@ -338,6 +359,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if config.metrics_token.is_some() {
                         config.metrics_token = Some("***".into());
                     }
+                    if config.master_key.is_some() {
+                        config.master_key = Some(crate::config::Secret("***".into()));
+                    }
                     if config.admin_key.is_some() {
                         config.admin_key = Some("***".into());
                     }
@@ -348,6 +372,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `flowhook rotate-master-key`: re-seals every secret under the first key of the keyring (a
+/// new one, written into the key file first, when the file holds one key); then the key file
+/// keeps the new key alone. Returns what to tell the operator.
+async fn rotate_master_key(store: &Store, source: &KeySource) -> anyhow::Result<String> {
+    const HEADER: &str =
+        "# Flowhook master key: it seals the secrets in the database. Keep it, apart from\n\
+                          # the database's backups; without it they cannot be read.\n";
+    let keyring = secrets::load_keyring(store, source).await?;
+    let (keyring, file) = match source {
+        KeySource::File(path) => {
+            let keyring = if keyring.ids().len() == 1 {
+                // The new key first, the old one kept: a run cut short can be run again, and
+                // a node started meanwhile reads both.
+                let old = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let old = zeroize::Zeroizing::new(old);
+                let keys: Vec<&str> = old
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .collect();
+                let new = secrets::generate_key();
+                let content = zeroize::Zeroizing::new(format!(
+                    "{HEADER}{}\n{}\n",
+                    new.as_str(),
+                    keys.join("\n")
+                ));
+                secrets::write_key_file(path, &content, false)?;
+                secrets::Keyring::parse(&content)?
+            } else {
+                keyring
+            };
+            (keyring, Some(path))
+        }
+        KeySource::Given(_) => (keyring, None),
+    };
+    let done = secrets::reseal(store, &keyring, true).await?;
+    let left: u64 = secrets::census(store)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| id.as_deref() != Some(keyring.current_id()))
+        .map(|(_, n)| n)
+        .sum();
+    if left > 0 {
+        anyhow::bail!(
+            "{left} secret(s) changed while being re-sealed and are not under key `{}` yet: run this again",
+            keyring.current_id()
+        );
+    }
+    let mut said = format!(
+        "{} secret(s) re-sealed (and {} sealed from plaintext) under master key `{}`; every \
+         secret is under it now",
+        done.rekeyed,
+        done.sealed,
+        keyring.current_id()
+    );
+    match file {
+        Some(path) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .context("the key file holds no key")?;
+            let content = zeroize::Zeroizing::new(format!("{HEADER}{first}\n"));
+            secrets::write_key_file(path, &content, false)?;
+            said.push_str(&format!(
+                ".\nThe key file {} holds the new key alone: restart every node with it (a node \
+                 still running with the old key cannot read the re-sealed secrets).",
+                path.display()
+            ));
+        }
+        None if keyring.ids().len() > 1 => said.push_str(
+            ".\nNow drop the old key(s) from master_key (FLOWHOOK_MASTER_KEY) and restart.",
+        ),
+        None => said.push_str(
+            ".\nTo rotate, put a new key first (FLOWHOOK_MASTER_KEY=NEW,OLD; `openssl rand -base64 32` \
+             makes one), restart the nodes, and run this again.",
+        ),
+    }
+    Ok(said)
 }
 
 fn toml_of(config: &Config) -> anyhow::Result<String> {

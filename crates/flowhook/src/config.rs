@@ -48,6 +48,8 @@ pub const KEYS: &[&str] = &[
     "console_trusted_user_header",
     "console_trusted_user_org",
     "metrics_token",
+    "master_key",
+    "master_key_file",
 ];
 
 /// The validated configuration. Every field is documented in `config/default.toml`.
@@ -99,6 +101,26 @@ pub struct Config {
     /// never logged or shown).
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// The master key(s) sealing the secrets at rest: base64 of 32 bytes, comma-separated, the
+    /// first one sealing (secret; never logged or shown — prefer FLOWHOOK_MASTER_KEY).
+    #[serde(default)]
+    pub master_key: Option<Secret>,
+    /// The key file read (and created on first start) when `master_key` is unset; default
+    /// `flowhook-master.key` beside a SQLite database, else in the working directory.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// A configuration value that is a secret: serialised as is (for `config show` to redact), but
+/// never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +230,11 @@ impl Config {
         if self.retry_schedule_ms.is_empty() {
             return invalid("retry_schedule_ms", "needs at least one delay".into());
         }
+        if let Some(key) = &self.master_key {
+            if let Err(e) = crate::store::secrets::Keyring::parse(&key.0) {
+                return invalid("master_key", e.to_string());
+            }
+        }
         if let Some(key) = &self.admin_key {
             if key.len() < 16 {
                 return invalid("admin_key", "must be at least 16 characters".into());
@@ -294,6 +321,20 @@ impl Config {
             .and_then(|p| p.with_proxy(self.egress_proxy.as_deref()))
             .expect("validated"),
             task_links: None,
+        }
+    }
+
+    /// Where the master key comes from: `master_key`, else `master_key_file`, else the
+    /// default key file.
+    pub fn key_source(&self) -> crate::store::secrets::KeySource {
+        use crate::store::secrets::{default_key_file, KeySource};
+        match &self.master_key {
+            Some(key) => KeySource::Given(zeroize::Zeroizing::new(key.0.clone())),
+            None => KeySource::File(
+                self.master_key_file
+                    .clone()
+                    .unwrap_or_else(|| default_key_file(&self.database_url)),
+            ),
         }
     }
 

@@ -621,12 +621,22 @@ pub struct Strategy {
     pub standard_webhooks: bool,
 }
 
-/// A Standard Webhooks secret as stored: valid until `expires_at` (during a rotation's grace).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A Standard Webhooks secret as stored (the list sealed whole, see `store::secrets`): valid
+/// until `expires_at` (during a rotation's grace).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredSecret {
     secret: String,
     expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 fn new_webhook_secret() -> flowhook_sign::webhooks::WebhookSecret {
@@ -742,8 +752,12 @@ impl Store {
     ) -> Result<Connector, StoreError> {
         let id = new_id("con");
         let now = now_ms();
-        let auth = serde_json::to_string(&input.auth).expect("auth serialises");
-        let headers = serde_json::to_string(&input.default_headers).expect("headers serialise");
+        let (base_url, auth, headers) = crate::store::secrets::seal_connector(
+            &*crate::store::secrets::keyring(self)?,
+            corp_id,
+            &id,
+            input,
+        );
         on_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO connectors (id, corp_id, name, base_url, auth_type, auth_config, default_headers, timeout_ms, \
@@ -752,7 +766,7 @@ impl Store {
             .bind(&id)
             .bind(corp_id)
             .bind(&input.name)
-            .bind(&input.base_url)
+            .bind(&base_url)
             .bind(auth_kind(&input.auth))
             .bind(&auth)
             .bind(&headers)
@@ -796,7 +810,10 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        rows.into_iter().map(connector_from).collect()
+        let keyring = crate::store::secrets::keyring(self)?;
+        rows.into_iter()
+            .map(|row| connector_from(crate::store::secrets::open_connector(&keyring, row)?))
+            .collect()
     }
 
     /// Pauses a connector (`410 Gone`, or an operator); `false` when it does not exist or was
@@ -1041,7 +1058,10 @@ impl Store {
                 expires_at: None,
             },
         );
-        let json = serde_json::to_string(&secrets).expect("secrets serialise");
+        let json = crate::store::secrets::keyring(self)?.seal(
+            &serde_json::to_string(&secrets).expect("secrets serialise"),
+            &crate::store::secrets::field::webhook_secrets(corp_id),
+        );
         on_pool!(self, |pool| {
             sqlx::query("UPDATE sync_strategies SET webhook_secrets = $2 WHERE corp_id = $1")
                 .bind(corp_id)
@@ -1085,7 +1105,11 @@ impl Store {
             .await?
         });
         match row {
-            Some((enabled, Some(json))) if enabled || even_if_disabled => {
+            Some((enabled, Some(sealed))) if enabled || even_if_disabled => {
+                let json = zeroize::Zeroizing::new(crate::store::secrets::keyring(self)?.open(
+                    &sealed,
+                    &crate::store::secrets::field::webhook_secrets(corp_id),
+                )?);
                 serde_json::from_str(&json)
                     .map_err(|e| StoreError::Corrupt(format!("webhook secrets: {e}")))
             }

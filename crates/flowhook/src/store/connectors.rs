@@ -48,8 +48,8 @@ impl Store {
         id: &str,
         input: &ConnectorInput,
     ) -> Result<Option<Connector>, StoreError> {
-        let auth = serde_json::to_string(&input.auth).expect("auth serialises");
-        let headers = serde_json::to_string(&input.default_headers).expect("headers serialise");
+        let (base_url, auth, headers) =
+            super::secrets::seal_connector(&*super::secrets::keyring(self)?, corp_id, id, input);
         let changed = on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE connectors SET name = $3, base_url = $4, auth_type = $5, auth_config = $6, \
@@ -59,7 +59,7 @@ impl Store {
             .bind(corp_id)
             .bind(id)
             .bind(&input.name)
-            .bind(&input.base_url)
+            .bind(&base_url)
             .bind(auth_kind(&input.auth))
             .bind(&auth)
             .bind(&headers)

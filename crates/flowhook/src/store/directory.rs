@@ -19,7 +19,7 @@ pub struct Org {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct App {
     pub app_type: String,
@@ -34,6 +34,23 @@ pub struct App {
     /// until `rotate-token/commit` or `previousTokenValidUntil`, whichever comes first.
     pub rotation_pending: bool,
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("app_type", &self.app_type)
+            .field("corp_id", &self.corp_id)
+            .field("name", &self.name)
+            .field("system_token", &"<redacted>")
+            .field(
+                "previous_token_valid_until",
+                &self.previous_token_valid_until,
+            )
+            .field("rotation_pending", &self.rotation_pending)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 impl App {
@@ -233,12 +250,16 @@ impl Store {
         system_token: &str,
     ) -> Result<App, StoreError> {
         let now = now_ms();
+        let sealed = super::secrets::keyring(self)?.seal(
+            system_token,
+            &super::secrets::field::app_token(corp_id, app_type),
+        );
         on_pool!(self, |pool| {
             sqlx::query("INSERT INTO apps (app_type, corp_id, name, system_token, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(app_type)
                 .bind(corp_id)
                 .bind(name)
-                .bind(system_token)
+                .bind(&sealed)
                 .bind(now)
                 .execute(pool)
                 .await
@@ -281,20 +302,23 @@ impl Store {
             .await?
         });
         let now = now_ms();
-        Ok(rows
-            .into_iter()
+        let keyring = super::secrets::keyring(self)?;
+        rows.into_iter()
             .map(
-                |(app_type, corp_id, name, system_token, until, previous_signs, created_at)| App {
-                    app_type,
-                    corp_id,
-                    name,
-                    system_token,
-                    previous_token_valid_until: until,
-                    rotation_pending: previous_signs && until.is_some_and(|t| t > now),
-                    created_at,
+                |(app_type, corp_id, name, sealed, until, previous_signs, created_at)| {
+                    let what = super::secrets::field::app_token(&corp_id, &app_type);
+                    Ok(App {
+                        system_token: keyring.open(&sealed, &what)?,
+                        app_type,
+                        corp_id,
+                        name,
+                        previous_token_valid_until: until,
+                        rotation_pending: previous_signs && until.is_some_and(|t| t > now),
+                        created_at,
+                    })
                 },
             )
-            .collect())
+            .collect()
     }
 
     /// Starts a rotation to `new_token`. Flowhook keeps signing with the token that signs now
@@ -323,6 +347,11 @@ impl Store {
         grace_until: i64,
     ) -> Result<Option<App>, StoreError> {
         let now = now_ms();
+        // Both columns are sealed for the same field, so the SQL below moves them as they are.
+        let sealed = super::secrets::keyring(self)?.seal(
+            new_token,
+            &super::secrets::field::app_token(corp_id, app_type),
+        );
         // The token that signs now becomes the previous one: the current token, or — during a
         // pending rotation — the previous one still signing (the pending one never signed).
         let done = on_pool!(self, |pool| {
@@ -336,7 +365,7 @@ impl Store {
             .bind(corp_id)
             .bind(app_type)
             .bind(grace_until)
-            .bind(new_token)
+            .bind(&sealed)
             .bind(now)
             .execute(pool)
             .await?
@@ -390,16 +419,29 @@ impl Store {
     /// The tokens valid now for `app_type`, the one to sign with first: the current token,
     /// and the previous one during its grace — first while a rotation awaits its commit.
     pub async fn app_tokens(&self, app_type: &str, now: i64) -> Result<Vec<String>, StoreError> {
-        type TokenRow = (String, Option<String>, Option<i64>, bool);
+        type TokenRow = (String, String, Option<String>, Option<i64>, bool);
         let row: Option<TokenRow> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT system_token, previous_token, previous_valid_until, previous_signs FROM apps \
+                "SELECT corp_id, system_token, previous_token, previous_valid_until, previous_signs FROM apps \
                  WHERE app_type = $1",
             )
             .bind(app_type)
             .fetch_optional(pool)
             .await?
         });
+        let row = match row {
+            None => None,
+            Some((corp_id, current, previous, until, signs)) => {
+                let keyring = super::secrets::keyring(self)?;
+                let what = super::secrets::field::app_token(&corp_id, app_type);
+                Some((
+                    keyring.open(&current, &what)?,
+                    keyring.open_opt(previous.as_deref(), &what)?,
+                    until,
+                    signs,
+                ))
+            }
+        };
         Ok(match row {
             None => vec![],
             Some((current, Some(previous), Some(until), true)) if until > now => {

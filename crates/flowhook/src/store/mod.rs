@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod jobs;
 mod postgres;
 pub mod processes;
+pub mod secrets;
 mod sqlite;
 pub mod taskcenter;
 pub mod writer;
@@ -241,6 +242,12 @@ pub enum StoreError {
     /// caller's mistake, said in words the caller understands.
     #[error("{0}")]
     Invalid(String),
+    /// A secret that cannot be opened (wrong master key, altered or moved value), or a
+    /// master key that cannot be used: never worked around, always named.
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error("no master key is open for this database (the application opens it at start)")]
+    NoMasterKey,
 }
 
 /// Turns a unique violation into [`StoreError::Conflict`] naming `what`.

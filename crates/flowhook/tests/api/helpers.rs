@@ -46,6 +46,9 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The master key of the PostgreSQL tests (base64 of 32 bytes; a test value, nothing else).
+pub const TEST_MASTER_KEY: &str = "dGVzdC1vbmx5LW1hc3Rlci1rZXktMzItYnl0ZXMtISE=";
+
 /// A database of its own for one test; dropped with it.
 pub struct TestDb {
     pub url: String,
@@ -97,6 +100,11 @@ impl TestDb {
         config.database_url = self.url.clone();
         config.database_max_connections = 4;
         config.shutdown_grace_secs = 5;
+        if self.is_postgres() {
+            // One key for every PostgreSQL test (a SQLite test's key file is made beside its
+            // database, in its temporary directory).
+            config.master_key = Some(flowhook::config::Secret(TEST_MASTER_KEY.into()));
+        }
         config
     }
 }
