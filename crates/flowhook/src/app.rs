@@ -128,6 +128,13 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Alive before the first lease: the writer leases fresh deliveries to this node, and a
+        // lease counts only while its owner's heartbeat is fresh (`store::nodes`).
+        self.state
+            .store
+            .beat(&self.owner)
+            .await
+            .context("cannot register this node")?;
         let (stop_dispatch, stop_rx) = tokio::sync::watch::channel(false);
         let mut dispatcher_config = self.config.dispatcher();
         dispatcher_config.task_links = Some(self.state.links.clone());

@@ -32,6 +32,7 @@ pub const KEYS: &[&str] = &[
     "delivery_org_concurrency",
     "delivery_lease_secs",
     "delivery_poll_ms",
+    "delivery_node_timeout_ms",
     "retry_schedule_ms",
     "retry_then_every_ms",
     "retry_give_up_after_ms",
@@ -72,6 +73,7 @@ pub struct Config {
     pub delivery_org_concurrency: usize,
     pub delivery_lease_secs: u64,
     pub delivery_poll_ms: u64,
+    pub delivery_node_timeout_ms: u64,
     pub retry_schedule_ms: Vec<u64>,
     pub retry_then_every_ms: u64,
     pub retry_give_up_after_ms: u64,
@@ -219,6 +221,12 @@ impl Config {
         {
             return invalid("egress_proxy", why);
         }
+        if self.delivery_node_timeout_ms < 2_500 {
+            return invalid(
+                "delivery_node_timeout_ms",
+                "must be at least 2500 (heartbeats go every second)".into(),
+            );
+        }
         if self.breaker_first_cooldown_ms == 0
             || self.breaker_first_cooldown_ms > self.breaker_cooldown_ms
         {
@@ -306,6 +314,7 @@ impl Config {
             concurrency: self.delivery_concurrency,
             lease: Duration::from_secs(self.delivery_lease_secs),
             poll: Duration::from_millis(self.delivery_poll_ms),
+            node_timeout: Duration::from_millis(self.delivery_node_timeout_ms),
             policy: crate::delivery::retry::RetryPolicy::from_millis(
                 &self.retry_schedule_ms,
                 self.retry_then_every_ms,

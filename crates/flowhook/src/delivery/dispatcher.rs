@@ -36,6 +36,9 @@ pub struct DispatcherConfig {
     pub lease: Duration,
     /// Longest sleep without a wake-up (the fallback behind notifications).
     pub poll: Duration,
+    /// A node whose heartbeat is older than this has lost its leases; this node stops sending
+    /// before its own is ([`FENCE_MARGIN`] earlier).
+    pub node_timeout: Duration,
     pub policy: RetryPolicy,
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
@@ -97,6 +100,9 @@ struct Shared {
     breakers: Arc<Breakers>,
     notify: Arc<Notify>,
     owner: String,
+    /// When this node's last heartbeat was written: it sends only while that is recent enough
+    /// that no other node can have taken its leases.
+    last_beat: std::sync::Mutex<Instant>,
     metrics: Metrics,
     /// Where each action's deliveries go, by action id: reloaded after a change made through
     /// this process (an edited base URL applies from the next delivery) and at least once a
@@ -159,6 +165,8 @@ pub fn spawn(
         config,
         notify,
         owner,
+        // The node registered before it started (`Application::run_until_stopped`).
+        last_beat: std::sync::Mutex::new(Instant::now()),
         metrics,
         targets: std::sync::Mutex::new(HashMap::new()),
         tokens: Recent::new(SECRET_TTL),
@@ -238,6 +246,7 @@ async fn run(
         ))),
         Store::Sqlite(_) => None,
     };
+    let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop.clone()));
     let fresh_task = tokio::spawn(take_fresh(
         shared.clone(),
         fresh,
@@ -314,9 +323,49 @@ async fn run(
         }
     }
     let _ = fresh_task.await;
+    let _ = heartbeat.await;
     if let Some(l) = listener {
         l.abort();
     }
+}
+
+/// How often a node writes its heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long before the node timeout a node stops sending, should its heartbeats fail: the
+/// other nodes take its leases only once its heartbeat is `node_timeout` old.
+pub const FENCE_MARGIN: Duration = Duration::from_millis(1_000);
+
+/// Writes this node's heartbeat every [`HEARTBEAT`] (see `store::nodes`), and now and then
+/// forgets nodes silent for an hour. A stopped node just stops beating.
+async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let began = Instant::now();
+        match shared.store.beat(&shared.owner).await {
+            Ok(()) => *shared.last_beat.lock().expect("beat lock") = began,
+            Err(e) => tracing::warn!(error = %e, "could not write this node's heartbeat"),
+        }
+        beats += 1;
+        if beats % 3600 == 0 {
+            if let Err(e) = shared.store.forget_silent_nodes(3_600_000).await {
+                tracing::warn!(error = %e, "could not forget silent nodes");
+            }
+        }
+    }
+}
+
+/// Whether this node may send now: its last heartbeat is recent enough that no other node can
+/// consider its leases free (else it is cut off from the database, or too slow to beat).
+fn fenced(shared: &Shared) -> bool {
+    let last = *shared.last_beat.lock().expect("beat lock");
+    last.elapsed() + FENCE_MARGIN >= shared.config.node_timeout
 }
 
 /// A starting node's breakers are all closed, so no probe of its own would end the parks that
@@ -532,7 +581,8 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
         Scope::Probe(_) => (Vec::new(), Vec::new()),
     };
     let mut which = which.to_owned();
-    let mut n = 4;
+    let db_now = crate::store::nodes::db_now_ms(&shared.store);
+    let mut n = 5;
     for (column, ids) in [
         ("action_id", &excluded_actions),
         ("corp_id", &excluded_orgs),
@@ -548,10 +598,13 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
             .collect();
         which.push_str(&format!(" AND d.{column} NOT IN ({})", list.join(", ")));
     }
+    // A lease holds until it expires, and only while its owner's heartbeat is fresh: a dead
+    // node's leases are free within the node timeout (by the database's clock, like the beats).
     let update = format!(
         "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
            SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND {which} \
-           AND (d.lease_until IS NULL OR d.lease_until < $3) \
+           AND (d.lease_until IS NULL OR d.lease_until < $3 OR NOT EXISTS (SELECT 1 FROM nodes n \
+                WHERE n.id = d.lease_owner AND n.heartbeat_at >= {db_now} - $5)) \
            AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
                 AND p.corp_id = d.corp_id AND p.status = 'pending' AND p.seq < d.seq)) \
            ORDER BY d.next_attempt_at LIMIT {limit}{lock}) \
@@ -575,6 +628,7 @@ async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreE
             Scope::Due(limit) => q.bind(limit as i64),
             Scope::Probe(connector) => q.bind(connector),
         };
+        q = q.bind(shared.config.node_timeout.as_millis() as i64);
         for id in excluded_actions.iter().chain(&excluded_orgs) {
             q = q.bind(id);
         }
@@ -794,6 +848,10 @@ pub const HELD_ENDPOINT_BUSY: &str = "held: the endpoint has its maximum of requ
 pub const HELD_ORG_BUSY: &str =
     "held: the organisation has its share of this node's deliveries in flight";
 
+/// The `lastError` of a delivery this node did not send because its heartbeat is too old
+/// (see [`fenced`]).
+pub const HELD_FENCED: &str = "held: the node holding it lost contact with the database";
+
 /// How long a delivery over a concurrency cap is put back for (claims leave its key out until
 /// a request of it ends, and that end wakes the dispatcher).
 const BUSY_MS: i64 = 250;
@@ -928,6 +986,10 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         Ok(_) => {}
         Err(e) => return failed(e.to_string()),
     }
+    if fenced(shared) {
+        // Another node may hold this delivery by now: sending it could only duplicate.
+        return held(now, Some(HELD_FENCED));
+    }
     let key = &target.key;
     let cap = connector.max_concurrency as usize;
     let ticket = match shared.breakers.permit(key, cap, Instant::now()) {
@@ -1045,10 +1107,15 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
 /// either backend): the writer runs them inside its own group commit, so a command batch and
 /// the attempts finished meanwhile share one fsync.
 ///
+/// `$owner` is this node's lease owner id: a delivery's state is written only while the lease
+/// is still this node's. Another node that took it over (this node's heartbeat went stale) owns
+/// its state from then on; this node's attempt stays in the log.
+///
 /// [`Statements`]: crate::store::writer
 macro_rules! write_records_in {
-    ($script:ident, $batch:expr) => {{
+    ($script:ident, $batch:expr, $owner:expr) => {{
         let batch: &[$crate::delivery::dispatcher::AttemptRecord] = $batch;
+        let owner: Option<&str> = $owner;
         let now = $crate::store::now_ms();
         // The common case — an attempt that delivered — is written with multi-row statements:
         // one INSERT of every attempt, one UPDATE of every delivered delivery. Failures and
@@ -1095,6 +1162,9 @@ macro_rules! write_records_in {
             );
             q.push_bind(now).push(" WHERE id");
             $crate::store::push_in_list(q, chunk.iter().copied());
+            if let Some(owner) = owner {
+                q.push(" AND lease_owner = ").push_bind(owner.to_owned());
+            }
         }
         // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
         // by that time to the second, one UPDATE per group: during an outage every fresh
@@ -1119,6 +1189,9 @@ macro_rules! write_records_in {
                     .push_bind(now)
                     .push(" WHERE status = 'pending' AND id");
                 $crate::store::push_in_list(q, chunk.iter().copied());
+                if let Some(owner) = owner {
+                    q.push(" AND lease_owner = ").push_bind(owner.to_owned());
+                }
             }
         }
         // Failed attempts: each with its own schedule and error.
@@ -1135,6 +1208,9 @@ macro_rules! write_records_in {
                 .push_bind(now)
                 .push(" WHERE status = 'pending' AND id = ")
                 .push_bind(&r.delivery_id);
+            if let Some(owner) = owner {
+                q.push(" AND lease_owner = ").push_bind(owner.to_owned());
+            }
         }
         // Last, so nothing written above pushes them back: an endpoint that is back gets its
         // backlog due now, not when each backoff expires.

@@ -14,6 +14,7 @@ pub mod deliveries;
 pub mod directory;
 pub mod ingest;
 pub mod jobs;
+pub mod nodes;
 mod postgres;
 pub mod processes;
 pub mod secrets;

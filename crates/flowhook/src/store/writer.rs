@@ -883,7 +883,11 @@ impl Worker {
                     super::push_in_list(q, chunk.iter().copied());
                 }
             }
-            crate::delivery::dispatcher::write_records_in!(script, records);
+            crate::delivery::dispatcher::write_records_in!(
+                script,
+                records,
+                self.handoff.as_ref().map(|h| h.owner.as_str())
+            );
             // Whether the recorded attempts give the dispatchers something to look at: a retry
             // scheduled (their sleep may end too late), an endpoint back, or a lane whose head
             // just ended while a later delivery waits in it (asked after the writes, in the

@@ -27,7 +27,20 @@ struct Node {
 
 /// Starts `flowhook serve` in `dir` (SQLite); returns once it listens.
 fn start(dir: &std::path::Path, log_level: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhook"))
+    start_with(
+        dir,
+        log_level,
+        &[("FLOWHOOK_DELIVERY_LEASE_SECS", "2".into())],
+    )
+}
+
+/// [`start`] with more environment variables (`FLOWHOOK_DATABASE_URL` for PostgreSQL).
+fn start_with(dir: &std::path::Path, log_level: &str, env: &[(&str, String)]) -> Node {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowhook"));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
         .current_dir(dir)
         .args([
             "serve",
@@ -42,7 +55,6 @@ fn start(dir: &std::path::Path, log_level: &str) -> Node {
         .env("FLOWHOOK_RETRY_SCHEDULE_MS", "[0, 50, 100]")
         .env("FLOWHOOK_RETRY_THEN_EVERY_MS", "100")
         .env("FLOWHOOK_DELIVERY_POLL_MS", "50")
-        .env("FLOWHOOK_DELIVERY_LEASE_SECS", "2")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -362,4 +374,65 @@ async fn no_secret_in_the_logs() {
     ] {
         assert!(!log.contains(secret), "the {name} leaked into the log");
     }
+}
+
+/// Two nodes on one PostgreSQL database. One is killed (SIGKILL) while it holds the leases of
+/// deliveries it was sending; the other takes them over within seconds of the kill — the
+/// heartbeat of the dead node goes stale after `delivery_node_timeout_ms` (3 s) — instead of
+/// when the leases expire (60 s here; 30 s by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_leases_are_taken_over_within_seconds() {
+    let Some(db) = crate::helpers::TestDb::postgres().await else {
+        eprintln!("not run: set {} to run it", crate::helpers::POSTGRES_ENV);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let client = reqwest::Client::new();
+    let env = [
+        ("FLOWHOOK_DATABASE_URL", db.url.clone()),
+        ("FLOWHOOK_DELIVERY_LEASE_SECS", "60".into()),
+    ];
+    let quiet = "warn,flowhook::app=info";
+    let a = start_with(dir.path(), quiet, &env);
+    let b = start_with(dir.path(), quiet, &env);
+    let (base_a, base_b) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+    provision(&client, &base_a, &receiver, json!({"type": "none"})).await;
+
+    // A's fresh deliveries are leased to A and in flight to a slow receiver when A dies.
+    receiver.delay(Duration::from_secs(3));
+    const STARTED: usize = 8;
+    for _ in 0..STARTED {
+        let start = json!({"processCode": "one", "title": "t"});
+        let url = format!("{base_a}/api/v1/orgs/crash/instances");
+        call(&client, "POST", url, Some("u0"), start).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let mut a = a;
+    a.child.kill().expect("SIGKILL");
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    receiver.delay(Duration::ZERO);
+
+    let delivered = || async {
+        let url = format!("{base_b}/api/v1/orgs/crash/deliveries?status=delivered&limit=100");
+        call(&client, "GET", url, None, json!({})).await.unwrap()["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    while delivered().await < STARTED {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the killed node's leases were not taken over within 30 s ({} of {STARTED} delivered)",
+            delivered().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = killed.elapsed();
+    eprintln!("takeover: every delivery of the killed node delivered {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(10),
+        "taken over in {took:?}: within seconds, not at the leases' expiry"
+    );
+    b.interrupt();
 }
