@@ -68,7 +68,10 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Invalid(why) => {
                 ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why)
             }
-            other => ApiError::Internal(other.into()),
+            other => match other.outage() {
+                Some(why) => ApiError::Unavailable(why.into()),
+                None => ApiError::Internal(other.into()),
+            },
         }
     }
 }
@@ -121,15 +124,12 @@ impl IntoResponse for ApiError {
                 code,
                 message,
             } => (status, code, message),
-            ApiError::Unavailable(why) => {
-                tracing::warn!(%why, "answering 503");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service cannot answer right now".to_owned(),
-                )
-            }
+            ApiError::Unavailable(why) => return unavailable(&why),
             ApiError::Internal(e) => {
+                // A database outage that reached us wrapped in another error is still an outage.
+                if let Some(why) = outage_in(&e) {
+                    return unavailable(why);
+                }
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,6 +140,37 @@ impl IntoResponse for ApiError {
         };
         error_response(status, code, message)
     }
+}
+
+/// Seconds a client waits before retrying a 503, sent as `Retry-After`.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The database outage somewhere in `e`'s chain of causes, if any.
+fn outage_in(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain().find_map(|cause| {
+        if let Some(s) = cause.downcast_ref::<crate::store::StoreError>() {
+            s.outage()
+        } else {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .and_then(crate::store::outage)
+        }
+    })
+}
+
+/// 503 with `Retry-After`: the node or its database cannot answer now; the request may be
+/// sent again unchanged. `why` is a fixed phrase (never a driver's text).
+fn unavailable(why: &str) -> Response {
+    tracing::warn!(%why, "answering 503");
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("{why}; retry in {RETRY_AFTER_SECS} s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
 }
 
 pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {

@@ -45,13 +45,11 @@ pub async fn healthz() -> Json<Health> {
 /// The database answers: this node can take traffic.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready", body = Ready),
-              (status = 503, description = "The database does not answer", body = super::error::ErrorBody)))]
+              (status = 503, description = "The database does not answer: the message says why; `Retry-After` says when to ask again", body = super::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    let version = state
-        .store
-        .schema_version()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let version = state.store.schema_version().await.map_err(|e| {
+        ApiError::Unavailable(e.outage().unwrap_or("the database does not answer").into())
+    })?;
     Ok(Json(Ready {
         status: "ready".into(),
         database: match state.store.kind() {

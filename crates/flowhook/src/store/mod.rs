@@ -251,6 +251,56 @@ pub enum StoreError {
     NoMasterKey,
 }
 
+impl StoreError {
+    /// Why the database cannot answer right now, when that is what this error says: an outage
+    /// to retry later (503), not a fault of the request or of the stored data (500).
+    pub fn outage(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Sql(e) | StoreError::Connect { source: e, .. } => outage(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why the database cannot answer right now, when `e` says it is out of reach: a fixed phrase,
+/// never the driver's text (which may name hosts or files).
+pub fn outage(e: &sqlx::Error) -> Option<&'static str> {
+    use sqlx::Error as E;
+    match e {
+        E::Io(_) | E::Tls(_) => Some("cannot reach the database"),
+        E::PoolTimedOut => Some("timed out waiting for a database connection"),
+        E::PoolClosed | E::WorkerCrashed => Some("the database connection pool is closed"),
+        E::Database(db) => {
+            let code = db.code()?;
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite: the primary result code is the low byte of the extended one.
+                return match code.parse::<i32>().ok()? & 0xff {
+                    5 | 6 => Some("the database is busy"),
+                    8 => Some("the database file is read-only"),
+                    10 => Some("the database file cannot be read or written"),
+                    13 => Some("the database disk is full"),
+                    14 => Some("the database file cannot be opened"),
+                    _ => None,
+                };
+            }
+            // PostgreSQL SQLSTATE: connection exceptions, shutdown, too many connections, disk full.
+            match code.as_ref() {
+                c if c.starts_with("08") => Some("cannot reach the database"),
+                "57P01" | "57P02" | "57P03" => {
+                    Some("the database is shutting down or not accepting connections")
+                }
+                "53300" => Some("the database has too many connections"),
+                "53100" => Some("the database disk is full"),
+                "3D000" => Some("the database does not exist"),
+                // A database that is not accepting connections (ALLOW_CONNECTIONS false).
+                "55000" => Some("the database is not accepting connections"),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Turns a unique violation into [`StoreError::Conflict`] naming `what`.
 pub(crate) fn conflict_on_unique(e: sqlx::Error, what: impl Into<String>) -> StoreError {
     match &e {

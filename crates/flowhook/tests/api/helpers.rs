@@ -93,6 +93,13 @@ impl TestDb {
         self.postgres.is_some()
     }
 
+    /// On PostgreSQL, the server's admin URL and this test's database name.
+    pub fn postgres_admin(&self) -> Option<(&str, &str)> {
+        self.postgres
+            .as_ref()
+            .map(|(a, n)| (a.as_str(), n.as_str()))
+    }
+
     /// A configuration for this database, listening on an ephemeral port.
     pub fn config(&self) -> Config {
         let mut config = Config::defaults();

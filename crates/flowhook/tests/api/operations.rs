@@ -105,3 +105,97 @@ async fn not_ready_without_database(db: TestDb) {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// A database outage is answered 503 with `Retry-After`, never 500, on reads, writes and key
+/// lookups; `/readyz` says why; and the node answers again once the database is back. On
+/// PostgreSQL, where an outage is a matter of the network: the test's database stops accepting
+/// connections and its sessions are ended, as a failover or a restart would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_then_recovers() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("not run: set {} to run this", crate::helpers::POSTGRES_ENV);
+        return;
+    };
+    crate::helpers::bounded(async {
+        use sqlx::Connection;
+        let mut org = crate::task_center::Org::setup_with(&db, "acme", |c| {
+            c.database_connect_timeout_secs = 2;
+        })
+        .await;
+        let first = org
+            .start("alice", "leave", "before", serde_json::json!({"days": "1"}))
+            .await;
+        let (admin, name) = db.postgres_admin().unwrap();
+        let mut admin = sqlx::PgConnection::connect(admin).await.unwrap();
+        let outage = |allow: bool| format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {allow}");
+        sqlx::query(&outage(false))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+        let ready = org.app.get("/readyz").await;
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ready.headers()["retry-after"], "5");
+        let body: ErrorBody = ready.json().await.unwrap();
+        assert_eq!(body.code, "unavailable");
+        assert!(body.message.contains("database"), "{}", body.message);
+        assert!(
+            !body.message.contains(name),
+            "no database name: {}",
+            body.message
+        );
+
+        // A read, a write and a key that is not cached yet: 503, never 500.
+        let (s, r) = org
+            .send("GET", &org.path(&format!("/instances/{first}")), None, None)
+            .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+        let (s, r) = org
+            .send(
+                "POST",
+                &org.path("/instances"),
+                Some("alice"),
+                Some(
+                    serde_json::json!({"processCode": "leave", "title": "during",
+                    "formData": {"days": "1"}}),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+        assert!(r["message"].as_str().unwrap().contains("retry"), "{r}");
+        let unknown = org
+            .app
+            .client
+            .get(org.app.url(&org.path("/instances")))
+            .bearer_auth("fh_never_seen_0123456789abcdef")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        sqlx::query(&outage(true))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while org.app.get("/readyz").await.status() != StatusCode::OK {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ready again once the database is back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        org.start("alice", "leave", "after", serde_json::json!({"days": "1"}))
+            .await;
+        admin.close().await.ok();
+        org.app.stop().await;
+    })
+    .await;
+}
