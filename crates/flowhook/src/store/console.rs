@@ -1,5 +1,6 @@
 //! The console's persistence: server-side sessions (`console_sessions`, migration 0008) and the
-//! installation's approval-link secret (`flowhook_meta`, key `approval_link_secret`).
+//! installation's approval-link secret (`flowhook_meta`, key `approval_link_secret`, sealed
+//! under the master key like every other secret at rest; see `store::secrets`).
 //!
 //! These are not the command writer's business: a sign-in, a sign-out or a session's idle
 //! touch is one small statement of its own, never on a hot path (a session is touched at most
@@ -239,8 +240,8 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        if let Some(secret) = found {
-            return Ok(secret);
+        if let Some(stored) = found {
+            return open_link_secret(self, stored);
         }
         // Two nodes may race to create it: the first insert wins, both read the winner.
         let _gate = write_gate(self).await;
@@ -249,24 +250,26 @@ impl Store {
                 "INSERT INTO flowhook_meta (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
             )
             .bind(LINK_SECRET_KEY)
-            .bind(new_secret())
+            .bind(seal_link_secret(self, &new_secret())?)
             .bind(now_ms())
             .execute(pool)
             .await?
             .rows_affected()
         });
-        Ok(on_pool!(self, |pool| {
+        let stored: String = on_pool!(self, |pool| {
             sqlx::query_scalar("SELECT value FROM flowhook_meta WHERE key = $1")
                 .bind(LINK_SECRET_KEY)
                 .fetch_one(pool)
                 .await?
-        }))
+        });
+        open_link_secret(self, stored)
     }
 
     /// Replaces the approval-link secret: every link signed with the old one stops working
     /// (deliveries sent from now on carry links signed with the new one). Announced as a
     /// settings change, so this process uses the new secret at once.
     pub async fn rotate_link_secret(&self) -> Result<(), StoreError> {
+        let sealed = seal_link_secret(self, &new_secret())?;
         {
             let _gate = write_gate(self).await;
             on_pool!(self, |pool| {
@@ -275,7 +278,7 @@ impl Store {
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 )
                 .bind(LINK_SECRET_KEY)
-                .bind(new_secret())
+                .bind(&sealed)
                 .bind(now_ms())
                 .execute(pool)
                 .await?
@@ -285,6 +288,20 @@ impl Store {
         crate::store::settings_changed();
         Ok(())
     }
+}
+
+/// The link secret sealed under the current master key.
+fn seal_link_secret(store: &Store, secret: &str) -> Result<String, StoreError> {
+    Ok(super::secrets::keyring(store)?.seal(secret, super::secrets::field::LINK_SECRET))
+}
+
+/// The link secret as stored: sealed, or plaintext written by a Flowhook before the sealing
+/// (used as it is; the start's reseal seals it).
+fn open_link_secret(store: &Store, stored: String) -> Result<String, StoreError> {
+    if super::secrets::Keyring::sealed_with(&stored).is_none() {
+        return Ok(stored);
+    }
+    Ok(super::secrets::keyring(store)?.open(&stored, super::secrets::field::LINK_SECRET)?)
 }
 
 impl Store {

@@ -253,6 +253,7 @@ pub mod field {
         format!("sync_strategies/{corp_id}/webhook_secrets")
     }
     pub(super) const CHECK: &str = "flowhook_meta/master_key_check";
+    pub(crate) const LINK_SECRET: &str = "flowhook_meta/approval_link_secret";
 }
 
 /// A connector's base URL as stored: sealed when it carries a password (`user:PASS@`), plain
@@ -635,6 +636,41 @@ pub async fn reseal(store: &Store, keyring: &Keyring, rekey: bool) -> Result<Res
             }
         }
     }
+    // The approval-link secret: one value of its own in `flowhook_meta`.
+    let link: Option<String> = on_pool!(store, |pool| {
+        sqlx::query_scalar("SELECT value FROM flowhook_meta WHERE key = 'approval_link_secret'")
+            .fetch_optional(pool)
+            .await?
+    });
+    if let Some(stored) = link {
+        let plaintext = match Keyring::sealed_with(&stored) {
+            None => Some(Zeroizing::new(stored.clone())),
+            Some(kid) if kid == keyring.current_id() || !rekey => None,
+            Some(_) => Some(Zeroizing::new(keyring.open(&stored, field::LINK_SECRET)?)),
+        };
+        if let Some(plaintext) = plaintext {
+            let sealed = keyring.seal(&plaintext, field::LINK_SECRET);
+            let changed = on_pool!(store, |pool| {
+                sqlx::query(
+                    "UPDATE flowhook_meta SET value = $1, updated_at = $2 \
+                     WHERE key = 'approval_link_secret' AND value = $3",
+                )
+                .bind(&sealed)
+                .bind(now_ms())
+                .bind(&stored)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            if changed > 0 {
+                if Keyring::sealed_with(&stored).is_some() {
+                    done.rekeyed += 1;
+                } else {
+                    done.sealed += 1;
+                }
+            }
+        }
+    }
     if rekey {
         let sealed = keyring.seal(CHECK_PLAINTEXT, field::CHECK);
         on_pool!(store, |pool| {
@@ -695,6 +731,16 @@ pub async fn census(store: &Store) -> Result<Vec<(Option<String>, u64)>, StoreEr
                 .entry(Keyring::sealed_with(&v).map(str::to_owned))
                 .or_default() += 1;
         }
+    }
+    let link: Option<String> = on_pool!(store, |pool| {
+        sqlx::query_scalar("SELECT value FROM flowhook_meta WHERE key = 'approval_link_secret'")
+            .fetch_optional(pool)
+            .await?
+    });
+    if let Some(v) = link {
+        *counts
+            .entry(Keyring::sealed_with(&v).map(str::to_owned))
+            .or_default() += 1;
     }
     Ok(counts.into_iter().collect())
 }

@@ -221,6 +221,8 @@ async fn configure_secrets(org: &Org) -> Configured {
         .await;
     assert_eq!(s, StatusCode::OK, "{rotated}");
     secrets.push(rotated["webhookSecret"].as_str().unwrap().to_owned());
+    // The installation's approval-link secret (made on first use).
+    secrets.push(org.app.store.link_secret().await.unwrap());
     // A `whsec_` secret is a prefix and base64: search for the key part alone too.
     let keys: Vec<String> = secrets
         .iter()
@@ -286,7 +288,8 @@ async fn secrets_at_rest(store: &Store, db: &TestDb, secrets: &[String]) -> Vec<
 async fn raw_secret_columns(store: &Store) -> Vec<String> {
     let sql = "SELECT system_token FROM apps UNION ALL SELECT previous_token FROM apps WHERE previous_token IS NOT NULL \
                UNION ALL SELECT auth_config FROM connectors UNION ALL SELECT default_headers FROM connectors \
-               UNION ALL SELECT webhook_secrets FROM sync_strategies WHERE webhook_secrets IS NOT NULL";
+               UNION ALL SELECT webhook_secrets FROM sync_strategies WHERE webhook_secrets IS NOT NULL \
+               UNION ALL SELECT value FROM flowhook_meta WHERE key = 'approval_link_secret'";
     match store {
         Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
         Store::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
@@ -368,6 +371,7 @@ async fn plaintext_from_an_older_flowhook_is_sealed_at_start(db: TestDb) {
         format!("UPDATE apps SET system_token = '{old_token}', previous_token = NULL WHERE app_type = 'APP_ACME'"),
         format!("UPDATE connectors SET auth_config = '{old_auth}', auth_type = 'bearer', default_headers = '{old_headers}'"),
         format!("UPDATE sync_strategies SET webhook_secrets = '{old_secrets}'"),
+        "UPDATE flowhook_meta SET value = 'old-plain-link-secret-2f7a9c' WHERE key = 'approval_link_secret'".to_owned(),
     ];
     match &org.app.store {
         Store::Sqlite(p) => {
@@ -386,6 +390,7 @@ async fn plaintext_from_an_older_flowhook_is_sealed_at_start(db: TestDb) {
         "old-plain-bearer-6b0d2e",
         "old-plain-header-91c4f7",
         "b2xkLXBsYWluLXdlYmhvb2stc2VjcmV0LTQ4Mg==",
+        "old-plain-link-secret-2f7a9c",
     ]
     .map(String::from)
     .to_vec();
@@ -408,6 +413,11 @@ async fn plaintext_from_an_older_flowhook_is_sealed_at_start(db: TestDb) {
         .all(|(c, auth)| c.default_headers["X-Old"] == "old-plain-header-91c4f7"
             && matches!(auth, flowhook::integration::connectors::Auth::Bearer { token } if token == "old-plain-bearer-6b0d2e")));
     assert_eq!(store.webhook_secrets("acme", now).await.unwrap().len(), 1);
+    assert_eq!(
+        store.link_secret().await.unwrap(),
+        "old-plain-link-secret-2f7a9c",
+        "sealed, the same link secret"
+    );
     if !db.is_postgres() {
         assert_eq!(
             secrets_at_rest(&store, &db, &plain).await,
