@@ -106,7 +106,7 @@ pub async fn ingest(
     let kind: EventKind = body
         .event_type
         .parse()
-        .map_err(|e: flowhook_sign::event::UnknownEventKind| invalid(e.to_string()))?;
+        .map_err(|e: flowhook_sign::event::UnknownEventKind| invalid(format!("`type`: {e}")))?;
     let event = parse(kind, body.payload)?;
     if event.app_type() != app_type {
         return Err(invalid(format!(

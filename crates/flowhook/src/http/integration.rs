@@ -814,7 +814,7 @@ pub async fn test_fire(
         Some(a) => apps
             .into_iter()
             .find(|x| &x.app_type == a)
-            .ok_or_else(|| invalid(format!("unknown application `{a}`")))?,
+            .ok_or_else(|| invalid(format!("`appType`: unknown application `{a}`")))?,
         None => apps.into_iter().next().ok_or_else(|| {
             ApiError::client(
                 StatusCode::CONFLICT,
@@ -835,9 +835,12 @@ pub async fn test_fire(
         None => EventKind::ALL.to_vec(),
         Some(names) => names
             .iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
                 n.parse()
-                    .map_err(|e: flowhook_sign::event::UnknownEventKind| invalid(e.to_string()))
+                    .map_err(|e: flowhook_sign::event::UnknownEventKind| {
+                        invalid(format!("`events[{i}]`: {e}"))
+                    })
             })
             .collect::<Result<_, _>>()?,
     };

@@ -59,7 +59,7 @@ fn json_content_type(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn rejection_error(r: JsonRejection) -> ApiError {
+pub(super) fn rejection_error(r: JsonRejection) -> ApiError {
     let status = r.status();
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",

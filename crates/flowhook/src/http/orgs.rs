@@ -146,7 +146,7 @@ pub async fn create_key(
         return Err(ApiError::client(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
-            "name at least one scope",
+            "`scopes` must name at least one scope (admin, tasks, integration)",
         ));
     }
     if let Some(bad) = body.scopes.iter().find(|s| Scope::parse(s).is_none()) {

@@ -54,13 +54,11 @@ fn optional_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiEr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not valid: {e}"),
-        )
-    })
+    // As `ApiJson` reads a body: the same checks, the same messages naming the field.
+    super::validate::nul_in_json(body)?;
+    axum::Json::<T>::from_bytes(body)
+        .map(|axum::Json(v)| v)
+        .map_err(super::json::rejection_error)
 }
 
 fn required<T>(v: Option<T>, what: &str) -> Result<T, ApiError> {

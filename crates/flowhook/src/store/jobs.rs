@@ -13,12 +13,46 @@ use utoipa::ToSchema;
 use super::{new_id, now_ms, on_pool, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(tag = "mode", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    tag = "mode",
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "BackfillBody"
+)]
 pub enum BackfillRequest {
     /// Every task open now (its `task.created`).
     Open,
     /// Every event created in `[from, to)` (epoch ms).
     Range { from: i64, to: i64 },
+}
+
+/// A [`BackfillRequest`] as sent: read as a plain struct first, so a refusal names the field
+/// (an internally tagged enum's errors cannot say which field they are about).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BackfillBody {
+    mode: String,
+    #[serde(default)]
+    from: Option<i64>,
+    #[serde(default)]
+    to: Option<i64>,
+}
+
+impl TryFrom<BackfillBody> for BackfillRequest {
+    type Error = String;
+
+    fn try_from(b: BackfillBody) -> Result<Self, String> {
+        match (b.mode.as_str(), b.from, b.to) {
+            ("open", None, None) => Ok(BackfillRequest::Open),
+            ("open", _, _) => Err("`from` and `to` belong to mode `range`".into()),
+            ("range", Some(from), Some(to)) => Ok(BackfillRequest::Range { from, to }),
+            ("range", None, _) => Err("`from` is required with mode `range`".into()),
+            ("range", _, None) => Err("`to` is required with mode `range`".into()),
+            (other, _, _) => Err(format!(
+                "`mode`: unknown mode `{other}`: expected open or range"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

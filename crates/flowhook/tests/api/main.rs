@@ -6,6 +6,7 @@ mod console;
 mod crash;
 mod delivery;
 mod exchange;
+mod fuzz;
 mod helpers;
 mod limits;
 mod operations;
