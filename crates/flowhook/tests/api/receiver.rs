@@ -32,6 +32,7 @@ impl Captured {
 }
 
 type Rule = dyn Fn(&Captured, &[Captured]) -> u16 + Send + Sync;
+type DelayRule = dyn Fn(&Captured) -> std::time::Duration + Send + Sync;
 
 #[derive(Clone)]
 pub struct Receiver {
@@ -39,7 +40,7 @@ pub struct Receiver {
     log: Arc<Mutex<Vec<Captured>>>,
     rule: Arc<Mutex<Arc<Rule>>>,
     /// How long each answer takes.
-    delay: Arc<Mutex<std::time::Duration>>,
+    delay: Arc<Mutex<Arc<DelayRule>>>,
 }
 
 impl Receiver {
@@ -51,7 +52,9 @@ impl Receiver {
             url,
             log: Arc::default(),
             rule: Arc::new(Mutex::new(Arc::new(|_: &Captured, _: &[Captured]| 200))),
-            delay: Arc::default(),
+            delay: Arc::new(Mutex::new(Arc::new(|_: &Captured| {
+                std::time::Duration::ZERO
+            }))),
         };
         let app = Router::new().fallback(handle).with_state(r.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -65,7 +68,15 @@ impl Receiver {
 
     /// Makes each answer take `delay` (a slow receiver: its requests stay in flight).
     pub fn delay(&self, delay: std::time::Duration) {
-        *self.delay.lock().unwrap() = delay;
+        self.delay_when(move |_| delay);
+    }
+
+    /// Makes each answer take what `rule` says for it (one endpoint of several slow).
+    pub fn delay_when(
+        &self,
+        rule: impl Fn(&Captured) -> std::time::Duration + Send + Sync + 'static,
+    ) {
+        *self.delay.lock().unwrap() = Arc::new(rule);
     }
 
     pub fn requests(&self) -> Vec<Captured> {
@@ -129,8 +140,8 @@ async fn handle(
         body: body.to_vec(),
         answered: 0,
     };
-    let delay = *r.delay.lock().unwrap();
-    tokio::time::sleep(delay).await;
+    let delay = r.delay.lock().unwrap().clone();
+    tokio::time::sleep(delay(&c)).await;
     let rule = r.rule.lock().unwrap().clone();
     let mut log = r.log.lock().unwrap();
     c.answered = rule(&c, &log);

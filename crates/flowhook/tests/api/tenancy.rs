@@ -499,3 +499,187 @@ async fn metrics_name_connectors_and_can_be_locked(db: TestDb) {
     assert!(!text.contains(host), "no tenant's host:port in {text}");
     org.app.stop().await;
 }
+
+mod a_misbehaving_neighbour_costs_nothing {
+    crate::on_both_backends!(super::a_misbehaving_neighbour_costs_nothing);
+}
+
+/// Every misbehaviour at once, by one organisation, on the endpoint's host:port the other
+/// uses too: half of acme's pushes hang (30 s), the other half are refused (503), it tries a
+/// connector with a header that cannot be sent and an event id with CR/LF, and relays the
+/// instance ids and event ids globex relays. Globex's pushes — engine and relayed, to the same
+/// host:port — all arrive at once, each instance's in order, signed with globex's token,
+/// numbered in globex's lanes; nothing of one reaches the other.
+async fn a_misbehaving_neighbour_costs_nothing(db: TestDb) {
+    let mut acme = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.delivery_concurrency = 16;
+    })
+    .await;
+    let globex_tenant = acme.add_tenant("globex").await;
+    let shared = Receiver::start().await;
+    let hangs = |c: &crate::receiver::Captured| {
+        c.path.starts_with("/acme/") && String::from_utf8_lossy(&c.body).contains("hang-")
+    };
+    shared.delay_when(move |c| {
+        if hangs(c) {
+            std::time::Duration::from_secs(30)
+        } else {
+            std::time::Duration::ZERO
+        }
+    });
+    shared.answer(|c, _| {
+        if c.path.starts_with("/acme/") {
+            503
+        } else {
+            200
+        }
+    });
+    connect_to(
+        &acme,
+        &format!("{}/acme", shared.url),
+        json!({"timeoutMs": 20_000}),
+    )
+    .await;
+    // What cannot be sent is refused when saved, not stored to fail later.
+    let (s, r) = acme
+        .send(
+            "POST",
+            &acme.path("/connectors"),
+            None,
+            Some(json!({"name": "bad", "baseUrl": shared.url, "defaultHeaders": {"bad header\r\n": "x"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    let (s, r) = ingest(&acme, relayed("acme", "order-1", Some("e\r\n1"), false)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    // acme floods: instances whose pushes hang or are refused, and the ids globex relays.
+    for i in 0..20 {
+        let title = if i % 2 == 0 { "hang-" } else { "down-" };
+        let id = acme
+            .start(
+                "alice",
+                "leave",
+                &format!("{title}{i}"),
+                json!({"days": "1"}),
+            )
+            .await;
+        if i % 2 == 0 {
+            let (s, r) = acme
+                .send(
+                    "POST",
+                    &acme.path(&format!("/instances/{id}/withdraw")),
+                    Some("alice"),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{r}");
+        }
+    }
+    for i in 0..5 {
+        for (event, finish) in [("e-1", false), ("e-2", true)] {
+            let (s, r) = ingest(
+                &acme,
+                relayed(
+                    "acme",
+                    &format!("order-{i}"),
+                    Some(&format!("{event}-{i}")),
+                    finish,
+                ),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{r}");
+        }
+    }
+    shared
+        .wait_for_requests(10, "acme's refused pushes", |got| {
+            got.iter().any(|c| c.path.starts_with("/acme/"))
+        })
+        .await;
+
+    // globex, on the same Flowhook and the same host:port.
+    let mut globex = acme;
+    globex.become_tenant(&globex_tenant);
+    connect_to(&globex, &format!("{}/globex", shared.url), json!({})).await;
+    let mut engine = Vec::new();
+    for i in 0..10 {
+        engine.push(
+            globex
+                .start(
+                    "alice",
+                    "leave",
+                    &format!("globex-{i}"),
+                    json!({"days": "1"}),
+                )
+                .await,
+        );
+    }
+    for i in 0..5 {
+        for (event, finish) in [("e-1", false), ("e-2", true)] {
+            let (s, r) = ingest(
+                &globex,
+                relayed(
+                    "globex",
+                    &format!("order-{i}"),
+                    Some(&format!("{event}-{i}")),
+                    finish,
+                ),
+            )
+            .await;
+            assert_eq!(
+                s,
+                StatusCode::CREATED,
+                "globex's own ids are new to globex: {r}"
+            );
+        }
+    }
+    // Well inside acme's hanging requests' 20 s timeout: nothing waited for them.
+    shared
+        .wait_until(8, "globex's 10 engine and 10 relayed pushes", |got| {
+            got.iter()
+                .filter(|c| c.path.starts_with("/globex/"))
+                .count()
+                >= 20
+        })
+        .await;
+    let got: Vec<_> = shared
+        .accepted()
+        .into_iter()
+        .filter(|c| c.path.starts_with("/globex/"))
+        .collect();
+    assert_eq!(got.len(), 20, "each once");
+    let mut lanes: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for c in &got {
+        let event = verify(c, "APP_GLOBEX", &globex.system_token);
+        assert!(
+            !String::from_utf8_lossy(&c.body).contains("acme"),
+            "nothing of acme's in globex's pushes"
+        );
+        let task = match &event.event {
+            flowhook_sign::event::TaskEvent::Created(t) => t.task_id.clone().unwrap(),
+            flowhook_sign::event::TaskEvent::Finished(t) => t.task_id.clone(),
+            other => panic!("globex sent only created and finished: {other:?}"),
+        };
+        let instance = task.rsplit_once("-t").unwrap().0.to_owned();
+        lanes.entry(instance).or_default().push(seq_of(c));
+    }
+    for id in &engine {
+        assert_eq!(lanes[id.as_str()], [1], "{id}");
+    }
+    for i in 0..5 {
+        assert_eq!(
+            lanes[&format!("order-{i}")],
+            [1, 2],
+            "order-{i} in globex's own lane"
+        );
+    }
+    assert!(
+        shared
+            .requests()
+            .iter()
+            .filter(|c| c.path.starts_with("/acme/"))
+            .all(|c| !String::from_utf8_lossy(&c.body).contains("globex")),
+        "nothing of globex's reached acme's endpoints"
+    );
+    globex.app.stop().await;
+}
