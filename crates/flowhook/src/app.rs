@@ -56,6 +56,13 @@ impl Application {
         );
         let dispatch = std::sync::Arc::new(tokio::sync::Notify::new());
         let owner = crate::delivery::dispatcher::new_owner();
+        // Alive before the first lease: the writer leases fresh deliveries to this node, and a
+        // lease counts only while its owner's heartbeat is fresh (`store::nodes`). Registered
+        // here, before the node is handed out, so a built node always runs.
+        store
+            .beat(&owner)
+            .await
+            .context("cannot register this node")?;
         let (fresh_tx, fresh) = tokio::sync::mpsc::channel(
             config.delivery_concurrency.max(1) * crate::delivery::dispatcher::FRESH_ROOM_PER_SLOT,
         );
@@ -95,7 +102,7 @@ impl Application {
                     config.breaker_threshold,
                     std::time::Duration::from_millis(config.breaker_first_cooldown_ms),
                     std::time::Duration::from_millis(config.breaker_cooldown_ms),
-                    config.delivery_org_concurrency,
+                    config.delivery_org_share(),
                 )),
                 egress: std::sync::Arc::new(config.dispatcher().egress),
                 delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),
@@ -128,13 +135,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        // Alive before the first lease: the writer leases fresh deliveries to this node, and a
-        // lease counts only while its owner's heartbeat is fresh (`store::nodes`).
-        self.state
-            .store
-            .beat(&self.owner)
-            .await
-            .context("cannot register this node")?;
         let (stop_dispatch, stop_rx) = tokio::sync::watch::channel(false);
         let mut dispatcher_config = self.config.dispatcher();
         dispatcher_config.task_links = Some(self.state.links.clone());

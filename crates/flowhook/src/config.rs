@@ -29,7 +29,7 @@ pub const KEYS: &[&str] = &[
     "admin_key",
     "public_base_url",
     "delivery_concurrency",
-    "delivery_org_concurrency",
+    "delivery_org_share_percent",
     "delivery_lease_secs",
     "delivery_poll_ms",
     "delivery_node_timeout_ms",
@@ -70,7 +70,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     pub public_base_url: String,
     pub delivery_concurrency: usize,
-    pub delivery_org_concurrency: usize,
+    /// Of `delivery_concurrency`, the percentage one organisation may hold (1–100).
+    pub delivery_org_share_percent: u8,
     pub delivery_lease_secs: u64,
     pub delivery_poll_ms: u64,
     pub delivery_node_timeout_ms: u64,
@@ -200,13 +201,18 @@ impl Config {
             return invalid("body_limit_bytes", "must be at least 1024".into());
         }
         if self.delivery_concurrency == 0
-            || self.delivery_org_concurrency == 0
             || self.delivery_lease_secs == 0
             || self.delivery_poll_ms == 0
         {
             return invalid(
                 "delivery_*",
                 "concurrency, lease and poll must be positive".into(),
+            );
+        }
+        if !(1..=100).contains(&self.delivery_org_share_percent) {
+            return invalid(
+                "delivery_org_share_percent",
+                "must be a percentage from 1 to 100".into(),
             );
         }
         if let Err(why) = crate::delivery::egress::EgressPolicy::parse(
@@ -303,6 +309,14 @@ impl Config {
 
     pub fn database_kind(&self) -> DatabaseKind {
         database_kind(&self.database_url).expect("validated")
+    }
+
+    /// The delivery slots one organisation may hold: `delivery_org_share_percent` of
+    /// `delivery_concurrency`, rounded up, at least one.
+    pub fn delivery_org_share(&self) -> usize {
+        (self.delivery_concurrency * usize::from(self.delivery_org_share_percent))
+            .div_ceil(100)
+            .max(1)
     }
 
     pub fn database_connect_timeout(&self) -> Duration {
@@ -411,6 +425,25 @@ mod tests {
                 "{key} in default.toml"
             );
         }
+    }
+
+    #[test]
+    fn an_organisations_share_follows_the_node_s_slots() {
+        let mut c = Config::defaults();
+        assert_eq!(c.delivery_org_share(), 48, "75 % of 64");
+        c.delivery_concurrency = 10;
+        assert_eq!(c.delivery_org_share(), 8, "rounded up");
+        c.delivery_concurrency = 1;
+        c.delivery_org_share_percent = 1;
+        assert_eq!(c.delivery_org_share(), 1, "never none");
+        c.delivery_org_share_percent = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("delivery_org_share_percent"));
+        c.delivery_org_share_percent = 101;
+        assert!(c.validate().is_err());
     }
 
     #[test]

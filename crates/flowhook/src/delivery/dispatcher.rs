@@ -844,7 +844,7 @@ pub const HELD_PAUSED: &str = "held: the connector is paused";
 pub const HELD_ENDPOINT_BUSY: &str = "held: the endpoint has its maximum of requests in flight";
 
 /// The `lastError` of a delivery put back because its organisation has its share of the node's
-/// delivery slots in flight (`delivery_org_concurrency`).
+/// delivery slots in flight (`delivery_org_share_percent`).
 pub const HELD_ORG_BUSY: &str =
     "held: the organisation has its share of this node's deliveries in flight";
 
