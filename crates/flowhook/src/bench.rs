@@ -10,6 +10,12 @@
 //! `task.created` event has one delivery to it. Flat out (accepted/s, delivered/s from the first
 //! call to the last arrival) or at a fixed offered rate (end-to-end latency from the API call to
 //! the arrival).
+//!
+//! `neighbour` (`bench/neighbour.rs`): a healthy organisation's latency alone and beside a
+//! hanging and a refusing neighbour on the same host:port.
+
+mod neighbour;
+pub use neighbour::{neighbour, NeighbourBench};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -155,9 +161,20 @@ async fn post<T: serde::de::DeserializeOwned>(
     user: &str,
     body: Value,
 ) -> anyhow::Result<T> {
+    post_as(client, url, KEY, user, body).await
+}
+
+/// [`post`] with another organisation's API key.
+async fn post_as<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    user: &str,
+    body: Value,
+) -> anyhow::Result<T> {
     let resp = client
         .post(url)
-        .bearer_auth(KEY)
+        .bearer_auth(key)
         .header("X-Flowhook-User", user)
         .json(&body)
         .send()
@@ -288,7 +305,7 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
             // One organisation, one endpoint that answers at once: every slot is theirs (its
             // connector's own cap is raised to match below).
             c.delivery_concurrency = 128;
-            c.delivery_org_concurrency = 128;
+            c.delivery_org_share_percent = 100;
         },
         &["u0", "u1"],
         process,

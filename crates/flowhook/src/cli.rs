@@ -156,6 +156,8 @@ pub enum BenchCommand {
     Engine(crate::bench::EngineBench),
     /// API calls → events → deliveries to a receiver on 127.0.0.1: throughput and latency.
     Delivery(crate::bench::DeliveryBench),
+    /// A healthy organisation's latency alone, then beside a hanging and a refusing neighbour.
+    Neighbour(crate::bench::NeighbourBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +349,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match what {
                 BenchCommand::Engine(opts) => crate::bench::engine(&url, opts).await?,
                 BenchCommand::Delivery(opts) => crate::bench::delivery(&url, opts).await?,
+                BenchCommand::Neighbour(opts) => crate::bench::neighbour(&url, opts).await?,
             }
             Ok(ExitCode::SUCCESS)
         }
