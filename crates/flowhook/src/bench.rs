@@ -15,7 +15,7 @@
 //! hanging and a refusing neighbour on the same host:port.
 
 mod neighbour;
-pub use neighbour::{neighbour, NeighbourBench};
+pub use neighbour::{neighbour, Neighbour, NeighbourBench};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

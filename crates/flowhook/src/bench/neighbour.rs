@@ -1,9 +1,11 @@
 //! `flowhook bench neighbour`: what a misbehaving neighbour costs a healthy organisation.
 //!
 //! One Flowhook with its default delivery settings, one receiver on 127.0.0.1. The healthy
-//! organisation offers `--events` at `--rate` twice: alone, then while two other organisations
-//! offer the same load to the same host:port — one whose endpoint hangs (answers after 60 s;
-//! the connector gives up at 10 s), one whose endpoint refuses (503). Printed: the healthy
+//! organisation offers `--events` at `--rate` twice: alone, then while other organisations
+//! (`--neighbours`) offer the same load to the same host:port — by default one whose endpoint
+//! hangs (answers after 60 s; the connector gives up at 10 s) and one whose endpoint refuses
+//! (503); `ok` is a well-behaved neighbour, to tell the cost of the load from the cost of the
+//! misbehaviour. Printed: the healthy
 //! organisation's API call → arrival latency in both phases (p50, p99, p99.9, max) and the
 //! ratio of the p99s, measured in one sitting so the machine's state cancels out.
 
@@ -31,16 +33,42 @@ pub struct NeighbourBench {
     /// Stop waiting for the healthy organisation's arrivals after this many seconds per phase.
     #[arg(long, default_value_t = 120)]
     pub max_seconds: u64,
+    /// The neighbours, one organisation each: `hang` (its endpoint answers after 60 s), `down`
+    /// (503), `ok` (a well-behaved neighbour: the same load, an endpoint answering at once).
+    #[arg(long, value_delimiter = ',', default_value = "hang,down")]
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// How a neighbour's endpoint behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Neighbour {
+    Hang,
+    Down,
+    Ok,
+}
+
+impl Neighbour {
+    fn name(self) -> &'static str {
+        match self {
+            Neighbour::Hang => "hang",
+            Neighbour::Down => "down",
+            Neighbour::Ok => "ok",
+        }
+    }
 }
 
 /// First arrival of each event id at the healthy endpoint.
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// The two neighbours: (organisation, endpoint path, API key).
-const NOISY: [(&str, &str, &str); 2] = [
-    ("noisy-hang", "/hang", "fhk_bench_noisy_hang_not_secret"),
-    ("noisy-down", "/down", "fhk_bench_noisy_down_not_secret"),
-];
+/// A neighbour's organisation and API key.
+fn noisy(n: Neighbour) -> (String, &'static str) {
+    let key = match n {
+        Neighbour::Hang => "fhk_bench_noisy_hang_not_secret",
+        Neighbour::Down => "fhk_bench_noisy_down_not_secret",
+        Neighbour::Ok => "fhk_bench_noisy_ok_not_secret",
+    };
+    (format!("noisy-{}", n.name()), key)
+}
 
 pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Result<()> {
     let probe_before = machine_probe_ms();
@@ -59,6 +87,9 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
                 }
                 if path.starts_with("/down") {
                     return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                if path.starts_with("/ok") {
+                    return axum::http::StatusCode::OK;
                 }
                 if let Some(id) = headers
                     .get("x-flowhook-event-id")
@@ -82,7 +113,10 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
     let addr = app.local_addr();
     let store = app.store().clone();
     connect(&store, CORP, &receiver_url, 10_000).await?;
-    for (corp, path, key) in NOISY {
+    for n in &opts.neighbours {
+        let (corp, key) = noisy(*n);
+        let corp = corp.as_str();
+        let path = format!("/{}", n.name());
         store.create_org(corp, corp).await?;
         store
             .create_api_key(
@@ -125,12 +159,13 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
     let mut phases = Vec::new();
     for with_neighbours in [false, true] {
         let noisy: Vec<_> = if with_neighbours {
-            NOISY
+            opts.neighbours
                 .iter()
-                .map(|(corp, _, key)| {
+                .map(|n| {
+                    let (corp, key) = noisy(*n);
                     tokio::spawn(offer(
                         client.clone(),
-                        url(corp),
+                        url(&corp),
                         key,
                         opts.events,
                         opts.rate,
@@ -206,8 +241,10 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
         );
     }
     let p99 = |i: usize| ms(pct(&phases[i].1, 0.99));
+    let names: Vec<&str> = opts.neighbours.iter().map(|n| n.name()).collect();
     println!(
-        "p99 with a hanging and a refusing neighbour / p99 alone: {:.2}",
+        "p99 with neighbours [{}] / p99 alone: {:.2}",
+        names.join(","),
         p99(1) / p99(0).max(f64::EPSILON)
     );
     println!(
