@@ -209,7 +209,7 @@ async fn take_fresh(
             seq: f.seq,
             app_type: f.app_type,
             params: f.params,
-            source_id: None,
+            source_id: f.source_event_id,
         };
         spawn_send(&shared, claimed, event, permit, &records_tx);
     }

@@ -98,7 +98,7 @@ impl AppState {
         integration::resume_connector, integration::connector_health, integration::create_action,
         integration::list_actions, integration::put_strategy, integration::get_strategy,
         integration::list_deliveries, integration::get_delivery, integration::redeliver_one,
-        integration::redeliver_many, integration::backfill, integration::job, integration::any_job, integration::rotate_webhook_secret, integration::test_fire, ingest::ingest),
+        integration::redeliver_many, integration::backfill, integration::job, integration::any_job, integration::rotate_webhook_secret, integration::test_fire, ingest::ingest, ingest::ingest_batch),
     components(schemas(error::ErrorBody, health::Health, health::Ready)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

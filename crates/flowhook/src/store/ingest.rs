@@ -12,14 +12,48 @@
 //!
 //! Idempotent: a caller that retries with the same `eventId` gets the stored event back, and no
 //! second delivery.
+//!
+//! Group commit: ingest calls are jobs of the command writer (`store::writer`), which takes the
+//! calls queued meanwhile and stores them with [`Store::ingest_batch`] in ONE transaction — one
+//! fsync for many calls — with a constant number of statements (the idempotency, own-instance,
+//! `seq` and lane reads are set-based, the inserts multi-row). Each call is all or nothing (a
+//! batch call's events with it). The heads of their lanes are leased to the local dispatcher in
+//! the same transaction and handed to it at commit, as the engine's fresh deliveries are.
+
+use std::collections::{HashMap, HashSet};
 
 use flowhook_sign::event::TaskEvent;
 
-use super::writer::StoredEvent;
-use super::{new_id, now_ms, on_pool, write_gate, BeginWrite, Store, StoreError};
+use super::writer::{FreshDelivery, StoredEvent};
+use super::{new_id, now_ms, on_pool, push_in_list, BeginWrite, Store, StoreError};
+use crate::integration::connectors::Strategy;
 use crate::integration::render::stored_params;
 
-/// What was ingested.
+/// Rows per multi-row statement (well under both backends' bind-parameter limits).
+const CHUNK: usize = 500;
+
+/// One event to relay.
+#[derive(Debug, Clone)]
+pub struct Relayed {
+    /// For the strategy's process filter.
+    pub process_code: Option<String>,
+    /// The other engine's instance: the lane and the `seq` counter, in the organisation's
+    /// namespace.
+    pub instance_id: String,
+    pub event: TaskEvent,
+    /// The caller's id of the event: a retry with it is answered with the stored event.
+    pub event_id: Option<String>,
+}
+
+/// One ingest call: the events of one organisation, stored all or none.
+#[derive(Debug, Clone)]
+pub struct IngestCall {
+    pub corp_id: String,
+    pub events: Vec<Relayed>,
+}
+
+/// What was ingested, per event.
+#[derive(Debug, Clone)]
 pub struct Ingested {
     pub event: StoredEvent,
     /// `false` when `event_id` was already stored (a retry).
@@ -27,168 +61,360 @@ pub struct Ingested {
     pub deliveries: usize,
 }
 
-/// Why an event was not ingested.
+/// Why a call was not ingested (none of its events were).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The instance id is one of the organisation's own Flowhook instances.
-    #[error("processInstanceId `{0}` is one of this organisation's Flowhook instances; relayed instances need ids of their own")]
-    OwnInstance(String),
+    /// The instance id of the call's event `index` is one of the organisation's own Flowhook
+    /// instances.
+    #[error("processInstanceId `{instance}` is one of this organisation's Flowhook instances; relayed instances need ids of their own")]
+    OwnInstance { index: usize, instance: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the writer has stopped")]
+    Stopped,
 }
 
-/// How often an ingest whose `seq` or `eventId` was taken concurrently (PostgreSQL: two calls
-/// for one instance at once) is tried again; the next try reads the winner's row.
-const RACE_RETRIES: usize = 5;
+/// Where fresh deliveries may go: the local dispatcher as lease owner `owner` until `until`,
+/// at most `room` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct HandoffRoom<'a> {
+    pub owner: &'a str,
+    pub until: i64,
+    pub room: usize,
+}
+
+/// The result of [`Store::ingest_batch`].
+pub struct IngestBatch {
+    /// One per call, in order.
+    pub results: Vec<Result<Vec<Ingested>, IngestError>>,
+    /// Deliveries leased to the local dispatcher, to hand over now that they are committed.
+    pub fresh: Vec<FreshDelivery>,
+    /// Deliveries left for the dispatchers' claims.
+    pub unhanded: usize,
+}
+
+/// A new event row and its delivery, decided before anything is written.
+struct NewEvent<'a> {
+    corp_id: &'a str,
+    relayed: &'a Relayed,
+    stored: StoredEvent,
+    params: Vec<(String, String)>,
+    params_json: String,
+    /// The delivery's (id, action, ordered), when the strategy takes this event.
+    delivery: Option<(String, String, bool)>,
+}
 
 impl Store {
-    /// Stores `event` of the external instance `instance_id` of `corp_id` with the next `seq` of
-    /// that instance and its deliveries. `event_id`, when given, makes the call idempotent.
-    pub async fn ingest(
+    /// Stores `calls` in one transaction: each call's events with the next `seq` of their
+    /// instance (in order), and their deliveries. A call whose every event id was stored
+    /// before is answered from the stored events. `handoff`: lease the heads of their lanes to
+    /// the local dispatcher. `Err` only for a database failure (nothing committed).
+    pub(crate) async fn ingest_batch(
         &self,
-        corp_id: &str,
-        process_code: Option<&str>,
-        instance_id: &str,
-        event: &TaskEvent,
-        event_id: Option<&str>,
-    ) -> Result<Ingested, IngestError> {
-        let mut tries = 0;
-        loop {
-            match self
-                .ingest_once(corp_id, process_code, instance_id, event, event_id)
-                .await
-            {
-                Err(IngestError::Store(StoreError::Sql(sqlx::Error::Database(db))))
-                    if db.is_unique_violation() && tries < RACE_RETRIES =>
-                {
-                    tries += 1;
-                }
-                other => return other,
+        calls: &[IngestCall],
+        handoff: Option<HandoffRoom<'_>>,
+    ) -> Result<IngestBatch, StoreError> {
+        // Each organisation's strategy, read before the write lock.
+        let mut strategies: HashMap<&str, Option<Strategy>> = HashMap::new();
+        for c in calls {
+            if !strategies.contains_key(c.corp_id.as_str()) {
+                strategies.insert(&c.corp_id, self.strategy(&c.corp_id).await?);
             }
         }
-    }
-
-    async fn ingest_once(
-        &self,
-        corp_id: &str,
-        process_code: Option<&str>,
-        instance_id: &str,
-        event: &TaskEvent,
-        event_id: Option<&str>,
-    ) -> Result<Ingested, IngestError> {
-        let strategy = self.strategy(corp_id).await?;
-        let kind = event.kind();
-        let id = new_id("evt");
-        let params = serde_json::to_string(&stored_params(event)).expect("strings serialise");
-        let task_id = match event {
-            TaskEvent::Created(t) => t.task_id.clone(),
-            TaskEvent::Finished(e) | TaskEvent::Cancelled(e) => Some(e.task_id.clone()),
-            TaskEvent::Deleted(_) | TaskEvent::Cc(_) => None,
-        };
-        let action = strategy
-            .as_ref()
-            .filter(|s| s.selects(event.app_type(), process_code.unwrap_or_default()))
-            .and_then(|s| s.actions.for_kind(kind).map(|a| (a.to_owned(), s.ordered)));
+        // Per organisation: the event ids and instance ids the batch names.
+        let mut named: HashMap<&str, (Vec<&str>, Vec<&str>)> = HashMap::new();
+        for c in calls {
+            let entry = named.entry(&c.corp_id).or_default();
+            for r in &c.events {
+                entry.0.extend(r.event_id.as_deref());
+                entry.1.push(&r.instance_id);
+            }
+        }
+        for (ids, instances) in named.values_mut() {
+            ids.sort_unstable();
+            ids.dedup();
+            instances.sort_unstable();
+            instances.dedup();
+        }
         let now = now_ms();
-        let _gate = write_gate(self).await;
-        let result: Result<Ingested, IngestError> = on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await.map_err(StoreError::from)?;
-            if let Some(event_id) = event_id {
-                let existing: Option<(String, i64, String, Option<String>, i64)> = sqlx::query_as(
-                    "SELECT id, seq, kind, task_id, created_at FROM events \
-                     WHERE corp_id = $1 AND source_event_id = $2",
-                )
-                .bind(corp_id)
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-                if let Some((id, seq, kind, task_id, created_at)) = existing {
-                    tx.rollback().await.map_err(StoreError::from)?;
-                    return Ok(Ingested {
-                        event: StoredEvent {
-                            id,
-                            seq,
-                            kind,
-                            task_id,
-                            created_at,
-                        },
-                        created: false,
-                        deliveries: 0,
-                    });
+        let _gate = super::write_gate(self).await;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            // What is stored already: events by caller id, the organisation's own instances,
+            // the last `seq` of each instance, the lanes with a delivery waiting.
+            let mut known: HashMap<(String, String), StoredEvent> = HashMap::new();
+            let mut own: HashSet<(String, String)> = HashSet::new();
+            let mut last_seq: HashMap<(String, String), i64> = HashMap::new();
+            let mut waiting: HashSet<(String, String)> = HashSet::new();
+            for (corp, (ids, instances)) in &named {
+                for chunk in ids.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT source_event_id, id, seq, kind, task_id, created_at FROM events WHERE corp_id = ",
+                    );
+                    q.push_bind(*corp);
+                    q.push(" AND source_event_id IS NOT NULL AND source_event_id");
+                    push_in_list(&mut q, chunk.iter().copied());
+                    let rows: Vec<(String, String, i64, String, Option<String>, i64)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (eid, id, seq, kind, task_id, created_at) in rows {
+                        known.insert(
+                            ((*corp).to_owned(), eid),
+                            StoredEvent {
+                                id,
+                                seq,
+                                kind,
+                                task_id,
+                                created_at,
+                            },
+                        );
+                    }
+                }
+                for chunk in instances.chunks(CHUNK) {
+                    let mut q =
+                        sqlx::QueryBuilder::new("SELECT id FROM instances WHERE corp_id = ");
+                    q.push_bind(*corp);
+                    q.push(" AND id");
+                    push_in_list(&mut q, chunk.iter().copied());
+                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    own.extend(rows.into_iter().map(|(id,)| ((*corp).to_owned(), id)));
+
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT instance_id, MAX(seq) FROM events WHERE corp_id = ",
+                    );
+                    q.push_bind(*corp);
+                    q.push(" AND instance_id");
+                    push_in_list(&mut q, chunk.iter().copied());
+                    q.push(" GROUP BY instance_id");
+                    let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    last_seq.extend(rows.into_iter().map(|(i, s)| (((*corp).to_owned(), i), s)));
+
+                    if handoff.is_some() {
+                        let mut q = sqlx::QueryBuilder::new(
+                            "SELECT DISTINCT instance_id FROM deliveries WHERE status = 'pending' AND corp_id = ",
+                        );
+                        q.push_bind(*corp);
+                        q.push(" AND instance_id");
+                        push_in_list(&mut q, chunk.iter().copied());
+                        let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                        waiting.extend(rows.into_iter().map(|(i,)| ((*corp).to_owned(), i)));
+                    }
                 }
             }
-            let own: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM instances WHERE id = $1 AND corp_id = $2")
-                    .bind(instance_id)
-                    .bind(corp_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
-            if own.is_some() {
-                return Err(IngestError::OwnInstance(instance_id.to_owned()));
+
+            // Decide, call by call: a refused call leaves no trace in what later calls see.
+            let mut results = Vec::with_capacity(calls.len());
+            let mut rows: Vec<NewEvent> = Vec::new();
+            for call in calls {
+                let corp = call.corp_id.as_str();
+                let strategy = strategies.get(corp).and_then(Option::as_ref);
+                let mut answer = Vec::with_capacity(call.events.len());
+                let mut staged: Vec<NewEvent> = Vec::new();
+                let mut seqs: HashMap<&str, i64> = HashMap::new();
+                let mut ids: HashMap<&str, StoredEvent> = HashMap::new();
+                let mut refused = None;
+                for (index, r) in call.events.iter().enumerate() {
+                    if let Some(eid) = r.event_id.as_deref() {
+                        let before = ids
+                            .get(eid)
+                            .or_else(|| known.get(&(corp.to_owned(), eid.to_owned())));
+                        if let Some(stored) = before {
+                            answer.push(Ingested {
+                                event: stored.clone(),
+                                created: false,
+                                deliveries: 0,
+                            });
+                            continue;
+                        }
+                    }
+                    if own.contains(&(corp.to_owned(), r.instance_id.clone())) {
+                        refused = Some(IngestError::OwnInstance {
+                            index,
+                            instance: r.instance_id.clone(),
+                        });
+                        break;
+                    }
+                    let seq = match seqs.get(r.instance_id.as_str()) {
+                        Some(s) => s + 1,
+                        None => {
+                            last_seq
+                                .get(&(corp.to_owned(), r.instance_id.clone()))
+                                .copied()
+                                .unwrap_or(0)
+                                + 1
+                        }
+                    };
+                    seqs.insert(&r.instance_id, seq);
+                    let kind = r.event.kind();
+                    let task_id = match &r.event {
+                        TaskEvent::Created(t) => t.task_id.clone(),
+                        TaskEvent::Finished(e) | TaskEvent::Cancelled(e) => Some(e.task_id.clone()),
+                        TaskEvent::Deleted(_) | TaskEvent::Cc(_) => None,
+                    };
+                    let stored = StoredEvent {
+                        id: new_id("evt"),
+                        seq,
+                        kind: kind.event_type().to_owned(),
+                        task_id,
+                        created_at: now,
+                    };
+                    let params: Vec<(String, String)> = stored_params(&r.event)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect();
+                    let params_json = serde_json::to_string(&params).expect("strings serialise");
+                    let delivery = strategy
+                        .filter(|s| {
+                            s.selects(r.event.app_type(), r.process_code.as_deref().unwrap_or(""))
+                        })
+                        .and_then(|s| s.actions.for_kind(kind).map(|a| (a.to_owned(), s.ordered)))
+                        .map(|(action, ordered)| (new_id("dlv"), action, ordered));
+                    if let Some(eid) = r.event_id.as_deref() {
+                        ids.insert(eid, stored.clone());
+                    }
+                    answer.push(Ingested {
+                        event: stored.clone(),
+                        created: true,
+                        deliveries: usize::from(delivery.is_some()),
+                    });
+                    staged.push(NewEvent {
+                        corp_id: corp,
+                        relayed: r,
+                        stored,
+                        params,
+                        params_json,
+                        delivery,
+                    });
+                }
+                match refused {
+                    Some(e) => results.push(Err(e)),
+                    None => {
+                        // What later calls of the batch see: these seqs and event ids.
+                        for (instance, seq) in seqs {
+                            last_seq.insert((corp.to_owned(), instance.to_owned()), seq);
+                        }
+                        for (eid, stored) in ids {
+                            known.insert((corp.to_owned(), eid.to_owned()), stored);
+                        }
+                        rows.extend(staged);
+                        results.push(Ok(answer));
+                    }
+                }
             }
-            // PostgreSQL: two calls for one instance at once read the same MAX; the unique
-            // (corp_id, instance_id, seq) fails the later one, which `ingest` tries again.
-            let seq: i64 = sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT MAX(seq) FROM events WHERE corp_id = $1 AND instance_id = $2",
-            )
-            .bind(corp_id)
-            .bind(instance_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::from)?
-            .unwrap_or(0)
-                + 1;
-            sqlx::query(
-                "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, created_at, \
-                 source_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&id)
-            .bind(corp_id)
-            .bind(event.app_type())
-            .bind(instance_id)
-            .bind(seq)
-            .bind(kind.event_type())
-            .bind(&task_id)
-            .bind(&params)
-            .bind(now)
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            if let Some((action_id, ordered)) = &action {
-                sqlx::query(
-                    "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, backfill, \
-                     attempts, next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, 0, $9, $9, $9)",
-                )
-                .bind(new_id("dlv"))
-                .bind(corp_id)
-                .bind(&id)
-                .bind(action_id)
-                .bind(instance_id)
-                .bind(seq)
-                .bind(*ordered)
-                .bind(false)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
+
+            // Which deliveries go straight to the local dispatcher: the heads of their lanes
+            // (an ordered lane with a delivery waiting, or an earlier one in this batch, waits
+            // its turn), within its room.
+            let mut handed = vec![false; rows.len()];
+            if let Some(h) = handoff {
+                let mut room = h.room;
+                let mut taken: HashSet<(&str, &str)> = HashSet::new();
+                for (e, flag) in rows.iter().zip(handed.iter_mut()) {
+                    let Some((_, _, ordered)) = &e.delivery else {
+                        continue;
+                    };
+                    if room == 0 {
+                        break;
+                    }
+                    let lane = (e.corp_id, e.relayed.instance_id.as_str());
+                    if *ordered
+                        && (waiting.contains(&(lane.0.to_owned(), lane.1.to_owned()))
+                            || !taken.insert(lane))
+                    {
+                        continue;
+                    }
+                    *flag = true;
+                    room -= 1;
+                }
             }
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(Ingested {
-                event: StoredEvent {
-                    id,
-                    seq,
-                    kind: kind.event_type().to_owned(),
-                    task_id,
-                    created_at: now,
-                },
-                created: true,
-                deliveries: usize::from(action.is_some()),
+
+            for chunk in rows.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO events (id, corp_id, app_type, instance_id, seq, kind, task_id, params, \
+                     created_at, source_event_id) ",
+                );
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(&e.stored.id)
+                        .push_bind(e.corp_id)
+                        .push_bind(e.relayed.event.app_type())
+                        .push_bind(&e.relayed.instance_id)
+                        .push_bind(e.stored.seq)
+                        .push_bind(&e.stored.kind)
+                        .push_bind(&e.stored.task_id)
+                        .push_bind(&e.params_json)
+                        .push_bind(now)
+                        .push_bind(e.relayed.event_id.as_deref());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            let deliveries: Vec<(&NewEvent, bool)> = rows
+                .iter()
+                .zip(handed.iter().copied())
+                .filter(|(e, _)| e.delivery.is_some())
+                .collect();
+            for chunk in deliveries.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO deliveries (id, corp_id, event_id, action_id, instance_id, seq, status, ordered, \
+                     backfill, attempts, next_attempt_at, created_at, updated_at, lease_owner, lease_until) ",
+                );
+                q.push_values(chunk, |mut b, (e, handed)| {
+                    let (id, action, ordered) = e.delivery.as_ref().expect("filtered");
+                    let (owner, until) = match handoff {
+                        Some(h) if *handed => (Some(h.owner), Some(h.until)),
+                        _ => (None, None),
+                    };
+                    b.push_bind(id)
+                        .push_bind(e.corp_id)
+                        .push_bind(&e.stored.id)
+                        .push_bind(action)
+                        .push_bind(&e.relayed.instance_id)
+                        .push_bind(e.stored.seq)
+                        .push_bind("pending")
+                        .push_bind(*ordered)
+                        .push_bind(false)
+                        .push_bind(0i32)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(owner)
+                        .push_bind(until);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            let unhanded = deliveries.iter().filter(|(_, h)| !h).count();
+            if unhanded > 0 && matches!(self, Store::Postgres(_)) {
+                // Other nodes may claim them: told at commit.
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(super::DELIVERIES_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            let fresh = deliveries
+                .iter()
+                .filter(|(_, handed)| *handed)
+                .map(|(e, _)| {
+                    let (id, action, ordered) = e.delivery.clone().expect("filtered");
+                    FreshDelivery {
+                        id,
+                        corp_id: e.corp_id.to_owned(),
+                        event_id: e.stored.id.clone(),
+                        action_id: action,
+                        instance_id: e.relayed.instance_id.clone(),
+                        ordered,
+                        created_at: now,
+                        kind: e.stored.kind.clone(),
+                        seq: e.stored.seq,
+                        app_type: e.relayed.event.app_type().to_owned(),
+                        params: e.params.clone(),
+                        source_event_id: e.relayed.event_id.clone(),
+                    }
+                })
+                .collect();
+            Ok(IngestBatch {
+                results,
+                fresh,
+                unhanded,
             })
-        });
-        result
+        })
     }
 }

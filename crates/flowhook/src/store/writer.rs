@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
+use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
 use super::{new_id, now_ms, Store, StoreError};
 use crate::engine::definition::Definition;
 use crate::engine::machine::{self, Cc, Command, DataMap, Event, EventKind, Instance, Start, Task};
@@ -31,6 +32,10 @@ pub const MAX_BATCH: usize = 256;
 
 /// Most attempt records in one transaction.
 const MAX_RECORDS: usize = 1024;
+
+/// How often an ingest call that lost a race for a `seq` or an event id (PostgreSQL: two
+/// nodes storing events of one instance at once) is tried again.
+const RACE_RETRIES: usize = 5;
 
 /// A state change to make.
 #[derive(Debug, Clone)]
@@ -83,6 +88,12 @@ struct Job {
     reply: oneshot::Sender<Result<Outcome, WriteError>>,
 }
 
+/// An ingest call (`store::ingest`), committed in the writer's batches like a command.
+struct IngestJob {
+    call: IngestCall,
+    reply: oneshot::Sender<Result<Vec<Ingested>, IngestError>>,
+}
+
 /// Parsed definitions (immutable per version) and directory snapshots (per version).
 #[derive(Default)]
 struct Caches {
@@ -105,6 +116,8 @@ pub struct FreshDelivery {
     pub seq: i64,
     pub app_type: String,
     pub params: Vec<(String, String)>,
+    /// An ingested event's id as its caller gave it (sent as `X-Flowhook-Event-Id`).
+    pub source_event_id: Option<String>,
 }
 
 /// Where the writer hands fresh deliveries: the local dispatcher, as lease owner `owner`.
@@ -133,6 +146,7 @@ struct FreshLink {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    ingests: mpsc::Sender<IngestJob>,
 }
 
 impl Writer {
@@ -144,6 +158,7 @@ impl Writer {
         handoff: Option<Handoff>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (ingests, ingest_rx) = mpsc::channel(4 * MAX_BATCH);
         let (handoff, records) = match handoff {
             Some(h) => (
                 Some(FreshLink {
@@ -163,8 +178,19 @@ impl Writer {
             handoff,
             carried: Mutex::new(None),
         };
-        tokio::spawn(worker.run(rx, records));
-        Self { jobs }
+        tokio::spawn(worker.run(rx, ingest_rx, records));
+        Self { jobs, ingests }
+    }
+
+    /// Stores an ingest call (all its events or none); returns once it is durably committed
+    /// (or refused).
+    pub async fn ingest(&self, call: IngestCall) -> Result<Vec<Ingested>, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.ingests
+            .send(IngestJob { call, reply })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        answer.await.map_err(|_| IngestError::Stopped)?
     }
 
     /// Applies `op`; returns once it is durably committed (or refused).
@@ -516,12 +542,13 @@ impl Worker {
     async fn run(
         self,
         rx: mpsc::Receiver<Job>,
+        ingest_rx: mpsc::Receiver<IngestJob>,
         records: Option<mpsc::Receiver<crate::delivery::dispatcher::AttemptRecord>>,
     ) {
         // The writer keeps one connection: its page cache stays warm (only the writer writes),
         // and its prepared statements stay prepared. Replaced after any database error.
         let mut conn: Option<Conn> = None;
-        let (mut rx, mut records) = (Some(rx), records);
+        let (mut rx, mut records, mut ingest_rx) = (Some(rx), records, Some(ingest_rx));
         /// The next item of a channel that may be gone (then: never).
         async fn next<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
             match rx {
@@ -529,13 +556,18 @@ impl Worker {
                 None => std::future::pending().await,
             }
         }
-        while rx.is_some() || records.is_some() {
+        while rx.is_some() || records.is_some() || ingest_rx.is_some() {
             let mut batch = Vec::new();
             let mut recs = Vec::new();
+            let mut ingests = Vec::new();
             tokio::select! {
                 job = next(&mut rx) => match job {
                     Some(j) => batch.push(j),
                     None => { rx = None; continue; }
+                },
+                job = next(&mut ingest_rx) => match job {
+                    Some(j) => ingests.push(j),
+                    None => { ingest_rx = None; continue; }
                 },
                 rec = next(&mut records) => match rec {
                     Some(r) => recs.push(r),
@@ -557,6 +589,22 @@ impl Worker {
                         Err(_) => break,
                     }
                 }
+            }
+            if let Some(r) = ingest_rx.as_mut() {
+                while ingests.len() < MAX_BATCH {
+                    match r.try_recv() {
+                        Ok(job) => ingests.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Ingest calls: a transaction of their own, one for all queued (the writer's
+            // turns alternate, so neither commands nor attempt records wait behind a flood).
+            if !ingests.is_empty() {
+                self.ingest(ingests).await;
+            }
+            if batch.is_empty() && recs.is_empty() {
+                continue;
             }
             match self.batch(&mut conn, &batch, &recs).await {
                 Ok(results) => {
@@ -589,6 +637,64 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Stores the queued ingest calls in one transaction; if the database fails it, each call
+    /// alone (so one call cannot fail its neighbours), and a call that lost a race with another
+    /// node for a `seq` or an event id is tried again (it then reads the winner's row).
+    async fn ingest(&self, jobs: Vec<IngestJob>) {
+        let (calls, replies): (Vec<IngestCall>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.call, j.reply)).unzip();
+        match self.ingest_batch(&calls).await {
+            Ok(results) => {
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size = calls.len(), "ingest batch failed; retrying its calls one by one");
+                for (call, reply) in calls.iter().zip(replies) {
+                    let mut tries = 0;
+                    let result = loop {
+                        match self.ingest_batch(std::slice::from_ref(call)).await {
+                            Ok(mut r) => break r.pop().expect("one result per call"),
+                            Err(StoreError::Sql(sqlx::Error::Database(db)))
+                                if db.is_unique_violation() && tries < RACE_RETRIES =>
+                            {
+                                tries += 1;
+                            }
+                            Err(e) => break Err(IngestError::Store(e)),
+                        }
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// [`Store::ingest_batch`] with this node's handoff: the fresh deliveries go to the local
+    /// dispatcher at commit; the rest wake it (and, in the transaction, the other nodes).
+    async fn ingest_batch(
+        &self,
+        calls: &[IngestCall],
+    ) -> Result<Vec<Result<Vec<Ingested>, IngestError>>, StoreError> {
+        let room = self.handoff.as_ref().map(|h| HandoffRoom {
+            owner: &h.owner,
+            until: now_ms() + h.lease.as_millis() as i64,
+            room: h.tx.capacity(),
+        });
+        let batch = self.store.ingest_batch(calls, room).await?;
+        if let Some(h) = &self.handoff {
+            for d in batch.fresh {
+                // Room was checked and only this task sends: this cannot fail but for a stopped
+                // dispatcher, and then the lease brings the delivery back.
+                let _ = h.tx.try_send(d);
+            }
+        }
+        if batch.unhanded > 0 {
+            self.dispatch.notify_one();
+        }
+        Ok(batch.results)
     }
 
     /// Runs `jobs` in one transaction. `Err` only for a database failure (nothing committed).
@@ -1021,6 +1127,7 @@ impl Worker {
                         seq: stored.seq,
                         app_type: app_type.to_owned(),
                         params,
+                        source_event_id: None,
                     });
                 }
             }

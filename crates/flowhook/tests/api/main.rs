@@ -8,6 +8,7 @@ mod delivery;
 mod exchange;
 mod fuzz;
 mod helpers;
+mod ingest;
 mod limits;
 mod operations;
 mod receiver;
