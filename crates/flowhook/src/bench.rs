@@ -7,7 +7,8 @@
 //! durable commit before its answer.
 //!
 //! `delivery`: a real receiver on 127.0.0.1; each API call starts an instance whose one
-//! `task.created` event has one delivery to it. Flat out (accepted/s, delivered/s from the first
+//! `task.created` event has one delivery to it (`--via engine`), or relays one event of another
+//! engine (`--via ingest`) or `--batch-size` of them (`--via batch`). Flat out (accepted/s, delivered/s from the first
 //! call to the last arrival) or at a fixed offered rate (end-to-end latency from the API call to
 //! the arrival).
 //!
@@ -221,6 +222,35 @@ pub struct DeliveryBench {
     /// The receiver answers 503 until every event is accepted, then 200: the drain of a backlog.
     #[arg(long)]
     pub backlog: bool,
+    /// How the events enter: `engine` (each call starts an instance of Flowhook's own),
+    /// `ingest` (each call relays one event of another engine: `POST …/events`), `batch`
+    /// (each call relays `--batch-size` events: `POST …/events/batch`). Each event is of a new
+    /// instance.
+    #[arg(long, value_enum, default_value_t = Via::Engine)]
+    pub via: Via,
+    /// Events per call with `--via batch`.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+}
+
+/// The write path a delivery benchmark measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Engine,
+    Ingest,
+    Batch,
+}
+
+/// The answer of an ingest call the benchmark reads: nothing (the caller's event id is the
+/// key); of a batch call, the same.
+#[derive(serde::Deserialize)]
+struct Relayed {}
+
+/// A relayed `task.created` of instance `bench-{n}`, whose caller id is `ev-{n}`.
+fn relayed_event(n: usize) -> Value {
+    json!({"type": "task.created", "processInstanceId": format!("bench-{n}"), "eventId": format!("ev-{n}"),
+        "payload": {"appType": "APP_BENCH", "corpId": CORP, "taskId": format!("bench-{n}-t1"), "title": "bench",
+                    "actionerId": "u1", "processCode": "one"}})
 }
 
 /// Times a fixed single-core workload (the same work on every run, of the kind a delivery
@@ -363,7 +393,17 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.clients)
         .build()?;
-    let url = format!("http://{addr}/api/v1/orgs/{CORP}/instances");
+    let url = match opts.via {
+        Via::Engine => format!("http://{addr}/api/v1/orgs/{CORP}/instances"),
+        Via::Ingest => format!("http://{addr}/api/v1/apps/APP_BENCH/events"),
+        Via::Batch => format!("http://{addr}/api/v1/apps/APP_BENCH/events/batch"),
+    };
+    let per_call = if opts.via == Via::Batch {
+        opts.batch_size.clamp(1, 1000)
+    } else {
+        1
+    };
+    let via = opts.via;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let come_back = |down: &Arc<std::sync::atomic::AtomicBool>,
@@ -389,29 +429,44 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
         workers.push(tokio::spawn(async move {
             let mut errors = 0usize;
             loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
+                // The call's first event: calls take `per_call` events each.
+                let first = next.fetch_add(per_call, Ordering::Relaxed);
+                if first >= total {
                     break;
                 }
+                let count = per_call.min(total - first);
                 if let Some(every) = interval {
-                    tokio::time::sleep_until((started + every * n as u32).into()).await;
+                    tokio::time::sleep_until((started + every * first as u32).into()).await;
                 }
                 let t = Instant::now();
-                match post::<Started>(
-                    &client,
-                    &url,
-                    "u0",
-                    json!({"processCode": "one", "title": "bench"}),
-                )
-                .await
-                {
-                    Ok(body) => {
-                        if let Some(e) = body.events.into_iter().next() {
-                            let mut map = arrivals.lock().expect("lock");
-                            map.entry(e.id).or_insert((None, None, 0)).0 = Some(t);
+                let accepted: Result<Vec<String>, _> = match via {
+                    Via::Engine => post::<Started>(
+                        &client,
+                        &url,
+                        "u0",
+                        json!({"processCode": "one", "title": "bench"}),
+                    )
+                    .await
+                    .map(|b| b.events.into_iter().take(1).map(|e| e.id).collect()),
+                    Via::Ingest => post::<Relayed>(&client, &url, "u0", relayed_event(first))
+                        .await
+                        .map(|_| vec![format!("ev-{first}")]),
+                    Via::Batch => {
+                        let events: Vec<Value> =
+                            (first..first + count).map(relayed_event).collect();
+                        post::<Relayed>(&client, &url, "u0", json!({"events": events}))
+                            .await
+                            .map(|_| (first..first + count).map(|n| format!("ev-{n}")).collect())
+                    }
+                };
+                match accepted {
+                    Ok(ids) => {
+                        let mut map = arrivals.lock().expect("lock");
+                        for id in ids {
+                            map.entry(id).or_insert((None, None, 0)).0 = Some(t);
                         }
                     }
-                    Err(_) => errors += 1,
+                    Err(_) => errors += count,
                 }
             }
             errors
@@ -460,15 +515,25 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let delivered_secs = last_arrival.map_or(f64::NAN, |t| t.duration_since(started).as_secs_f64());
     println!(
-        "delivery bench: backend={} events={} rate={} accepted/s={:.0} delivered={} delivered/s={:.0} e2e_p50={:.1}ms e2e_p99={:.1}ms duplicates={} errors={}",
+        "delivery bench: backend={} via={} clients={} events={} rate={} accepted/s={:.0} delivered={} delivered/s={:.0} \
+         e2e_p50={:.1}ms e2e_p90={:.1}ms e2e_p99={:.1}ms e2e_p99.9={:.1}ms e2e_max={:.1}ms duplicates={} errors={}",
         if database_url.starts_with("sqlite") { "sqlite" } else { "postgres" },
+        match opts.via {
+            Via::Engine => "engine".to_owned(),
+            Via::Ingest => "ingest".to_owned(),
+            Via::Batch => format!("batch({per_call})"),
+        },
+        opts.clients,
         opts.events,
         opts.rate.map_or("max".to_string(), |r| r.to_string()),
         opts.events as f64 / accepted_secs,
         delivered,
         delivered as f64 / delivered_secs,
         ms(pct(0.50)),
+        ms(pct(0.90)),
         ms(pct(0.99)),
+        ms(pct(0.999)),
+        ms(latencies.last().copied().unwrap_or_default()),
         duplicates,
         errors,
     );
@@ -536,7 +601,7 @@ async fn provisioned(
             CORP,
             "bench clients",
             &crate::http::auth::hash_key(KEY),
-            &["tasks".to_owned()],
+            &["tasks".to_owned(), "integration".to_owned()],
         )
         .await?;
     for u in users {
