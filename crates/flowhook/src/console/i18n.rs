@@ -250,6 +250,137 @@ messages! {
     CONNECTORS = "Connectors", "连接器";
     APPROVAL_SYNC = "Approval message integration", "审批消息集成";
     SYNC_STRATEGY = "Sync strategy", "同步策略";
+    // Integration center (集成中心).
+    IN_INTRO = "Connectors hold where and how Flowhook pushes; the sync strategy says which action receives each of the five task events.",
+        "连接器定义推送的目标与认证方式；同步策略决定五种任务事件分别由哪个执行动作接收。";
+    IN_CONNECTOR = "Connector", "连接器";
+    IN_NEW_CONNECTOR = "New connector", "新建连接器";
+    IN_EDIT_CONNECTOR = "Edit the connector", "编辑连接器";
+    IN_BASE_URL = "Base URL", "基础地址";
+    IN_BASE_URL_HINT = "http:// or https://; each action's path is appended. A change applies from the next delivery.",
+        "http:// 或 https://；执行动作的路径拼接在其后。修改从下一次推送起生效。";
+    IN_AUTH = "Authentication", "认证方式";
+    IN_AUTH_HINT = "Fill in the fields of the chosen type; the others are ignored.", "填写所选类型的字段即可，其余字段将被忽略。";
+    IN_AUTH_NONE = "None", "无";
+    IN_AUTH_BASIC = "Basic", "Basic 认证";
+    IN_AUTH_API_KEY = "API key", "API 密钥";
+    IN_AUTH_BEARER = "Bearer token", "Bearer 令牌";
+    IN_USERNAME = "User name", "用户名";
+    IN_PASSWORD = "Password", "密码";
+    IN_KEY_IN = "Sent in", "放在";
+    IN_KEY_HEADER = "a header", "请求头";
+    IN_KEY_QUERY = "the query string", "查询参数";
+    IN_KEY_NAME = "Key name", "密钥名称";
+    IN_KEY_VALUE = "Key value", "密钥值";
+    IN_TOKEN = "Token", "令牌";
+    IN_SECRET_KEEP = "*** (stored; leave empty to keep)", "***（已保存；留空则保持不变）";
+    IN_HEADERS = "Default headers", "默认请求头";
+    IN_HEADERS_HINT = "One per line: Name: value. Values are write-only: a value left as *** keeps the stored one.",
+        "每行一个：名称: 值。值只写不读：保持 *** 则沿用已保存的值。";
+    IN_TIMEOUT = "Timeout (ms)", "超时（毫秒）";
+    IN_CONCURRENCY = "Requests in flight at most", "最大并发请求数";
+    IN_SAVE = "Save", "保存";
+    IN_ACTIONS = "Actions", "执行动作";
+    IN_ACTION = "Action", "执行动作";
+    IN_NEW_ACTION = "Add an action", "添加执行动作";
+    IN_ADD_ACTION = "Add", "添加";
+    IN_PATH = "Path", "路径";
+    IN_ENCODING = "Body encoding", "请求体编码";
+    IN_USED_BY = "Receives", "接收事件";
+    IN_ACTIVE = "Active", "正常";
+    IN_PAUSED = "Paused", "已暂停";
+    IN_PAUSE = "Pause", "暂停";
+    IN_RESUME = "Resume", "恢复";
+    IN_PAUSE_DELETE = "Pause or delete", "暂停或删除";
+    IN_DELETE_CONNECTOR = "Delete the connector", "删除连接器";
+    IN_DELETE_HINT = "Refused while the sync strategy sends an event to one of its actions. Its pending deliveries are cancelled; the log keeps them.",
+        "若同步策略仍将事件发往其执行动作，则不允许删除。其待发送的推送将被取消，日志中保留记录。";
+    IN_ITS_DELIVERIES = "Its deliveries", "其推送记录";
+    IN_TEST_FIRE = "Test fire", "测试推送";
+    IN_TEST_HINT = "A sample of each of the five events was just sent to this action, signed with the application's systemToken; nothing was stored.",
+        "刚刚向该执行动作发送了五种事件的样例（以应用的 systemToken 签名）；未保存任何记录。";
+    IN_REQUEST = "Request", "请求";
+    IN_RESPONSE = "Response", "响应";
+    IN_HEADERS_TITLE = "Headers", "请求头 / 响应头";
+    IN_PARAMS = "Parameters", "参数";
+    IN_BODY = "Body", "内容";
+    IN_ERROR = "Error", "错误";
+    // Sync strategy.
+    IN_STRATEGY_HINT = "Applies to events created after it is saved; history is pushed only by a backfill.",
+        "保存后仅对新产生的事件生效；历史数据只能通过补推发送。";
+    IN_NO_STRATEGY = "No sync strategy is saved yet: nothing is pushed.", "尚未保存同步策略：不会推送任何事件。";
+    IN_EVENTS_TO_ACTIONS = "Events and the actions that receive them", "事件与接收它们的执行动作";
+    IN_NOT_PUSHED = "Not pushed", "不推送";
+    IN_OPTIONS = "Options", "选项";
+    IN_ENABLED = "Enabled", "启用";
+    IN_ORDERED = "Keep each instance's events in order", "按流程实例保持事件顺序";
+    IN_STANDARD_WEBHOOKS = "Also sign with Standard Webhooks", "同时使用 Standard Webhooks 签名";
+    IN_SW_HINT = "When first turned on, its secret (whsec_…) is shown once.", "首次开启时，其密钥（whsec_…）只显示一次。";
+    IN_APP_FILTER = "Only these applications", "仅限以下应用";
+    IN_PROCESS_FILTER = "Only these processes", "仅限以下流程";
+    IN_FILTER_HINT = "None ticked: all.", "不勾选即为全部。";
+    IN_SAVE_STRATEGY = "Save the strategy", "保存同步策略";
+    IN_SECRET_ONCE = "The Standard Webhooks secret, shown this once: copy it to the receiver now.",
+        "Standard Webhooks 密钥，仅显示这一次：请立即复制到接收方。";
+    IN_ROTATE_SECRET = "Rotate the Standard Webhooks secret", "轮换 Standard Webhooks 密钥";
+    IN_GRACE = "Previous secret keeps signing for (seconds)", "旧密钥继续签名的时长（秒）";
+    // Events.
+    EV_CREATED = "Task created", "任务创建";
+    EV_FINISHED = "Task finished", "任务完成";
+    EV_CANCELLED = "Task cancelled", "任务取消";
+    EV_DELETED = "Task deleted", "任务删除";
+    EV_CC = "Cc", "抄送";
+    // Delivery log.
+    IN_DELIVERY_LOG = "Delivery log", "推送日志";
+    IN_DELIVERY = "Delivery", "推送";
+    IN_EVENT = "Event", "事件";
+    IN_TASK_ID = "Task ID", "任务 ID";
+    IN_ATTEMPTS = "Attempts", "尝试";
+    IN_ATTEMPT = "Attempt", "第几次尝试";
+    IN_LAST_ERROR = "Last error", "最近错误";
+    IN_NEXT_ATTEMPT = "Next attempt", "下次尝试";
+    IN_REDELIVER = "Redeliver", "重新推送";
+    IN_REDELIVERED = "Redelivered: it is due now.", "已重新推送：将立即发送。";
+    IN_REDELIVER_BULK = "Redeliver in bulk", "批量重新推送";
+    IN_REDELIVER_BULK_HINT = "Every delivered or dead delivery the filters above select is sent again (pending ones are on their way; cancelled ones have nowhere to go).",
+        "按上方筛选条件，重新推送所有已送达或已放弃的记录（待发送的正在途中；已取消的没有目标）。";
+    IN_REDELIVER_MATCHING = "Redeliver all that match", "重新推送全部匹配项";
+    ST_PENDING = "Pending", "待发送";
+    ST_DELIVERED = "Delivered", "已送达";
+    ST_DEAD = "Dead", "已放弃";
+    ST_DONE = "Done", "已完成";
+    ST_RUNNING_JOB = "Running", "进行中";
+    // Backfill and jobs.
+    IN_BACKFILL = "Backfill", "历史补推";
+    IN_BACKFILL_HINT = "Push the current state of existing tasks through the same pipeline, marked X-Flowhook-Backfill: true. Receivers de-duplicate by event id.",
+        "通过同一管道推送已有任务的当前状态，并标记 X-Flowhook-Backfill: true。接收方可按事件 ID 去重。";
+    IN_BACKFILL_WHAT = "What to push", "推送范围";
+    IN_BACKFILL_OPEN = "Every task open now (its task.created)", "当前所有待处理任务（其 task.created）";
+    IN_BACKFILL_RANGE = "Every event created between the dates below (UTC, both included)", "以下日期之间产生的所有事件（UTC，含首尾）";
+    IN_START_BACKFILL = "Start the backfill", "开始补推";
+    IN_PROGRESS = "Progress", "进度";
+    IN_TOTAL = "Deliveries", "推送总数";
+    IN_PARAMETERS = "Parameters", "参数";
+    IN_REFRESHING = "This page reloads itself every second until nothing is pending.", "本页每秒自动刷新，直到没有待发送的推送。";
+    // Endpoint health.
+    IN_HEALTH = "Endpoint health", "端点健康";
+    IN_HEALTH_HINT = "Each node keeps its own circuit breakers in memory: this is the breaker of the node that answered.",
+        "每个节点在内存中维护自己的熔断器：此处显示的是响应本页面的节点上的状态。";
+    IN_ENDPOINT = "Endpoint", "端点";
+    IN_BREAKER = "Breaker", "熔断器";
+    IN_BREAKER_CLOSED = "Closed (sending)", "关闭（正常发送）";
+    IN_BREAKER_OPEN = "Open (holding back)", "打开（暂停发送）";
+    IN_BREAKER_HALF = "Half-open (probing)", "半开（试探中）";
+    IN_FAILURES = "Failures in a row", "连续失败次数";
+    IN_LAST_SUCCESS = "Last success", "最近成功";
+    IN_LAST_FAILURE = "Last failure", "最近失败";
+    IN_OLDEST = "oldest", "最早";
+    IN_QUEUE_PENDING = "Queue depth (pending deliveries)", "队列深度（待发送）";
+    IN_QUEUE_DEAD = "Dead deliveries", "已放弃的推送";
+    IN_RATE = "Delivery rate, last hour", "推送速率（最近一小时）";
+    IN_DELIVERED_PER_MIN = "delivered", "成功";
+    IN_FAILED_PER_MIN = "failed", "失败";
+    IN_RATE_HINT = "Attempts per minute (UTC); failed attempts are hatched.", "每分钟的尝试次数（UTC）；失败以斜线标出。";
     // Errors.
     ERR_FORBIDDEN = "Forbidden", "禁止访问";
     ERR_NOT_FOUND = "Not found", "未找到";

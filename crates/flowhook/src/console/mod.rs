@@ -13,6 +13,9 @@
 //! - [`tasks`]: the task center, the task and instance pages and their commands, starting.
 //! - [`processes`]: processes, versions, the document editor (validate, save a version).
 //! - [`diagram`]: a process drawn as SVG, with an instance's progress.
+//! - [`integration`]: the integration center — connectors and actions, the sync strategy, test
+//!   fire, the delivery log with attempts, redelivery, backfill progress, endpoint health and
+//!   the delivery-rate chart; every change through the REST API's own handlers.
 //!
 //! ## Security, for every page
 //! The console's middleware ([`layer`]) resolves the viewer from the session cookie (or the
@@ -54,6 +57,7 @@
 
 pub mod diagram;
 pub mod i18n;
+pub mod integration;
 pub mod link;
 pub mod page;
 pub mod processes;
@@ -70,7 +74,7 @@ use axum::Router;
 use crate::http::AppState;
 
 /// Where the style sheet is served; the file name changes with its content (cache busting).
-pub const CSS_PATH: &str = "/console/assets/console-1.css";
+pub const CSS_PATH: &str = "/console/assets/console-2.css";
 const CSS: &str = include_str!("assets/console.css");
 
 /// The policy of every console response: this origin's style sheet and forms only.
@@ -112,8 +116,70 @@ pub fn router() -> Router<AppState> {
             "/console/processes/{code}",
             get(processes::show).post(processes::save_existing),
         )
-        // The integration center and the directory (issue 15, second half) replace these.
-        .route("/console/integration", get(session::placeholder))
+        .route("/console/integration", get(integration::overview))
+        .route(
+            "/console/integration/connectors/new",
+            get(integration::new_connector_page).post(integration::create_connector),
+        )
+        .route(
+            "/console/integration/connectors/{id}",
+            get(integration::connector_page).post(integration::save_connector),
+        )
+        .route(
+            "/console/integration/connectors/{id}/delete",
+            post(integration::delete_connector),
+        )
+        .route(
+            "/console/integration/connectors/{id}/{op}",
+            post(integration::pause_connector),
+        )
+        .route(
+            "/console/integration/actions",
+            post(integration::create_action),
+        )
+        .route(
+            "/console/integration/actions/{id}",
+            get(integration::action_page).post(integration::save_action),
+        )
+        .route(
+            "/console/integration/actions/{id}/delete",
+            post(integration::delete_action),
+        )
+        .route(
+            "/console/integration/actions/{id}/test",
+            post(integration::test_fire),
+        )
+        .route(
+            "/console/integration/strategy",
+            get(integration::strategy_page).post(integration::save_strategy),
+        )
+        .route(
+            "/console/integration/strategy/rotate-secret",
+            post(integration::rotate_secret),
+        )
+        .route(
+            "/console/integration/deliveries",
+            get(integration::deliveries),
+        )
+        .route(
+            "/console/integration/deliveries/redeliver",
+            post(integration::redeliver_many),
+        )
+        .route(
+            "/console/integration/deliveries/{id}",
+            get(integration::delivery_page),
+        )
+        .route(
+            "/console/integration/deliveries/{id}/redeliver",
+            post(integration::redeliver_one),
+        )
+        .route(
+            "/console/integration/backfill",
+            get(integration::backfill_page).post(integration::start_backfill),
+        )
+        .route("/console/integration/jobs/{id}", get(integration::job_page))
+        .route("/console/integration/health", get(integration::health_page))
+        // The directory (issue 15, second half) replaces this.
         .route("/console/directory", get(session::placeholder))
         .route("/console/{*rest}", get(not_found).post(not_found))
 }

@@ -199,6 +199,12 @@ pub fn csrf_field(viewer: &Viewer) -> Markup {
 
 /// A page: the layout around `body`, titled `title` (the `<title>` and the `<h1>`).
 pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Response {
+    page_refreshing(ctx, title, None, body)
+}
+
+/// A page that reloads itself every `refresh` seconds (`<meta http-equiv="refresh">`: live
+/// progress without a script), or a plain [`page`] when `None`.
+pub fn page_refreshing(ctx: &Ctx, title: &str, refresh: Option<u32>, body: Markup) -> Response {
     let lang = ctx.lang;
     let other = lang.other();
     let switch = format!(
@@ -213,6 +219,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Response {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                 title { (title) " · " (lang.t(&t::PRODUCT)) }
                 link rel="stylesheet" href=(super::CSS_PATH);
             }

@@ -1,6 +1,8 @@
 //! The console's persistence: server-side sessions (`console_sessions`, migration 0008) and the
 //! installation's approval-link secret (`flowhook_meta`, key `approval_link_secret`, sealed
-//! under the master key like every other secret at rest; see `store::secrets`).
+//! under the master key like every other secret at rest; see `store::secrets`), and the
+//! integration center's cheap counts: attempts per minute (the delivery-rate chart) and the
+//! queue depth.
 //!
 //! These are not the command writer's business: a sign-in, a sign-out or a session's idle
 //! touch is one small statement of its own, never on a hot path (a session is touched at most
@@ -340,6 +342,79 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         }))
+    }
+}
+
+/// Attempts of one minute of the delivery-rate chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MinuteRate {
+    /// The minute's start (epoch ms, a multiple of 60 000).
+    pub minute: i64,
+    /// Attempts that succeeded (a 2xx).
+    pub delivered: i64,
+    /// Attempts that failed (any error kind: status, timeout, connect, …).
+    pub failed: i64,
+}
+
+/// An organisation's deliveries waiting or given up: the queue depth the console shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+impl Store {
+    /// Attempts per minute since `since` (epoch ms), oldest first; minutes without an attempt
+    /// are absent. Read through the `attempts_started` index: at most the window's attempts
+    /// (the chart asks for one hour) are read, whatever the size of the log.
+    pub async fn delivery_rate(
+        &self,
+        corp_id: &str,
+        since: i64,
+    ) -> Result<Vec<MinuteRate>, StoreError> {
+        let rows: Vec<(i64, i64, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT (started_at / 60000) * 60000 AS m, \
+                 SUM(CASE WHEN error_kind IS NULL THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN error_kind IS NULL THEN 0 ELSE 1 END) \
+                 FROM attempts WHERE started_at >= $2 AND corp_id = $1 GROUP BY m ORDER BY m",
+            )
+            .bind(corp_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(minute, delivered, failed)| MinuteRate {
+                minute,
+                delivered,
+                failed,
+            })
+            .collect())
+    }
+
+    /// The organisation's pending and dead deliveries (read through the status index: the
+    /// delivered ones, most of the table, are not read).
+    pub async fn queue_depth(&self, corp_id: &str) -> Result<QueueDepth, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM deliveries WHERE status IN ('pending', 'dead') \
+                 AND corp_id = $1 GROUP BY status",
+            )
+            .bind(corp_id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut depth = QueueDepth::default();
+        for (status, n) in rows {
+            if status == "pending" {
+                depth.pending = n;
+            } else {
+                depth.dead = n;
+            }
+        }
+        Ok(depth)
     }
 }
 

@@ -62,6 +62,8 @@ pub struct DeliveryFilter {
     pub task_id: Option<String>,
     pub instance_id: Option<String>,
     pub action_id: Option<String>,
+    /// The deliveries to any action of this connector.
+    pub connector_id: Option<String>,
     /// Created at or after (epoch ms).
     pub from: Option<i64>,
     /// Created before (epoch ms).
@@ -74,6 +76,13 @@ const COLUMNS: &str = "d.id, d.event_id, e.kind, e.task_id, d.instance_id, d.seq
 const FILTER: &str = "d.corp_id = $1 AND ($2 IS NULL OR d.status = $2) AND ($3 IS NULL OR e.kind = $3) \
     AND ($4 IS NULL OR e.task_id = $4) AND ($5 IS NULL OR d.instance_id = $5) AND ($6 IS NULL OR d.action_id = $6) \
     AND ($7 IS NULL OR d.created_at >= $7) AND ($8 IS NULL OR d.created_at < $8)";
+
+/// The connector condition of the filter, its parameter numbered `n` (after the query's own).
+fn connector_filter(n: u8) -> String {
+    format!(
+        "(${n} IS NULL OR d.action_id IN (SELECT a.id FROM actions a WHERE a.corp_id = $1 AND a.connector_id = ${n}))"
+    )
+}
 
 impl Store {
     /// A page of deliveries, newest first (`cursor` = the last item's `(created_at, id)`).
@@ -92,7 +101,8 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE {FILTER} \
              AND ($9 IS NULL OR d.created_at < $9 OR (d.created_at = $9 AND d.id < $10)) \
-             AND ($12 IS NULL OR d.id = $12) ORDER BY d.created_at DESC, d.id DESC LIMIT $11"
+             AND ($12 IS NULL OR d.id = $12) AND {} ORDER BY d.created_at DESC, d.id DESC LIMIT $11",
+            connector_filter(13)
         );
         Ok(on_pool!(self, |pool| {
             sqlx::query(&sql)
@@ -108,6 +118,7 @@ impl Store {
                 .bind(&cursor_id)
                 .bind(i64::from(limit))
                 .bind(id)
+                .bind(&f.connector_id)
                 .fetch_all(pool)
                 .await?
                 .into_iter()
@@ -210,7 +221,8 @@ impl Store {
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $9, lease_owner = NULL, lease_until = NULL, \
              updated_at = $9, redelivery_job_id = COALESCE($11, redelivery_job_id) WHERE id IN ( \
              SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE {FILTER} AND d.status IN ('delivered', 'dead') AND ($10 IS NULL OR d.id = $10))"
+             WHERE {FILTER} AND d.status IN ('delivered', 'dead') AND ($10 IS NULL OR d.id = $10) AND {})",
+            connector_filter(12)
         );
         let _gate = super::write_gate(self).await;
         Ok(on_pool!(self, |pool| {
@@ -227,6 +239,7 @@ impl Store {
                 .bind(now)
                 .bind(id)
                 .bind(job)
+                .bind(&f.connector_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
