@@ -244,9 +244,7 @@ messages! {
     NEW_PROCESS = "New process", "新建流程";
     SAVED = "Saved as version", "已保存为版本";
     VIEWING_VERSION = "Viewing version", "正在查看版本";
-    // Placeholders for the integration center and directory pages.
-    COMING = "These pages are being built; until then use the REST API (see /api/v1/openapi.json).",
-        "这些页面正在建设中；在此之前请使用 REST API（见 /api/v1/openapi.json）。";
+    // Integration center terms, as Yida's Chinese pages write them.
     CONNECTORS = "Connectors", "连接器";
     APPROVAL_SYNC = "Approval message integration", "审批消息集成";
     SYNC_STRATEGY = "Sync strategy", "同步策略";
@@ -274,6 +272,8 @@ messages! {
     IN_KEY_VALUE = "Key value", "密钥值";
     IN_TOKEN = "Token", "令牌";
     IN_SECRET_KEEP = "*** (stored; leave empty to keep)", "***（已保存；留空则保持不变）";
+    IN_SECRET_HINT = "Credentials are write-only: a secret field left empty keeps the stored secret (a new authentication type needs its secret).",
+        "凭据只写不读：密钥字段留空则保留已保存的值（更换认证类型时须填写新的密钥）。";
     IN_HEADERS = "Default headers", "默认请求头";
     IN_HEADERS_HINT = "One per line: Name: value. Values are write-only: a value left as *** keeps the stored one.",
         "每行一个：名称: 值。值只写不读：保持 *** 则沿用已保存的值。";
@@ -381,6 +381,35 @@ messages! {
     IN_DELIVERED_PER_MIN = "delivered", "成功";
     IN_FAILED_PER_MIN = "failed", "失败";
     IN_RATE_HINT = "Attempts per minute (UTC); failed attempts are hatched.", "每分钟的尝试次数（UTC）；失败以斜线标出。";
+    // Directory and access.
+    DIR_USERS = "Users", "用户";
+    DIR_ROLES = "Roles", "角色";
+    DIR_APPS = "Applications", "应用";
+    DIR_KEYS = "API keys", "API 密钥";
+    DIR_MANAGER = "Manager", "主管";
+    DIR_MANAGER_CHAIN = "Manager chain", "主管链";
+    DIR_ADMIN = "Administrator", "管理员";
+    DIR_YES = "Yes", "是";
+    DIR_NO = "No", "否";
+    DIR_PUT_USER = "Add or replace a user", "添加或替换用户";
+    DIR_PUT_ROLE = "Add or replace a role", "添加或替换角色";
+    DIR_MEMBERS = "Members", "成员";
+    DIR_MEMBERS_HINT = "Members (user ids, comma-separated, in order)", "成员（用户 ID，以逗号分隔，按顺序）";
+    DIR_NEW_APP = "New application", "新建应用";
+    DIR_CREATE = "Create", "创建";
+    DIR_ROTATE = "Rotate the token", "轮换令牌";
+    DIR_COMMIT = "Commit the rotation", "确认轮换";
+    DIR_GRACE = "Old token valid for (s)", "旧令牌有效期（秒）";
+    DIR_ROTATION_PENDING = "Rotation pending: still signing with the previous token until committed.",
+        "轮换待确认：确认前仍使用旧令牌签名。";
+    DIR_PREVIOUS_UNTIL = "Previous token honoured until", "旧令牌有效至";
+    DIR_TOKEN_ONCE = "The new systemToken, shown this once: install it at the receiver now.",
+        "新的 systemToken，仅显示这一次：请立即配置到接收方。";
+    DIR_NEW_KEY = "New API key", "新建 API 密钥";
+    DIR_SCOPES = "Scopes", "权限范围";
+    DIR_REVOKE = "Revoke", "吊销";
+    DIR_KEY_ONCE = "The new API key, shown this once (only its hash is stored): copy it now.",
+        "新的 API 密钥，仅显示这一次（只保存其哈希）：请立即复制。";
     // Errors.
     ERR_FORBIDDEN = "Forbidden", "禁止访问";
     ERR_NOT_FOUND = "Not found", "未找到";

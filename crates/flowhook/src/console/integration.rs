@@ -31,7 +31,7 @@ use super::page::{
 use crate::http::auth::{Caller, Scope};
 use crate::http::error::ApiError;
 use crate::http::integration as api;
-use crate::http::json::ApiJson;
+use crate::http::integration::ApiJson;
 use crate::http::AppState;
 use crate::integration::connectors::{
     mask_url, Action, ActionInput, Auth, Connector, ConnectorInput, ConnectorUpdate, Encoding,
@@ -42,7 +42,7 @@ use crate::store::jobs::BackfillRequest;
 use crate::store::taskcenter::{decode_cursor, encode_cursor};
 
 /// The REST API's caller for this operator: their organisation, the admin scope.
-fn caller(corp: &str) -> Caller {
+pub(super) fn caller(corp: &str) -> Caller {
     Caller {
         corp_id: Some(corp.to_owned()),
         scopes: vec![Scope::Admin.as_str().into()],
@@ -50,7 +50,7 @@ fn caller(corp: &str) -> Caller {
 }
 
 /// A refusal of the API (its status and message, shown on the page), or an internal error.
-fn refused(e: ApiError) -> Result<(StatusCode, String), PageError> {
+pub(super) fn refused(e: ApiError) -> Result<(StatusCode, String), PageError> {
     match e {
         ApiError::Client {
             status, message, ..
@@ -423,7 +423,7 @@ fn connector_form(
                 label for="c-token" { (ctx.t(&t::IN_TOKEN)) }
                 input #c-token name="token" type="password" autocomplete="new-password" placeholder=[keep];
             }
-            @if let Some(k) = keep { p.hint { (k) } }
+            @if editing { p.hint { (ctx.t(&t::IN_SECRET_HINT)) } }
             label for="c-headers" { (ctx.t(&t::IN_HEADERS)) }
             textarea #c-headers name="headers" rows="3" spellcheck="false" placeholder="X-Source: flowhook" { (f.headers) }
             p.hint { (ctx.t(&t::IN_HEADERS_HINT)) }
@@ -1962,12 +1962,17 @@ fn chart(ctx: &Ctx, since: i64, rate: &[crate::store::console::MinuteRate]) -> M
                 title { (summary) }
                 defs {
                     pattern #hatch patternUnits="userSpaceOnUse" width="4" height="4" {
-                        path.hatch d="M0,4 l4,-4";
+                        path.hatch d="M0,4 l4,-4" {}
                     }
                 }
-                @for g in [0, top / 2, top] {
-                    line.grid x1=(LEFT) x2=(W) y1=(y(g)) y2=(y(g));
-                    text.axis x=(LEFT - 4) y=(y(g) + 4) text-anchor="end" { (g) }
+                // SVG inside HTML: every element closed explicitly (`{}`), as HTML parsing of an
+                // unclosed `<line>` would put what follows inside it.
+                @for (i, g) in [0, top / 2, top].into_iter().enumerate() {
+                    // (Top 1: no middle line.)
+                    @if i != 1 || g != 0 {
+                        line.grid x1=(LEFT) x2=(W) y1=(y(g)) y2=(y(g)) {}
+                        text.axis x=(LEFT - 4) y=(y(g) + 4) text-anchor="end" { (g) }
+                    }
                 }
                 @for i in 0..60 {
                     @let minute = since + i * 60_000;
@@ -1987,7 +1992,7 @@ fn chart(ctx: &Ctx, since: i64, rate: &[crate::store::console::MinuteRate]) -> M
                         text.axis x=(x + slot / 2) y=(H - 6) text-anchor="middle" { (&datetime(minute)[11..]) }
                     }
                 }
-                line.base x1=(LEFT) x2=(W) y1=(y(0)) y2=(y(0));
+                line.base x1=(LEFT) x2=(W) y1=(y(0)) y2=(y(0)) {}
             }
             figcaption.legend {
                 span.key.ok { (ctx.t(&t::IN_DELIVERED_PER_MIN)) ": " (total_ok) }

@@ -13,6 +13,8 @@
 //! - [`tasks`]: the task center, the task and instance pages and their commands, starting.
 //! - [`processes`]: processes, versions, the document editor (validate, save a version).
 //! - [`diagram`]: a process drawn as SVG, with an instance's progress.
+//! - [`directory`]: users (with their manager chain), roles, applications (token rotation),
+//!   API keys; secrets Flowhook generates shown once.
 //! - [`integration`]: the integration center — connectors and actions, the sync strategy, test
 //!   fire, the delivery log with attempts, redelivery, backfill progress, endpoint health and
 //!   the delivery-rate chart; every change through the REST API's own handlers.
@@ -56,6 +58,7 @@
 //!    navigation is crawled automatically; it must answer without 5xx and have a title.
 
 pub mod diagram;
+pub mod directory;
 pub mod i18n;
 pub mod integration;
 pub mod link;
@@ -179,8 +182,27 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/integration/jobs/{id}", get(integration::job_page))
         .route("/console/integration/health", get(integration::health_page))
-        // The directory (issue 15, second half) replaces this.
-        .route("/console/directory", get(session::placeholder))
+        .route("/console/directory", get(directory::page_get))
+        .route("/console/directory/users", post(directory::put_user))
+        .route(
+            "/console/directory/users/{id}/delete",
+            post(directory::delete_user),
+        )
+        .route("/console/directory/roles", post(directory::put_role))
+        .route("/console/directory/apps", post(directory::create_app))
+        .route(
+            "/console/directory/apps/{app}/rotate",
+            post(directory::rotate_token),
+        )
+        .route(
+            "/console/directory/apps/{app}/commit",
+            post(directory::commit_token),
+        )
+        .route("/console/directory/keys", post(directory::create_key))
+        .route(
+            "/console/directory/keys/{id}/revoke",
+            post(directory::revoke_key),
+        )
         .route("/console/{*rest}", get(not_found).post(not_found))
 }
 

@@ -598,25 +598,6 @@ pub async fn home(ctx: Ctx) -> Result<Response, PageError> {
     Ok(see_other("/console/tasks"))
 }
 
-/// A page of c2's integration center or directory, until they exist.
-pub async fn placeholder(ctx: Ctx) -> Result<Response, PageError> {
-    ctx.corp()?;
-    ctx.operator()?;
-    let integration = ctx.here.starts_with("/console/integration");
-    let title = if integration {
-        ctx.t(&t::NAV_INTEGRATION)
-    } else {
-        ctx.t(&t::NAV_DIRECTORY)
-    };
-    let body = html! {
-        @if integration {
-            ul { li { (ctx.t(&t::CONNECTORS)) } li { (ctx.t(&t::APPROVAL_SYNC)) " — " (ctx.t(&t::SYNC_STRATEGY)) } }
-        }
-        p { (ctx.t(&t::COMING)) }
-    };
-    Ok(page(&ctx, title, body))
-}
-
 /// Used by the middleware: the error page of a response that carries [`page::ErrorPage`].
 pub fn render_error(ctx: &Ctx, status: StatusCode, e: &page::ErrorPage) -> Response {
     page::error_page(ctx, status, e)

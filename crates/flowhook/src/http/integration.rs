@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::instances::page_args;
-use super::json::ApiJson;
+// Re-exported: the console calls these handlers with a body of its own.
+pub use super::json::ApiJson;
 use super::orgs::require_org;
 use super::AppState;
 use crate::integration::connectors::{

@@ -9,7 +9,7 @@ mod health;
 mod ingest;
 pub mod instances;
 pub mod integration;
-pub mod json;
+mod json;
 mod operations;
 pub mod orgs;
 pub mod people;
