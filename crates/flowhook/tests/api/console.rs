@@ -840,7 +840,7 @@ fn links(body: &str) -> Vec<String> {
 }
 
 /// Follows every console link from `start`: no 5xx, no broken link (404), a title everywhere.
-async fn crawl(b: &mut Browser, start: &[String], lang: &str) -> usize {
+async fn crawl(b: &mut Browser, start: &[String], lang: &str) -> BTreeSet<String> {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut queue: VecDeque<(String, String)> = start
         .iter()
@@ -850,7 +850,7 @@ async fn crawl(b: &mut Browser, start: &[String], lang: &str) -> usize {
         if !seen.insert(path.clone()) {
             continue;
         }
-        assert!(seen.len() < 400, "the crawl is bounded");
+        assert!(seen.len() < 600, "the crawl is bounded");
         let r = b.get(&path).await;
         if path.starts_with("/console/lang") {
             // The language switch: a redirect back, and the crawl stays in its language.
@@ -891,7 +891,7 @@ async fn crawl(b: &mut Browser, start: &[String], lang: &str) -> usize {
             }
         }
     }
-    seen.len()
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -929,6 +929,28 @@ async fn the_crawler_finds_no_broken_page() {
             .await;
         assert_eq!(s, StatusCode::OK);
         let hr_task = open_task(&org, &long, "hr1").await;
+        // The integration center with something in it: a connector made on its pages, the
+        // deliveries of the instances below, a backfill job.
+        let receiver = Receiver::start().await;
+        let mut setup = operator(&org, "en").await;
+        connector_through_pages(&org, &mut setup, &receiver.url).await;
+        let more = org
+            .start("alice", "leave", "Alice: 1 day", json!({"days": "1"}))
+            .await;
+        org.act(&more, "bob", "agree", json!({})).await;
+        receiver
+            .wait_until(10, "the deliveries", |got| got.len() >= 2)
+            .await;
+        let (s, job) = org
+            .send(
+                "POST",
+                &org.path("/backfills"),
+                None,
+                Some(json!({"mode": "open"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+        let job_page = format!("/console/integration/jobs/{}", job["id"].as_str().unwrap());
         let mut total = 0;
         for lang in ["en", "zh"] {
             let mut op = Browser::new(&base, lang);
@@ -939,14 +961,35 @@ async fn the_crawler_finds_no_broken_page() {
                     start.push(format!("/console/tasks?list={list}&user={user}"));
                 }
             }
-            total += crawl(&mut op, &start, lang).await;
+            start.push(job_page.clone());
+            let seen = crawl(&mut op, &start, lang).await;
+            for page in [
+                "/console/integration",
+                "/console/integration/connectors/new",
+                "/console/integration/connectors/con_",
+                "/console/integration/actions/act_",
+                "/console/integration/strategy",
+                "/console/integration/deliveries",
+                "/console/integration/deliveries/dlv_",
+                "/console/integration/backfill",
+                "/console/integration/jobs/job_",
+                "/console/integration/health",
+                "/console/directory",
+            ] {
+                assert!(
+                    seen.iter().any(|p| p.starts_with(page)),
+                    "{lang}: the crawl reached no {page}…"
+                );
+            }
+            total += seen.len();
             let mut hr = Browser::new(&base, lang);
             let url = link(&org, &hr_task, "hr1", in_a_day()).await;
-            total += crawl(&mut hr, &[url], lang).await;
+            total += crawl(&mut hr, &[url], lang).await.len();
             let mut anonymous = Browser::new(&base, lang);
-            total += crawl(&mut anonymous, &["/".into()], lang).await;
+            total += crawl(&mut anonymous, &["/".into()], lang).await.len();
         }
         assert!(total > 40, "the crawl saw {total} pages");
+        org.instances.push(more);
         org.app.stop().await;
     })
     .await
@@ -1033,4 +1076,522 @@ async fn single_sign_on_by_the_trusted_header() {
         org.app.stop().await;
     })
     .await
+}
+
+/// The `id` in a console redirect to `…/{kind}/{id}?…`.
+fn id_in(location: &str, kind: &str) -> String {
+    let rest = &location[location.find(&format!("/{kind}/")).unwrap() + kind.len() + 2..];
+    rest.split(['?', '/']).next().unwrap().to_owned()
+}
+
+/// Signs in an operator (the organisation's admin key) on the console.
+async fn operator(org: &Org, lang: &'static str) -> Browser {
+    let mut op = Browser::new(&format!("http://{}", org.app.addr), lang);
+    let r = op.sign_in(&org.key).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    op
+}
+
+/// Posts a console form with the page's CSRF token.
+async fn submit(b: &mut Browser, form_page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    let csrf = b.get(form_page).await.csrf();
+    let mut all = fields.to_vec();
+    all.push(("csrf", &csrf));
+    b.post(action, &all).await
+}
+
+/// A connector (Bearer authentication) with five actions and the sync strategy, made through
+/// the integration center's pages; returns the connector's id.
+async fn connector_through_pages(org: &Org, op: &mut Browser, base_url: &str) -> String {
+    let r = submit(
+        op,
+        "/console/integration/connectors/new",
+        "/console/integration/connectors/new",
+        &[
+            ("name", "Task inbox"),
+            ("base_url", base_url),
+            ("auth", "bearer"),
+            ("token", "console-token-123456"),
+            ("headers", "X-Source: console"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id = id_in(r.location().unwrap(), "connectors");
+    let page = format!("/console/integration/connectors/{id}");
+    for kind in ["created", "finished", "cancelled", "deleted", "cc"] {
+        let path = format!("/{kind}");
+        let r = submit(
+            op,
+            &page,
+            "/console/integration/actions",
+            &[("connector_id", &id), ("name", kind), ("path", &path)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let (_, actions) = org.send("GET", &org.path("/actions"), None, None).await;
+    let action = |kind: &str| -> String {
+        actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == kind)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ids: Vec<(String, String)> = ["created", "finished", "cancelled", "deleted", "cc"]
+        .iter()
+        .map(|k| (format!("ev_{k}"), action(k)))
+        .collect();
+    let mut fields: Vec<(&str, &str)> = ids.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    fields.extend([("enabled", "on"), ("ordered", "on")]);
+    let r = submit(
+        op,
+        "/console/integration/strategy",
+        "/console/integration/strategy",
+        &fields,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    id
+}
+
+/// The integration center's pages drive what is delivered: a connector, its five actions and
+/// the strategy made on the pages deliver to a real receiver with the Bearer token; the log
+/// shows the deliveries and their attempts with the token masked; the base URL edited on the
+/// connector's page (the token left empty: kept) takes the next delivery to the new receiver;
+/// a deletion the strategy forbids shows the API's reason and changes nothing.
+async fn integration_pages_drive_deliveries(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        c.delivery_poll_ms = 50;
+    })
+    .await;
+    let first = Receiver::start().await;
+    let second = Receiver::start().await;
+    let mut op = operator(&org, "en").await;
+    let con = connector_through_pages(&org, &mut op, &format!("{}/one", first.url)).await;
+    let con_page = format!("/console/integration/connectors/{con}");
+    let page = op.get(&con_page).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("console-token-123456"),
+        "the token is not shown"
+    );
+    assert!(
+        !page.body.contains("X-Source: console"),
+        "header values are masked"
+    );
+    assert!(page.body.contains("X-Source: ***"));
+
+    let id = org
+        .start("alice", "leave", "Alice: 5 days", json!({"days": "5"}))
+        .await;
+    first
+        .wait_until(10, "task.created at the first receiver", |got| {
+            !got.is_empty()
+        })
+        .await;
+    let created = first.accepted()[0].clone();
+    assert_eq!(created.path, "/one/created");
+    assert_eq!(
+        created.header("authorization"),
+        Some("Bearer console-token-123456")
+    );
+    assert_eq!(created.header("x-source"), Some("console"));
+
+    // The base URL moves on the connector's page; the token field left empty keeps the token.
+    let r = submit(
+        &mut op,
+        &con_page,
+        &con_page,
+        &[
+            ("name", "Task inbox"),
+            ("base_url", &format!("{}/two", second.url)),
+            ("auth", "bearer"),
+            ("token", ""),
+            ("headers", "X-Source: ***"),
+            ("timeout_ms", "10000"),
+            ("max_concurrency", "8"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let task = open_task(&org, &id, "bob").await;
+    org.act(&id, "bob", "agree", json!({})).await;
+    second
+        .wait_until(10, "task.finished at the second receiver", |got| {
+            got.iter().any(|c| c.path == "/two/finished")
+        })
+        .await;
+    let finished = second
+        .accepted()
+        .into_iter()
+        .find(|c| c.path == "/two/finished")
+        .unwrap();
+    assert_eq!(
+        finished.header("authorization"),
+        Some("Bearer console-token-123456"),
+        "the stored token was kept"
+    );
+    assert_eq!(
+        finished.header("x-source"),
+        Some("console"),
+        "the header value was kept"
+    );
+    assert!(
+        first.requests().iter().all(|c| c.path.starts_with("/one/")),
+        "nothing more at the old base URL: {:?}",
+        first.requests().iter().map(|c| &c.path).collect::<Vec<_>>()
+    );
+
+    // The delivery log: both deliveries of Bob's task, each with its attempt, token masked.
+    let mut log = op
+        .get(&format!("/console/integration/deliveries?task={task}"))
+        .await;
+    for _ in 0..100 {
+        if log.body.matches("badge d-delivered").count() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        log = op
+            .get(&format!("/console/integration/deliveries?task={task}"))
+            .await;
+    }
+    assert!(log.body.contains("task.created") && log.body.contains("task.finished"));
+    assert_eq!(
+        log.body.matches("badge d-delivered").count(),
+        2,
+        "{}",
+        log.body
+    );
+    let detail_links: Vec<String> = links(&log.body)
+        .into_iter()
+        .filter(|l| l.starts_with("/console/integration/deliveries/dlv_"))
+        .collect();
+    assert_eq!(detail_links.len(), 2);
+    for l in &detail_links {
+        let d = op.get(l).await;
+        assert_eq!(d.status, StatusCode::OK);
+        assert_eq!(d.body.matches("<article class=\"attempt\"").count(), 1);
+        assert!(d.body.contains("Bearer ***"));
+        assert!(!d.body.contains("console-token-123456"));
+    }
+    // The connector filter: this connector's deliveries; an unknown one, none.
+    let mine = op
+        .get(&format!("/console/integration/deliveries?connector={con}"))
+        .await;
+    assert!(mine.body.matches("badge d-delivered").count() >= 2);
+    let none = op
+        .get("/console/integration/deliveries?connector=con_unknown")
+        .await;
+    assert!(!none.body.contains("badge d-delivered"));
+
+    // Endpoint health: the breaker closed, nothing pending; the chart has delivered bars.
+    let health = op.get("/console/integration/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert!(health.body.contains("badge b-closed"), "{}", health.body);
+    assert!(
+        health.body.contains(r#"<rect class="ok""#),
+        "{}",
+        health.body
+    );
+    assert!(!health.body.contains("console-token-123456"));
+
+    // Deleting the connector is refused while the strategy uses it: the API's reason, 409.
+    let r = submit(&mut op, &con_page, &format!("{con_page}/delete"), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        r.body.contains("the sync strategy sends task.created"),
+        "{}",
+        r.body
+    );
+    let (_, list) = org.send("GET", &org.path("/connectors"), None, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "still there");
+    org.instances.push(id);
+    org.app.stop().await;
+}
+
+mod integration_pages_drive_deliveries {
+    crate::on_both_backends!(super::integration_pages_drive_deliveries);
+}
+
+/// What the API shows of everything the console's new forms could change.
+async fn settings_snapshot(org: &Org) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in [
+        "/connectors",
+        "/actions",
+        "/sync-strategy",
+        "/users",
+        "/roles",
+        "/apps",
+        "/api-keys",
+        "/deliveries",
+    ] {
+        out.push(org.send("GET", &org.path(p), None, None).await.1);
+    }
+    out
+}
+
+/// Every form of the integration center and the directory refuses a POST without the CSRF
+/// token, or with a wrong one (403), and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_and_directory_forms_need_the_csrf_token() {
+    crate::helpers::bounded(async {
+        let db = TestDb::sqlite().await;
+        let mut org = Org::setup_with(&db, "acme", |c| {
+            c.delivery_poll_ms = 50;
+        })
+        .await;
+        let receiver = Receiver::start().await;
+        let mut op = operator(&org, "en").await;
+        let con = connector_through_pages(&org, &mut op, &receiver.url).await;
+        let id = org
+            .start("alice", "leave", "Alice: 5 days", json!({"days": "5"}))
+            .await;
+        receiver
+            .wait_until(10, "task.created", |got| !got.is_empty())
+            .await;
+        let (_, dl) = org.send("GET", &org.path("/deliveries"), None, None).await;
+        let dlv = dl["items"][0]["id"].as_str().unwrap().to_owned();
+        let (_, actions) = org.send("GET", &org.path("/actions"), None, None).await;
+        let act = actions[0]["id"].as_str().unwrap().to_owned();
+        let (_, keys) = org.send("GET", &org.path("/api-keys"), None, None).await;
+        let key = keys[0]["id"].as_str().unwrap().to_owned();
+        let (_, apps) = org.send("GET", &org.path("/apps"), None, None).await;
+        let app = apps[0]["appType"].as_str().unwrap().to_owned();
+        // Let the deliveries settle (a snapshot must not see one change on its own).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let before = settings_snapshot(&org).await;
+        let c = format!("/console/integration/connectors/{con}");
+        let a = format!("/console/integration/actions/{act}");
+        let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+            (
+                "/console/integration/connectors/new".into(),
+                vec![("name", "x"), ("base_url", "http://127.0.0.1:9/x")],
+            ),
+            (
+                c.clone(),
+                vec![
+                    ("name", "renamed"),
+                    ("base_url", "http://127.0.0.1:9/moved"),
+                ],
+            ),
+            (format!("{c}/delete"), vec![]),
+            (format!("{c}/pause"), vec![]),
+            (format!("{c}/resume"), vec![]),
+            (
+                "/console/integration/actions".into(),
+                vec![("connector_id", &con), ("name", "x"), ("path", "/x")],
+            ),
+            (
+                a.clone(),
+                vec![
+                    ("connector_id", &con),
+                    ("name", "renamed"),
+                    ("path", "/renamed"),
+                ],
+            ),
+            (format!("{a}/delete"), vec![]),
+            (format!("{a}/test"), vec![]),
+            (
+                "/console/integration/strategy".into(),
+                vec![("enabled", "on")],
+            ),
+            (
+                "/console/integration/strategy/rotate-secret".into(),
+                vec![("grace_seconds", "0")],
+            ),
+            ("/console/integration/deliveries/redeliver".into(), vec![]),
+            (
+                format!("/console/integration/deliveries/{dlv}/redeliver"),
+                vec![],
+            ),
+            (
+                "/console/integration/backfill".into(),
+                vec![("mode", "open")],
+            ),
+            (
+                "/console/directory/users".into(),
+                vec![("user_id", "mallory"), ("name", "Mallory")],
+            ),
+            ("/console/directory/users/alice/delete".into(), vec![]),
+            (
+                "/console/directory/roles".into(),
+                vec![("role_id", "x"), ("name", "X"), ("members", "alice")],
+            ),
+            ("/console/directory/apps".into(), vec![("name", "Evil")]),
+            (
+                format!("/console/directory/apps/{app}/rotate"),
+                vec![("grace_seconds", "0")],
+            ),
+            (format!("/console/directory/apps/{app}/commit"), vec![]),
+            (
+                "/console/directory/keys".into(),
+                vec![("name", "evil"), ("scope:admin", "on")],
+            ),
+            (format!("/console/directory/keys/{key}/revoke"), vec![]),
+        ];
+        for (path, fields) in &forms {
+            let r = op.post(path, fields).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} without a token");
+            let mut wrong = fields.clone();
+            wrong.push(("csrf", "0000-not-the-token"));
+            let r = op.post(path, &wrong).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} with a wrong token");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(settings_snapshot(&org).await, before, "nothing changed");
+        assert_eq!(
+            receiver.requests().len(),
+            1,
+            "no test fire, no redelivery, no backfill"
+        );
+        org.instances.push(id);
+        org.app.stop().await;
+    })
+    .await
+}
+
+/// The directory's pages: a user with a manager, a role, an application whose token is shown
+/// once, an API key shown once and revoked (then refused by the API).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_pages_show_secrets_once() {
+    crate::helpers::bounded(async {
+        let db = TestDb::sqlite().await;
+        let org = Org::setup(&db, "acme").await;
+        let mut op = operator(&org, "zh").await;
+        let d = "/console/directory";
+        let r = submit(
+            &mut op,
+            d,
+            "/console/directory/users",
+            &[("user_id", "erin"), ("name", "Erin"), ("manager_id", "bob")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let (_, erin) = org.send("GET", &org.path("/users/erin"), None, None).await;
+        assert_eq!(erin["managerId"], "bob");
+        let page = op.get(d).await;
+        assert!(page.body.contains("通讯录与密钥"));
+        let r = submit(
+            &mut op,
+            d,
+            "/console/directory/users",
+            &[
+                ("user_id", "erin"),
+                ("name", "Erin"),
+                ("manager_id", "erin"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body.contains("a user cannot be their own manager"));
+        let r = submit(
+            &mut op,
+            d,
+            "/console/directory/roles",
+            &[
+                ("role_id", "auditors"),
+                ("name", "Auditors"),
+                ("members", "erin, bob"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let (_, roles) = org.send("GET", &org.path("/roles"), None, None).await;
+        assert!(roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["roleId"] == "auditors" && r["members"] == json!(["erin", "bob"])));
+
+        let r = submit(
+            &mut op,
+            d,
+            "/console/directory/apps",
+            &[("app_type", "APP_NEW"), ("name", "New app")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let token = secret_in(&r.body);
+        let token = token.strip_prefix("APP_NEW: ").unwrap().to_owned();
+        assert_eq!(token.len(), 40);
+        assert!(!op.get(d).await.body.contains(&token), "shown once");
+        let r = submit(
+            &mut op,
+            d,
+            "/console/directory/apps/APP_NEW/rotate",
+            &[("grace_seconds", "60")],
+        )
+        .await;
+        let rotated = secret_in(&r.body);
+        assert!(rotated.starts_with("APP_NEW: ") && !rotated.contains(&token));
+
+        let r = submit(
+            &mut op,
+            d,
+            "/console/directory/keys",
+            &[("name", "reporting"), ("scope:tasks", "on")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let key = secret_in(&r.body);
+        assert!(key.starts_with("fhk_"));
+        let page = op.get(d).await;
+        assert!(!page.body.contains(&key), "shown once");
+        let (s, _) = org
+            .app
+            .client
+            .get(org.app.url(&org.path("/users")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .map(|r| (r.status(), ()))
+            .unwrap();
+        assert_eq!(s, StatusCode::OK);
+        let (_, keys) = org.send("GET", &org.path("/api-keys"), None, None).await;
+        let id = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == "reporting")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = submit(
+            &mut op,
+            d,
+            &format!("/console/directory/keys/{id}/revoke"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        tokio::time::sleep(flowhook::http::auth::KEY_TTL).await;
+        let s = org
+            .app
+            .client
+            .get(org.app.url(&org.path("/users")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked");
+        org.app.stop().await;
+    })
+    .await
+}
+
+/// The value shown once in a page (`code.secret`).
+fn secret_in(body: &str) -> String {
+    let at = body
+        .find(r#"<code class="secret">"#)
+        .expect("a secret shown")
+        + r#"<code class="secret">"#.len();
+    body[at..at + body[at..].find("</code>").unwrap()].to_owned()
 }

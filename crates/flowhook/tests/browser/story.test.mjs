@@ -4,7 +4,9 @@
 //
 // sign in → start an instance on the console → take the `taskUrl` from the request the
 // receiver captured → open it (no sign-in: the link is the credential) → agree → the
-// `task.finished` arrives. Screenshots of the main pages, in English and Chinese, go to
+// `task.finished` arrives; the integration center set up on its pages (a connector, five
+// actions, the sync strategy), test fire, the delivery log with attempts, a redelivery, a
+// backfill to 100 %, endpoint health, the base URL edited. Screenshots of the main pages, in English and Chinese, go to
 // docs/screenshots/ (or $SCREENSHOT_DIR).
 //
 // Run: FLOWHOOK_BIN=target/debug/flowhook node --test crates/flowhook/tests/browser/
@@ -29,9 +31,25 @@ const BOOTSTRAP = 'browser-test-bootstrap-key-0123456789';
 const CORP = 'acme';
 const APP = 'APP_ACME';
 
-let server, base, browser, receiver, workdir;
-/** Every request the receiver got: { path, params }. */
+let server, base, browser, receiver, receiver2, receiverUrl, receiver2Url, workdir;
+/** Every request the receiver got: { path, params, headers }. */
 const captured = [];
+/** Every request the second receiver got (after the connector's base URL moves there). */
+const captured2 = [];
+
+/** A receiver on 127.0.0.1 that answers 200 and keeps each request in `into`. */
+async function startReceiver(into) {
+  const r = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      into.push({ path: req.url, params: Object.fromEntries(new URLSearchParams(body)), headers: req.headers });
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise((done) => r.listen(0, '127.0.0.1', done));
+  return r;
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -67,17 +85,11 @@ async function api(method, p, body, user) {
 
 before(async () => {
   workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowhook-browser-'));
-  // The receiver: answers 200 to everything and keeps each request's parameters.
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => (body += c));
-    req.on('end', () => {
-      captured.push({ path: req.url, params: Object.fromEntries(new URLSearchParams(body)) });
-      res.writeHead(200).end('ok');
-    });
-  });
-  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
-  const receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
+  // The receivers: answer 200 to everything and keep each request.
+  receiver = await startReceiver(captured);
+  receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
+  receiver2 = await startReceiver(captured2);
+  receiver2Url = `http://127.0.0.1:${receiver2.address().port}`;
 
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
@@ -125,14 +137,7 @@ before(async () => {
       { id: 'cc-hr', type: 'carbon', name: 'Inform HR', recipients: [{ type: 'role', role: 'hr' }] },
     ],
   });
-  // The connector, its five actions and the sync strategy (through the API until the
-  // integration center's pages exist).
-  const con = await api('POST', `/orgs/${CORP}/connectors`, { name: 'Task inbox', baseUrl: `${receiverUrl}/callbacks` });
-  const actions = {};
-  for (const k of ['created', 'finished', 'cancelled', 'deleted', 'cc']) {
-    actions[k] = (await api('POST', `/orgs/${CORP}/actions`, { connectorId: con.id, name: k, path: `/${k}` })).id;
-  }
-  await api('PUT', `/orgs/${CORP}/sync-strategy`, { actions });
+  // The connector, its five actions and the sync strategy: set up on the console's pages below.
 
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -146,6 +151,7 @@ after(async () => {
   server?.kill('SIGTERM');
   await new Promise((r) => (server ? server.on('exit', r) : r()));
   receiver?.close();
+  receiver2?.close();
   fs.rmSync(workdir, { recursive: true, force: true });
 });
 
@@ -164,7 +170,7 @@ async function shot(page, name) {
 /** The parameters of the `task.created` of `taskTitle` for `assignee`, as received. */
 function createdFor(assignee, title) {
   return captured.find((c) => {
-    if (!c.path.endsWith('/created')) return false;
+    if (!c.path.endsWith('/created') || !c.params.task) return false;
     const task = JSON.parse(c.params.task);
     return task.actionerId === assignee && task.title === title;
   });
@@ -181,6 +187,46 @@ test('sign in, start, open the received taskUrl, agree, task.finished arrives', 
   await page.waitForURL(/\/console\/orgs$/);
   await page.getByRole('button', { name: 'Open' }).click();
   await page.waitForURL(/\/console\/tasks$/);
+
+  // The integration center: a connector (Bearer authentication), its five actions and the
+  // sync strategy, all through the pages.
+  await page.getByRole('link', { name: 'Integration center' }).click();
+  await page.waitForURL(/\/console\/integration$/);
+  await page.getByRole('link', { name: 'New connector' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('Task inbox');
+  await page.getByLabel('Base URL', { exact: true }).fill(`${receiverUrl}/callbacks`);
+  await page.getByLabel('Authentication').selectOption('bearer');
+  await page.getByLabel('Token', { exact: true }).fill('inbox-secret-token');
+  await shot(page, 'connector-new.en');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForURL(/\/console\/integration\/connectors\/con_[^/?]+\?saved=1$/);
+  const connectorUrl = page.url().replace(/\?saved=1$/, '');
+  assert.ok(!(await page.content()).includes('inbox-secret-token'), 'the token is never shown back');
+  const events = ['created', 'finished', 'cancelled', 'deleted', 'cc'];
+  for (const k of events) {
+    await page.locator('#a-name').fill(k);
+    await page.locator('#a-path').fill(`/${k}`);
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.waitForURL(/\?saved=1$/);
+  }
+  assert.equal(await page.locator('#h-actions + table tbody tr').count(), 5, 'five actions');
+  await shot(page, 'connector.en');
+  await page.getByRole('link', { name: 'Sync strategy' }).click();
+  for (const k of events) {
+    await page.locator(`#ev-${k}`).selectOption({ label: `Task inbox / ${k} (/${k})` });
+  }
+  await page.getByRole('button', { name: 'Save the strategy' }).click();
+  await page.waitForURL(/\/console\/integration\/strategy\?saved=1$/);
+  await shot(page, 'strategy.en');
+  // A deletion the strategy forbids shows the API's reason.
+  await page.goto(connectorUrl);
+  await page.getByRole('button', { name: 'Delete the connector' }).click();
+  assert.ok(await page.getByText(/the sync strategy sends task\.created/).isVisible());
+  // Test fire: a sample of each event, each exchange shown.
+  await page.goto(connectorUrl);
+  await page.getByRole('button', { name: 'Test fire created' }).click();
+  assert.equal(await page.locator('section.exchange').count(), 5, 'five exchanges');
+  await shot(page, 'test-fire.en');
 
   // Start an instance from the console, as Alice.
   await page.getByRole('link', { name: 'Start a process' }).click();
@@ -215,6 +261,49 @@ test('sign in, start, open the received taskUrl, agree, task.finished arrives', 
     captured.find((c) => c.path.endsWith('/finished') && c.params.taskId === task.taskId));
   assert.equal(finished.params.actualWorkId, 'bob');
 
+  // The delivery log shows both deliveries of Bob's task, each with its attempt.
+  await page.goto(`${base}/console/integration/deliveries?task=${encodeURIComponent(task.taskId)}`);
+  await until('both deliveries delivered', async () => {
+    await page.reload();
+    return (await page.locator('table.log tbody tr').count()) === 2
+      && (await page.locator('table.log .badge.d-delivered').count()) === 2;
+  });
+  assert.ok(await page.getByRole('cell', { name: 'task.created' }).isVisible());
+  assert.ok(await page.getByRole('cell', { name: 'task.finished' }).isVisible());
+  await shot(page, 'deliveries.en');
+  for (const i of [0, 1]) {
+    await page.locator('table.log tbody tr').nth(i).getByRole('link').click();
+    assert.equal(await page.locator('article.attempt').count(), 1, 'one attempt');
+    assert.ok(await page.locator('article.attempt').getByText('Bearer ***').isVisible(), 'the token is masked');
+    await page.goBack();
+  }
+  // Redeliver the task.created: it arrives again, the same event id, a second attempt.
+  await page.locator('table.log tbody tr', { hasText: 'task.created' }).getByRole('link').click();
+  const again = captured.filter((c) => c.headers['x-flowhook-event-id'] === created.headers['x-flowhook-event-id']).length;
+  await page.getByRole('button', { name: 'Redeliver' }).click();
+  await page.waitForURL(/\?done=1$/);
+  await until('the redelivery', () =>
+    captured.filter((c) => c.headers['x-flowhook-event-id'] === created.headers['x-flowhook-event-id']).length > again);
+  await until('two attempts shown', async () => {
+    await page.reload();
+    return (await page.locator('article.attempt').count()) === 2;
+  });
+  await shot(page, 'delivery.en');
+
+  // Backfill the open tasks: its page refreshes itself until the progress reaches 100 %.
+  await page.goto(`${base}/console/integration/backfill`);
+  await page.getByLabel('Every task open now').check();
+  await page.getByRole('button', { name: 'Start the backfill' }).click();
+  await page.waitForURL(/\/console\/integration\/jobs\/job_/);
+  await page.locator('strong.percent', { hasText: '100 %' }).waitFor({ timeout: 15000 });
+  assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, 'done: no more refreshing');
+  await shot(page, 'backfill.en');
+
+  // Endpoint health and the delivery-rate chart.
+  await page.goto(`${base}/console/integration/health`);
+  assert.ok(await page.locator('svg.rate rect.ok').count() > 0, 'the chart has delivered bars');
+  await shot(page, 'health.en');
+
   // The HR countersign now runs: the task center and the diagram show where it stands.
   await page.goto(`${base}/console/tasks?list=todo&user=hr1`);
   assert.ok(await page.getByRole('link', { name: 'Alice: 5 days in May' }).isVisible());
@@ -245,6 +334,22 @@ test('sign in, start, open the received taskUrl, agree, task.finished arrives', 
   await shot(zh, 'instance.zh');
   await zh.goto(`${base}/console/processes/leave`);
   await shot(zh, 'process.zh');
+  await zh.goto(`${base}/console/integration`);
+  assert.equal(await zh.locator('h1').textContent(), '集成中心');
+  await shot(zh, 'integration.zh');
+  await zh.goto(connectorUrl);
+  await shot(zh, 'connector.zh');
+  await zh.goto(`${base}/console/integration/strategy`);
+  assert.match(await zh.locator('h1').textContent(), /审批消息集成 — 同步策略/);
+  await shot(zh, 'strategy.zh');
+  await zh.goto(`${base}/console/integration/deliveries`);
+  await shot(zh, 'deliveries.zh');
+  await zh.locator('table.log tbody tr').first().getByRole('link').click();
+  await shot(zh, 'delivery.zh');
+  await zh.goto(`${base}/console/integration/health`);
+  await shot(zh, 'health.zh');
+  await zh.goto(`${base}/console/directory`);
+  await shot(zh, 'directory.zh');
   const hr = await newPage('zh');
   const hrTask = JSON.parse((await until('hr1 task', () => createdFor('hr1', 'Alice: 5 days in May'))).params.task);
   await hr.goto(hrTask.taskUrl);
@@ -255,4 +360,30 @@ test('sign in, start, open the received taskUrl, agree, task.finished arrives', 
   const tampered = hrTask.taskUrl.replace(/s=./, (m) => (m.endsWith('A') ? 's=B' : 's=A'));
   const resp = await (await newPage('en')).goto(tampered);
   assert.equal(resp.status(), 403);
+
+  // Directory and access: an API key created on the page is shown once.
+  await page.goto(`${base}/console/directory`);
+  await page.locator('#k-name').fill('Reporting');
+  await page.getByLabel('tasks').check();
+  await page.getByRole('button', { name: 'Create' }).last().click();
+  const key = await page.locator('code.secret').textContent();
+  assert.match(key, /^fhk_/);
+  await shot(page, 'directory.en');
+  await page.goto(`${base}/console/directory`);
+  assert.ok(!(await page.content()).includes(key), 'the key is shown once');
+
+  // The connector's base URL moves to another receiver: the next delivery goes there, with
+  // the stored token (credentials are write-only: left empty in the form, they are kept).
+  await page.goto(connectorUrl);
+  await page.getByLabel('Base URL', { exact: true }).fill(`${receiver2Url}/v2`);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForURL(/\?saved=1$/);
+  const before2 = captured.length;
+  await api('POST', `/orgs/${CORP}/instances`, {
+    processCode: 'leave', title: 'Dave: 1 day', formData: { days: '1' },
+  }, 'dave');
+  const moved = await until('a delivery at the new base URL', () => captured2.find((c) => c.path === '/v2/created'));
+  assert.equal(moved.headers.authorization, 'Bearer inbox-secret-token');
+  assert.equal(JSON.parse(moved.params.task).title, 'Dave: 1 day');
+  assert.equal(captured.length, before2, 'nothing more at the old base URL');
 });
