@@ -343,47 +343,14 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
     .await?;
     let addr = app.local_addr();
     let store = app.store().clone();
-    let connector = store
-        .create_connector(
-            CORP,
-            &crate::integration::connectors::ConnectorInput {
-                name: "receiver".into(),
-                base_url: receiver_url,
-                auth: Default::default(),
-                default_headers: Default::default(),
-                timeout_ms: 10_000,
-                // The benchmark's receiver answers at once and is meant to take every slot.
-                max_concurrency: crate::integration::connectors::MAX_CONCURRENCY,
-            },
-        )
-        .await?;
-    let action = store
-        .create_action(
-            CORP,
-            &crate::integration::connectors::ActionInput {
-                connector_id: connector.id,
-                name: "created".into(),
-                method: "POST".into(),
-                path: "/created".into(),
-                encoding: Default::default(),
-            },
-        )
-        .await?;
-    let strategy = crate::integration::connectors::Strategy {
-        enabled: true,
-        actions: crate::integration::connectors::EventActions {
-            created: Some(action.id),
-            ..Default::default()
-        },
-        app_types: None,
-        process_codes: None,
-        ordered: true,
-        standard_webhooks: false,
-    };
-    store
-        .put_strategy(CORP, &strategy)
-        .await?
-        .map_err(|e| anyhow::anyhow!(e))?;
+    // The benchmark's receiver answers at once and is meant to take every slot.
+    connect(
+        &store,
+        CORP,
+        &receiver_url,
+        crate::integration::connectors::MAX_CONCURRENCY,
+    )
+    .await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -574,6 +541,57 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
             opts.max_seconds
         );
     }
+    Ok(())
+}
+
+/// A connector of `corp` to `base_url` (10 s timeout, `max_concurrency` requests in flight),
+/// its `created` action, and the strategy taking `task.created` to it.
+async fn connect(
+    store: &crate::store::Store,
+    corp: &str,
+    base_url: &str,
+    max_concurrency: u32,
+) -> anyhow::Result<()> {
+    let connector = store
+        .create_connector(
+            corp,
+            &crate::integration::connectors::ConnectorInput {
+                name: "receiver".into(),
+                base_url: base_url.into(),
+                auth: Default::default(),
+                default_headers: Default::default(),
+                timeout_ms: 10_000,
+                max_concurrency,
+            },
+        )
+        .await?;
+    let action = store
+        .create_action(
+            corp,
+            &crate::integration::connectors::ActionInput {
+                connector_id: connector.id,
+                name: "created".into(),
+                method: "POST".into(),
+                path: "/created".into(),
+                encoding: Default::default(),
+            },
+        )
+        .await?;
+    let strategy = crate::integration::connectors::Strategy {
+        enabled: true,
+        actions: crate::integration::connectors::EventActions {
+            created: Some(action.id),
+            ..Default::default()
+        },
+        app_types: None,
+        process_codes: None,
+        ordered: true,
+        standard_webhooks: false,
+    };
+    store
+        .put_strategy(corp, &strategy)
+        .await?
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(())
 }
 

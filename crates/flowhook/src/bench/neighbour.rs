@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{machine_probe_ms, post_as, provisioned, Started, CORP, KEY};
-use crate::integration::connectors::{ActionInput, ConnectorInput, EventActions, Strategy};
+use super::{connect, machine_probe_ms, post_as, provisioned, Started, CORP, KEY};
+use crate::integration::connectors::DEFAULT_MAX_CONCURRENCY;
 
 /// Options of `flowhook bench neighbour`.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,7 +112,7 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
     let app = provisioned(database_url, |_| {}, &["u0", "u1"], process.clone()).await?;
     let addr = app.local_addr();
     let store = app.store().clone();
-    connect(&store, CORP, &receiver_url, 10_000).await?;
+    connect(&store, CORP, &receiver_url, DEFAULT_MAX_CONCURRENCY).await?;
     for n in &opts.neighbours {
         let (corp, key) = noisy(*n);
         let corp = corp.as_str();
@@ -144,7 +144,13 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
         let def = crate::engine::definition::validate(&process, &dir)
             .map_err(|p| anyhow::anyhow!("{p:?}"))?;
         store.put_definition(corp, &app_type, &def).await?;
-        connect(&store, corp, &format!("{receiver_url}{path}"), 10_000).await?;
+        connect(
+            &store,
+            corp,
+            &format!("{receiver_url}{path}"),
+            DEFAULT_MAX_CONCURRENCY,
+        )
+        .await?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -254,56 +260,6 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
     if phases.iter().any(|p| p.2 > 0) {
         anyhow::bail!("some of the healthy organisation's events did not arrive");
     }
-    Ok(())
-}
-
-/// A connector of `corp` to `base_url` (default cap), its `created` action, its strategy.
-async fn connect(
-    store: &crate::store::Store,
-    corp: &str,
-    base_url: &str,
-    timeout_ms: u64,
-) -> anyhow::Result<()> {
-    let connector = store
-        .create_connector(
-            corp,
-            &ConnectorInput {
-                name: "receiver".into(),
-                base_url: base_url.into(),
-                auth: Default::default(),
-                default_headers: Default::default(),
-                timeout_ms,
-                max_concurrency: crate::integration::connectors::DEFAULT_MAX_CONCURRENCY,
-            },
-        )
-        .await?;
-    let action = store
-        .create_action(
-            corp,
-            &ActionInput {
-                connector_id: connector.id,
-                name: "created".into(),
-                method: "POST".into(),
-                path: "/created".into(),
-                encoding: Default::default(),
-            },
-        )
-        .await?;
-    let strategy = Strategy {
-        enabled: true,
-        actions: EventActions {
-            created: Some(action.id),
-            ..Default::default()
-        },
-        app_types: None,
-        process_codes: None,
-        ordered: true,
-        standard_webhooks: false,
-    };
-    store
-        .put_strategy(corp, &strategy)
-        .await?
-        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(())
 }
 

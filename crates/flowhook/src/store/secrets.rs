@@ -637,11 +637,7 @@ pub async fn reseal(store: &Store, keyring: &Keyring, rekey: bool) -> Result<Res
         }
     }
     // The approval-link secret: one value of its own in `flowhook_meta`.
-    let link: Option<String> = on_pool!(store, |pool| {
-        sqlx::query_scalar("SELECT value FROM flowhook_meta WHERE key = 'approval_link_secret'")
-            .fetch_optional(pool)
-            .await?
-    });
+    let link = stored_link_secret(store).await?;
     if let Some(stored) = link {
         let plaintext = match Keyring::sealed_with(&stored) {
             None => Some(Zeroizing::new(stored.clone())),
@@ -710,6 +706,15 @@ pub async fn scrub(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The approval-link secret as stored (`flowhook_meta`), if made yet.
+async fn stored_link_secret(store: &Store) -> Result<Option<String>, StoreError> {
+    Ok(on_pool!(store, |pool| {
+        sqlx::query_scalar("SELECT value FROM flowhook_meta WHERE key = 'approval_link_secret'")
+            .fetch_optional(pool)
+            .await?
+    }))
+}
+
 /// Every key id a stored secret is sealed under, with how many (plaintext under `None`).
 pub async fn census(store: &Store) -> Result<Vec<(Option<String>, u64)>, StoreError> {
     let mut counts: std::collections::BTreeMap<Option<String>, u64> = Default::default();
@@ -732,11 +737,7 @@ pub async fn census(store: &Store) -> Result<Vec<(Option<String>, u64)>, StoreEr
                 .or_default() += 1;
         }
     }
-    let link: Option<String> = on_pool!(store, |pool| {
-        sqlx::query_scalar("SELECT value FROM flowhook_meta WHERE key = 'approval_link_secret'")
-            .fetch_optional(pool)
-            .await?
-    });
+    let link = stored_link_secret(store).await?;
     if let Some(v) = link {
         *counts
             .entry(Keyring::sealed_with(&v).map(str::to_owned))
