@@ -1595,3 +1595,101 @@ fn secret_in(body: &str) -> String {
         + r#"<code class="secret">"#.len();
     body[at..at + body[at..].find("</code>").unwrap()].to_owned()
 }
+
+/// Organisations stay apart in the integration center: another organisation's connector,
+/// action, delivery and job answer 404 (also to a form with a valid token, which changes
+/// nothing), and never show in the lists. Failed attempts show as failed bars in the chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organisations_integration_is_not_found() {
+    crate::helpers::bounded(async {
+        let db = TestDb::sqlite().await;
+        let mut org = Org::setup_with(&db, "acme", |c| {
+            c.delivery_poll_ms = 50;
+        })
+        .await;
+        let acme = org.tenant();
+        let globex = org.add_tenant("globex").await;
+        let receiver = Receiver::start().await;
+        receiver.answer(|_, _| 500);
+        org.become_tenant(&globex);
+        let mut theirs = operator(&org, "en").await;
+        let con = connector_through_pages(&org, &mut theirs, &receiver.url).await;
+        let id = org
+            .start("alice", "leave", "Alice: 5 days", json!({"days": "5"}))
+            .await;
+        receiver
+            .wait_for_requests(10, "a failed attempt", |got| !got.is_empty())
+            .await;
+        let (_, actions) = org.send("GET", &org.path("/actions"), None, None).await;
+        let act = actions[0]["id"].as_str().unwrap().to_owned();
+        let (_, dl) = org.send("GET", &org.path("/deliveries"), None, None).await;
+        let dlv = dl["items"][0]["id"].as_str().unwrap().to_owned();
+        let (s, job) = org
+            .send(
+                "POST",
+                &org.path("/backfills"),
+                None,
+                Some(json!({"mode": "open"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        let job = job["id"].as_str().unwrap().to_owned();
+        let health = theirs.get("/console/integration/health").await;
+        assert!(
+            health.body.contains(r#"<rect class="bad""#),
+            "failed bars: {}",
+            health.body
+        );
+        assert!(!health.body.contains("failed: 0"), "failures counted");
+
+        org.become_tenant(&acme);
+        let mut ours = operator(&org, "en").await;
+        for path in [
+            format!("/console/integration/connectors/{con}"),
+            format!("/console/integration/actions/{act}"),
+            format!("/console/integration/deliveries/{dlv}"),
+            format!("/console/integration/jobs/{job}"),
+        ] {
+            assert_eq!(
+                ours.get(&path).await.status,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+        for path in [
+            format!("/console/integration/connectors/{con}/delete"),
+            format!("/console/integration/connectors/{con}/pause"),
+            format!("/console/integration/actions/{act}/delete"),
+            format!("/console/integration/actions/{act}/test"),
+            format!("/console/integration/deliveries/{dlv}/redeliver"),
+        ] {
+            let r = submit(&mut ours, "/console/integration", &path, &[]).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.body);
+        }
+        for list in [
+            "/console/integration",
+            "/console/integration/deliveries",
+            "/console/integration/health",
+            "/console/integration/strategy",
+        ] {
+            let page = ours.get(list).await;
+            assert_eq!(page.status, StatusCode::OK);
+            for theirs in [&con, &act, &dlv] {
+                assert!(
+                    !page.body.contains(theirs.as_str()),
+                    "{list} shows {theirs}"
+                );
+            }
+        }
+        org.become_tenant(&globex);
+        let (_, list) = org.send("GET", &org.path("/connectors"), None, None).await;
+        assert!(
+            list[0]["pausedAt"].is_null(),
+            "not paused by the other organisation"
+        );
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        org.instances.push(id);
+        org.app.stop().await;
+    })
+    .await
+}
