@@ -1299,6 +1299,46 @@ async fn integration_pages_drive_deliveries(db: TestDb) {
         health.body
     );
     assert!(!health.body.contains("console-token-123456"));
+    // Inline SVG is parsed as HTML: an element left open (`<line …>`) swallows the rest of
+    // the chart, so every line and path of it is closed.
+    for tag in ["line", "path"] {
+        for (at, _) in health.body.match_indices(&format!("<{tag} ")) {
+            let end = at + health.body[at..].find('>').unwrap() + 1;
+            assert!(
+                health.body[end..].starts_with(&format!("</{tag}>")),
+                "an open <{tag}>: {}",
+                &health.body[at..end]
+            );
+        }
+    }
+
+    // Bulk redelivery of this connector's delivered deliveries: a job whose page reaches 100 %.
+    let r = submit(
+        &mut op,
+        "/console/integration/deliveries",
+        "/console/integration/deliveries/redeliver",
+        &[("status", "delivered"), ("connector", &con)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let job_page = r.location().unwrap().to_owned();
+    assert!(
+        job_page.starts_with("/console/integration/jobs/job_"),
+        "{job_page}"
+    );
+    let mut job = op.get(&job_page).await;
+    for _ in 0..200 {
+        if job.body.contains("100 %") {
+            break;
+        }
+        assert!(job
+            .body
+            .contains(r#"<meta http-equiv="refresh" content="1">"#));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = op.get(&job_page).await;
+    }
+    assert!(job.body.contains("100 %"), "{}", job.body);
+    assert!(!job.body.contains("http-equiv"), "done: no more refreshing");
 
     // Deleting the connector is refused while the strategy uses it: the API's reason, 409.
     let r = submit(&mut op, &con_page, &format!("{con_page}/delete"), &[]).await;
