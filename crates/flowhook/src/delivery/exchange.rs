@@ -4,7 +4,9 @@
 //!
 //! Error kinds:
 //! - `status`: the receiver answered, not 2xx.
-//! - `timeout`, `connect`, `dns`: the receiver (or the way to it) did not answer.
+//! - `timeout`, `connect`, `dns`, `tls`: the receiver (or the way to it) did not answer. The
+//!   error says so in words (`connection refused`, `timed out after 2000 ms`, `DNS: no such
+//!   host h`, `TLS: …`), found in the error's source chain ([`describe`]).
 //! - `egress`: refused by the egress policy before anything was sent ([`super::egress`]).
 //! - `request`: the request could not be built (an invalid header name or value, a URL the
 //!   client cannot use) — nothing was sent.
@@ -115,20 +117,12 @@ pub async fn exchange(
             return failed("egress", why);
         }
         Err(e) => {
-            let kind = if e.is_builder() {
-                "request"
-            } else if e.is_timeout() {
-                "timeout"
-            } else if e.is_connect() {
-                if format!("{e:?}").to_lowercase().contains("dns") {
-                    "dns"
-                } else {
-                    "connect"
-                }
+            let (kind, why) = if e.is_builder() {
+                ("request", error_chain(&e))
             } else {
-                "other"
+                describe(&e, e.is_timeout(), connector.timeout_ms, &prepared.url)
             };
-            return failed(kind, error_chain(&e));
+            return failed(kind, why);
         }
     };
     let status = resp.status();
@@ -186,6 +180,99 @@ pub async fn exchange(
         error: (!status.is_success()).then(|| format!("HTTP {status}")),
         duration: started.elapsed(),
     }
+}
+
+/// A failed exchange as an operator reads it — `connection refused`, `timed out after 2000 ms`,
+/// `DNS: no such host h.example`, `TLS: invalid peer certificate: UnknownIssuer` — from the
+/// error's source chain, with its kind. Never the HTTP client's "error sending request for url
+/// (…)": that says nothing, and quotes the URL (secrets are scrubbed by the caller either way).
+fn describe(
+    e: &(dyn std::error::Error + 'static),
+    timed_out: bool,
+    timeout_ms: u64,
+    url: &str,
+) -> (&'static str, String) {
+    use std::io::ErrorKind as K;
+    let mut chain: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if chain.len() >= 32 {
+            break; // bounded, whatever the chain
+        }
+        chain.push(c);
+        cause = c.source();
+    }
+    let innermost = chain.last().map(|c| c.to_string()).unwrap_or_default();
+    let io_kind = chain
+        .iter()
+        .rev()
+        .find_map(|c| c.downcast_ref::<std::io::Error>().map(std::io::Error::kind));
+    let text = chain
+        .iter()
+        .map(|c| c.to_string().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    if timed_out || io_kind == Some(K::TimedOut) {
+        return ("timeout", format!("timed out after {timeout_ms} ms"));
+    }
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        let why = if text.contains("has no address") {
+            format!("DNS: {host} has no address")
+        } else if text.contains("not known")
+            || text.contains("no such host")
+            || text.contains("no address associated")
+            || text.contains("nodename nor servname")
+        {
+            format!("DNS: no such host {host}")
+        } else {
+            format!("DNS: {host}: {innermost}")
+        };
+        return ("dns", why);
+    }
+    match io_kind {
+        Some(K::ConnectionRefused) => return ("connect", "connection refused".into()),
+        Some(K::ConnectionReset) => return ("connect", "connection reset by the receiver".into()),
+        Some(K::ConnectionAborted) => return ("connect", "connection aborted".into()),
+        Some(K::AddrNotAvailable) => return ("connect", "address not available".into()),
+        _ => {}
+    }
+    let tls = url.starts_with("https:")
+        && (io_kind == Some(K::InvalidData)
+            || ["tls", "certificate", "handshake", "alert"]
+                .iter()
+                .any(|w| text.contains(w)));
+    if tls {
+        return ("tls", format!("TLS: {innermost}"));
+    }
+    if text.contains("unreachable") {
+        return ("connect", format!("unreachable: {innermost}"));
+    }
+    if text.contains("connection closed") || text.contains("incomplete message") {
+        return (
+            "other",
+            "the receiver closed the connection before answering".into(),
+        );
+    }
+    // Something else: the causes without the client's own wrapper.
+    let kind = if chain
+        .iter()
+        .any(|c| c.to_string().to_lowercase().contains("connect"))
+    {
+        "connect"
+    } else {
+        "other"
+    };
+    let causes: Vec<String> = chain.iter().skip(1).map(|c| c.to_string()).collect();
+    let why = if causes.is_empty() {
+        innermost
+    } else {
+        causes.join(": ")
+    };
+    (kind, why)
 }
 
 /// An error with its causes (`a: b: c`): "builder error" alone does not say which header.
@@ -286,6 +373,126 @@ mod tests {
             listener.accept().is_err(),
             "no connection was opened by either"
         );
+    }
+
+    /// An error wrapping another, as the HTTP client's layers do.
+    #[derive(Debug)]
+    struct Wrap(
+        &'static str,
+        Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    );
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        }
+    }
+    fn client_error(inner: Box<dyn std::error::Error + Send + Sync>) -> Wrap {
+        Wrap(
+            "error sending request for url (http://h/x?key=s)",
+            Some(Box::new(Wrap("client error (Connect)", Some(inner)))),
+        )
+    }
+
+    /// Issue 18 item 13: the log says what happened in words, from the source chain.
+    #[test]
+    fn failures_are_described_from_the_source_chain() {
+        let io = |k: std::io::ErrorKind, m: &str| -> Box<dyn std::error::Error + Send + Sync> {
+            Box::new(std::io::Error::new(k, m.to_owned()))
+        };
+        let cases: Vec<(Wrap, &str, (&str, &str))> = vec![
+            (
+                client_error(Box::new(Wrap(
+                    "tcp connect error",
+                    Some(io(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "Connection refused",
+                    )),
+                ))),
+                "http://h/x",
+                ("connect", "connection refused"),
+            ),
+            (
+                client_error(Box::new(Wrap(
+                    "dns error",
+                    Some(io(
+                        std::io::ErrorKind::Other,
+                        "failed to lookup address information: Name or service not known",
+                    )),
+                ))),
+                "http://nohost.invalid/x",
+                ("dns", "DNS: no such host nohost.invalid"),
+            ),
+            (
+                client_error(io(
+                    std::io::ErrorKind::InvalidData,
+                    "invalid peer certificate: UnknownIssuer",
+                )),
+                "https://h/x",
+                ("tls", "TLS: invalid peer certificate: UnknownIssuer"),
+            ),
+            (
+                client_error(io(std::io::ErrorKind::TimedOut, "operation timed out")),
+                "http://h/x",
+                ("timeout", "timed out after 2000 ms"),
+            ),
+        ];
+        for (e, url, (kind, why)) in cases {
+            let got = describe(&e, false, 2000, url);
+            assert_eq!(got, (kind, why.to_owned()), "{e:?}");
+            assert!(!got.1.contains("error sending request"));
+        }
+        let e = Wrap("error sending request for url (http://h/)", None);
+        assert_eq!(
+            describe(&e, true, 500, "http://h/"),
+            ("timeout", "timed out after 500 ms".to_owned())
+        );
+    }
+
+    /// Against real sockets: a closed port says `connection refused`, a listener that never
+    /// answers `timed out after …`.
+    #[tokio::test]
+    async fn refused_and_timed_out_say_so() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", closed.local_addr().unwrap());
+        drop(closed);
+        let open = EgressPolicy::default();
+        let ex = exchange(
+            &client(&open),
+            &open,
+            &connector(&url),
+            &Auth::None,
+            &prepared(&url, &[]),
+        )
+        .await;
+        assert_eq!(ex.error_kind, Some("connect"), "{ex:?}");
+        assert_eq!(ex.error.as_deref(), Some("connection refused"), "{ex:?}");
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", silent.local_addr().unwrap());
+        let mut slow = connector(&url);
+        slow.timeout_ms = 200;
+        let ex = exchange(
+            &client(&open),
+            &open,
+            &slow,
+            &Auth::None,
+            &prepared(&url, &[]),
+        )
+        .await;
+        assert_eq!(ex.error_kind, Some("timeout"), "{ex:?}");
+        assert_eq!(
+            ex.error.as_deref(),
+            Some("timed out after 200 ms"),
+            "{ex:?}"
+        );
+        drop(silent);
     }
 
     #[test]

@@ -55,18 +55,35 @@ pub fn prepare(
     // Credentials in the base URL become the Basic authentication the HTTP client would make
     // of them, sent first as it would: so the request log shows that header (masked) and the URL
     // it records, or an error quotes, holds no password.
-    let mut base = connector.base_url.clone();
     let mut url_auth = None;
-    if let Ok(mut u) = url::Url::parse(&connector.base_url) {
+    let base = url::Url::parse(&connector.base_url).ok().map(|mut u| {
         if let Some((user, password)) = url_credentials(&u) {
             let _ = u.set_username("");
             let _ = u.set_password(None);
-            base = u.to_string();
             url_auth = Some((basic_authorization(&user, &password), user));
         }
-    }
-    let mut url = format!("{}{}", base.trim_end_matches('/'), action.path);
-    let mut logged_url = url.clone();
+        u
+    });
+    let key_in_query = match auth {
+        Auth::ApiKey {
+            location: KeyLocation::Query,
+            name,
+            value,
+        } => Some((name.as_str(), value.as_str())),
+        _ => None,
+    };
+    let (url, logged_url) = match &base {
+        Some(base) => (
+            join_url(base, &action.path, key_in_query),
+            join_url(
+                base,
+                &action.path,
+                key_in_query.map(|(name, value)| (name, mask(value))),
+            ),
+        ),
+        // Validated at save, so never here; sent as it stands, the client refuses it.
+        None => (connector.base_url.clone(), connector.base_url.clone()),
+    };
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut logged_headers: Vec<(String, String)> = Vec::new();
     if let Some((authorization, user)) = url_auth {
@@ -114,20 +131,11 @@ pub fn prepare(
             headers.push((name.to_lowercase(), value.clone()));
             logged_headers.push((name.to_lowercase(), mask(value)));
         }
+        // In the URL, joined above.
         Auth::ApiKey {
             location: KeyLocation::Query,
-            name,
-            value,
-        } => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let enc = |s: &str| {
-                wire::encode(&[(s, "")], BodyEncoding::Form)
-                    .trim_end_matches('=')
-                    .to_owned()
-            };
-            url.push_str(&format!("{sep}{}={}", enc(name), enc(value)));
-            logged_url.push_str(&format!("{sep}{}={}", enc(name), mask(value)));
-        }
+            ..
+        } => {}
     }
     Prepared {
         url,
@@ -137,6 +145,41 @@ pub fn prepare(
         logged_url,
         logged_headers,
     }
+}
+
+/// The URL of an action: the connector's base URL and the action's path joined as paths (one
+/// `/` between them, whatever slashes either side has), their queries merged (the base's, then
+/// the action's, then the API-key parameter when it travels in the query), percent-encoded
+/// parts kept as written. A fragment is never sent (a base URL with one is refused at save).
+pub fn join_url<V: AsRef<str>>(
+    base: &url::Url,
+    action_path: &str,
+    query_key: Option<(&str, V)>,
+) -> String {
+    let (path, action_query) = match action_path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (action_path, None),
+    };
+    let path = path.split_once('#').map_or(path, |(p, _)| p);
+    let action_query = action_query.map(|q| q.split_once('#').map_or(q, |(q, _)| q));
+    let mut url = base.clone();
+    url.set_fragment(None);
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let key = query_key.map(|(name, value)| format!("{}={}", encode(name), encode(value.as_ref())));
+    let parts: Vec<&str> = [base.query(), action_query, key.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|q| !q.is_empty())
+        .collect();
+    let query = parts.join("&");
+    url.set_query((!query.is_empty()).then_some(query.as_str()));
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -279,6 +322,70 @@ mod tests {
             &basic_authorization("ops", "s3cret!pw")[6..],
         ] {
             assert!(!logged.contains(secret), "{secret} in {logged}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::join_url;
+
+    /// (base URL, action path, API key in the query, expected URL)
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+        &'static str,
+    );
+
+    #[test]
+    fn base_url_and_action_path_join_as_paths_with_queries_merged() {
+        let table: &[Case] = &[
+            ("http://h", "/created", None, "http://h/created"),
+            ("http://h/", "/created", None, "http://h/created"),
+            ("http://h/base", "/created", None, "http://h/base/created"),
+            ("http://h/base/", "/created", None, "http://h/base/created"),
+            ("http://h/base/", "//created", None, "http://h/base/created"),
+            ("http://h/base", "/", None, "http://h/base/"),
+            (
+                "http://h/akq?fixed=1",
+                "/created",
+                Some(("api_key", "k")),
+                "http://h/akq/created?fixed=1&api_key=k",
+            ),
+            (
+                "http://h/akq/?fixed=1",
+                "/created?kind=c",
+                None,
+                "http://h/akq/created?fixed=1&kind=c",
+            ),
+            (
+                "http://h/akq?fixed=1",
+                "/created?kind=c",
+                Some(("api key", "a&b=c d")),
+                "http://h/akq/created?fixed=1&kind=c&api+key=a%26b%3Dc+d",
+            ),
+            (
+                "http://h:8080/a%2Fb/",
+                "/c%20d?x=%26y",
+                None,
+                "http://h:8080/a%2Fb/c%20d?x=%26y",
+            ),
+            ("https://h/", "/created?", None, "https://h/created"),
+            (
+                "http://h/base",
+                "/created",
+                Some(("key", "v")),
+                "http://h/base/created?key=v",
+            ),
+        ];
+        for (base, path, key, expected) in table {
+            let base_url = url::Url::parse(base).unwrap();
+            assert_eq!(
+                join_url(&base_url, path, *key),
+                *expected,
+                "{base} + {path} + {key:?}"
+            );
         }
     }
 }

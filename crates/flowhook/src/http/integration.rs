@@ -362,6 +362,11 @@ async fn check_action(
     if !input.path.starts_with('/') {
         return Err(invalid("the path starts with `/`"));
     }
+    if input.path.contains('#') {
+        return Err(invalid(
+            "`path` has a fragment (`#…`); a path is `/segments` with an optional `?query`",
+        ));
+    }
     if state
         .store
         .connectors(corp_id, Some(&input.connector_id))

@@ -423,8 +423,22 @@ fn serialize_masked_headers<S: serde::Serializer>(
 impl ConnectorInput {
     pub fn validate(&self) -> Result<(), String> {
         match url::Url::parse(&self.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => return Err(format!("baseUrl `{}` is not an http(s) URL", self.base_url)),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                // A fragment is never sent: the action's path would land after it, unseen.
+                if u.fragment().is_some() {
+                    return Err(format!(
+                        "baseUrl `{}` has a fragment (`#…`); a base URL is a scheme, host, \
+                         optional path and query",
+                        mask_url(&self.base_url)
+                    ));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "baseUrl `{}` is not an http(s) URL",
+                    mask_url(&self.base_url)
+                ))
+            }
         }
         if !(100..=60_000).contains(&self.timeout_ms) {
             return Err("timeoutMs must be between 100 and 60000".into());

@@ -6,6 +6,7 @@ mod console;
 mod crash;
 mod delivery;
 mod exchange;
+mod fidelity;
 mod fuzz;
 mod helpers;
 mod ingest;
