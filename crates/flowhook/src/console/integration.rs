@@ -31,7 +31,7 @@ use super::page::{
 use crate::http::auth::{Caller, Scope};
 use crate::http::error::ApiError;
 use crate::http::integration as api;
-use crate::http::integration::ApiJson;
+use crate::http::integration::{ApiJson, ApiJsonOrEmpty, ApiQuery};
 use crate::http::AppState;
 use crate::integration::connectors::{
     mask_url, Action, ActionInput, Auth, Connector, ConnectorInput, ConnectorUpdate, Encoding,
@@ -986,7 +986,7 @@ pub async fn test_fire(
         State(state.clone()),
         caller(&corp),
         Path((corp.clone(), id.clone())),
-        ApiJson(api::TestFire::default()),
+        ApiJsonOrEmpty(api::TestFire::default()),
     )
     .await;
     let (fired, n) = match r {
@@ -1654,7 +1654,7 @@ pub async fn redeliver_many(
         State(state.clone()),
         caller(&corp),
         Path(corp.clone()),
-        Query(lq.filter()),
+        ApiQuery(lq.filter()),
     )
     .await
     {

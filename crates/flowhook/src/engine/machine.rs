@@ -711,6 +711,27 @@ impl Run<'_> {
         )))
     }
 
+    /// Refuses `user` as a new assignee of activation `a` when they already hold an open task
+    /// there or wait in one of its queues (appending oneself included): they would act twice.
+    fn require_not_assignee(&self, a: usize, user: &str) -> Result<(), EngineError> {
+        let act = &self.inst.activations[a];
+        let holds = act.slots.iter().any(|slot| {
+            slot.queue.iter().any(|q| q == user)
+                || slot
+                    .open_task
+                    .as_ref()
+                    .and_then(|t| self.inst.tasks.get(t))
+                    .is_some_and(|t| t.user_id == user)
+        });
+        if holds {
+            return Err(EngineError::AlreadyAssignee {
+                user: user.to_owned(),
+                node: act.node_id.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn command(&mut self, actor: &str, command: &Command) -> Result<(), EngineError> {
         if self.inst.status == Status::Deleted {
             return Err(EngineError::NotFound("instance".into()));
@@ -748,6 +769,8 @@ impl Run<'_> {
                 }
                 self.inst.activations.clear();
                 self.inst.joins.clear();
+                // A tombstone: Yida deletes the form data with the instance.
+                self.inst.form_data.clear();
                 self.emit(EventKind::InstanceDeleted {
                     by: actor.to_owned(),
                 });
@@ -792,6 +815,7 @@ impl Run<'_> {
                         "a task cannot be forwarded to its own assignee".into(),
                     ));
                 }
+                self.require_not_assignee(a, to)?;
                 self.finish_task(task_id, actor, Action::Forward, remark.clone());
                 let slot = &mut self.inst.activations[a].slots[s];
                 slot.open_task = None;
@@ -810,8 +834,15 @@ impl Run<'_> {
                 if users.is_empty() {
                     return Err(EngineError::Invalid("name at least one user to add".into()));
                 }
-                for u in users {
+                for (i, u) in users.iter().enumerate() {
                     self.require_user(u)?;
+                    self.require_not_assignee(a, u)?;
+                    if users[..i].contains(u) {
+                        return Err(EngineError::AlreadyAssignee {
+                            user: u.clone(),
+                            node: self.inst.activations[a].node_id.clone(),
+                        });
+                    }
                 }
                 self.finish_task(task_id, actor, Action::Append, None);
                 let slot = &mut self.inst.activations[a].slots[s];

@@ -25,6 +25,10 @@ pub enum EngineError {
     Invalid(String),
     #[error("node `{0}` has no approver and its policy is `error`")]
     NoApprover(String),
+    /// Forward or append to someone who already holds (or waits for) a task at the node: they
+    /// would have to act twice (DingTalk: 该审批人已存在).
+    #[error("`{user}` is already an approver of node `{node}`")]
+    AlreadyAssignee { user: String, node: String },
     #[error("inconsistent instance state: {0}")]
     Corrupt(String),
 }

@@ -108,6 +108,78 @@ fn or_sign_first_action_cancels_the_others() {
     assert_eq!(ev.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
 }
 
+/// Issue 18 item 1: forward or append to someone already holding (or waiting for) a task at
+/// the node, or appending oneself, is refused — they would have to act twice.
+#[test]
+fn forward_or_append_to_an_existing_assignee_is_refused() {
+    let d = def(
+        json!([{"id": "a", "type": "approval", "name": "A", "mode": "all",
+                        "approvers": [{"type": "users", "ids": ["u3", "u4", "u5"]}]}]),
+    );
+    let (i, _) = begin(&d, "u0", &[]);
+    let t3 = task_of(&i, "u3");
+    let already = |user: &str| EngineError::AlreadyAssignee {
+        user: user.into(),
+        node: "a".into(),
+    };
+    let forward = |to: &str| Command::Forward {
+        task_id: t3.clone(),
+        to: to.into(),
+        remark: None,
+    };
+    let append = |users: &[&str], position| Command::Append {
+        task_id: t3.clone(),
+        users: users.iter().map(|u| u.to_string()).collect(),
+        position,
+    };
+    let refused = |c: Command| i.apply(&d, "u3", &c, &directory(), 2).unwrap_err();
+    assert_eq!(refused(forward("u4")), already("u4"));
+    assert_eq!(
+        refused(append(&["u3"], AppendPosition::Before)),
+        already("u3")
+    );
+    assert_eq!(
+        refused(append(&["u3"], AppendPosition::After)),
+        already("u3")
+    );
+    assert_eq!(
+        refused(append(&["u1", "u5"], AppendPosition::After)),
+        already("u5")
+    );
+    assert_eq!(
+        refused(append(&["u1", "u1"], AppendPosition::After)),
+        already("u1")
+    );
+    // Someone new is fine, and then holds the node too.
+    let (i2, _) = act(&i, &d, "u3", forward("u1"));
+    assert_eq!(open(&i2).len(), 3);
+    let t4 = task_of(&i2, "u4");
+    let again = Command::Forward {
+        task_id: t4,
+        to: "u1".into(),
+        remark: None,
+    };
+    assert_eq!(
+        i2.apply(&d, "u4", &again, &directory(), 3).unwrap_err(),
+        already("u1")
+    );
+    // One by one: someone still queued later at the node counts too.
+    let d = def(
+        json!([{"id": "a", "type": "approval", "name": "A", "mode": "oneByOne",
+                        "approvers": [{"type": "users", "ids": ["u3", "u4"]}]}]),
+    );
+    let (i, _) = begin(&d, "u0", &[]);
+    let c = Command::Forward {
+        task_id: task_of(&i, "u3"),
+        to: "u4".into(),
+        remark: None,
+    };
+    assert_eq!(
+        i.apply(&d, "u3", &c, &directory(), 2).unwrap_err(),
+        already("u4")
+    );
+}
+
 #[test]
 fn countersign_needs_everyone_and_one_disagree_rejects() {
     let d = def(

@@ -88,6 +88,11 @@ impl From<crate::engine::EngineError> for ApiError {
             E::NoApprover(_) => {
                 ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "no_approver", message)
             }
+            E::AlreadyAssignee { .. } => ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "already_assignee",
+                message,
+            ),
             E::Corrupt(_) => ApiError::Internal(anyhow::anyhow!(message)),
         }
     }

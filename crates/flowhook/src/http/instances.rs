@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{ActingUser, Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::query::ApiQuery;
 use super::validate;
 use super::AppState;
 use crate::engine::machine::{Command, Instance, Status, TaskStatus};
@@ -67,6 +68,9 @@ pub struct CcView {
     pub cc_id: String,
     pub user_id: String,
     pub node_id: String,
+    /// The carbon node's name.
+    #[serde(default)]
+    pub node_name: String,
     pub created_at: i64,
 }
 
@@ -91,6 +95,8 @@ pub struct InstanceView {
 }
 
 impl From<&Instance> for InstanceView {
+    /// A deleted instance shows as a tombstone: its ids, `status: "deleted"` and times, without
+    /// form data, tasks or ccs (Yida deletes them; the timeline still lists its events).
     fn from(i: &Instance) -> Self {
         let mut tasks: Vec<TaskView> = i
             .tasks
@@ -108,6 +114,10 @@ impl From<&Instance> for InstanceView {
             })
             .collect();
         tasks.sort_by_key(|t| task_number(&t.task_id));
+        let deleted = i.status == Status::Deleted;
+        if deleted {
+            tasks.clear();
+        }
         InstanceView {
             process_instance_id: i.id.clone(),
             form_instance_id: i.form_instance_id.clone(),
@@ -117,7 +127,11 @@ impl From<&Instance> for InstanceView {
             title: i.title.clone(),
             originator_id: i.originator_id.clone(),
             status: i.status,
-            form_data: i.form_data.clone(),
+            form_data: if deleted {
+                BTreeMap::new()
+            } else {
+                i.form_data.clone()
+            },
             created_at: i.created_at,
             modified_at: i.modified_at,
             finished_at: i.finished_at,
@@ -125,10 +139,12 @@ impl From<&Instance> for InstanceView {
             ccs: i
                 .ccs
                 .iter()
+                .filter(|_| !deleted)
                 .map(|c| CcView {
                     cc_id: c.id.clone(),
                     user_id: c.user_id.clone(),
                     node_id: c.node_id.clone(),
+                    node_name: c.node_name.clone(),
                     created_at: c.created_at,
                 })
                 .collect(),
@@ -273,9 +289,22 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(corp_id): Path<String>,
-    Query(q): Query<ListParams>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<Page>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
+    const STATUSES: [&str; 6] = [
+        "running",
+        "approved",
+        "rejected",
+        "withdrawn",
+        "terminated",
+        "deleted",
+    ];
+    if let Some(status) = &q.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(super::query::not_one_of("status", status, &STATUSES));
+        }
+    }
     let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
     let filter = Filter {
         app_type: q.app_type,

@@ -2,7 +2,7 @@
 //! the delivery log with attempts and redelivery. Credentials are accepted, never shown back in
 //! full.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,9 +12,10 @@ use utoipa::ToSchema;
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::instances::page_args;
-// Re-exported: the console calls these handlers with a body of its own.
-pub use super::json::ApiJson;
+// Re-exported: the console calls these handlers with a body (and a query) of its own.
+pub use super::json::{ApiJson, ApiJsonOrEmpty};
 use super::orgs::require_org;
+pub use super::query::ApiQuery;
 use super::AppState;
 use crate::integration::connectors::{
     Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, Strategy,
@@ -584,6 +585,24 @@ pub struct DeliveryPage {
     pub next_cursor: Option<String>,
 }
 
+/// A filter's `status` and `eventType` are among the values there are: a typo answers 400
+/// naming the parameter, not an empty page.
+fn check_delivery_filter(filter: &DeliveryFilter) -> Result<(), ApiError> {
+    const STATUSES: [&str; 4] = ["pending", "delivered", "dead", "cancelled"];
+    if let Some(status) = &filter.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(super::query::not_one_of("status", status, &STATUSES));
+        }
+    }
+    if let Some(kind) = &filter.event_type {
+        let kinds = flowhook_sign::event::EventKind::ALL.map(|k| k.event_type());
+        if !kinds.contains(&kind.as_str()) {
+            return Err(super::query::not_one_of("eventType", kind, &kinds));
+        }
+    }
+    Ok(())
+}
+
 /// The delivery log, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/deliveries", tag = "integration", params(DeliveryFilter, PageParams),
     responses((status = 200, body = DeliveryPage)))]
@@ -591,10 +610,11 @@ pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
     Path(corp_id): Path<String>,
-    Query(filter): Query<DeliveryFilter>,
-    Query(page): Query<PageParams>,
+    ApiQuery(filter): ApiQuery<DeliveryFilter>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
+    check_delivery_filter(&filter)?;
     let (cursor, limit) = page_args(page.cursor.as_deref(), page.limit)?;
     let mut items = state
         .store
@@ -695,9 +715,10 @@ pub async fn redeliver_many(
     State(state): State<AppState>,
     caller: Caller,
     Path(corp_id): Path<String>,
-    Query(filter): Query<DeliveryFilter>,
+    ApiQuery(filter): ApiQuery<DeliveryFilter>,
 ) -> Result<Json<Redelivered>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
+    check_delivery_filter(&filter)?;
     let job = state.store.redeliver_job(&corp_id, &filter).await?;
     state.wake_dispatchers().await;
     Ok(Json(Redelivered {
@@ -792,14 +813,14 @@ pub struct Fired {
 }
 
 /// Test fire: send a sample of each event (signed with the app's systemToken) to an action now,
-/// and show each exchange. Nothing is stored.
+/// and show each exchange. Nothing is stored. An empty body (any content type) sends all five.
 #[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/actions/{id}/test", tag = "integration", request_body = TestFire,
     responses((status = 200, body = Vec<Fired>), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn test_fire(
     State(state): State<AppState>,
     caller: Caller,
     Path((corp_id, action_id)): Path<(String, String)>,
-    ApiJson(body): ApiJson<TestFire>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<TestFire>,
 ) -> Result<Json<Vec<Fired>>, ApiError> {
     use flowhook_sign::event::EventKind;
     caller.check(&corp_id, Scope::Integration)?;

@@ -14,6 +14,7 @@ mod operations;
 pub mod orgs;
 pub mod people;
 pub mod processes;
+mod query;
 pub mod tasks;
 pub mod validate;
 

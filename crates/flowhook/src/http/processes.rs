@@ -3,7 +3,7 @@
 //! problem and its JSON path.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::orgs::require_org;
+use super::query::ApiQuery;
 use super::AppState;
 use crate::engine::definition::{self, Definition, Format};
 use crate::store::processes::StoredDefinition;
@@ -83,7 +84,7 @@ pub async fn put_definition(
     State(state): State<AppState>,
     caller: Caller,
     Path((corp_id, process_code)): Path<(String, String)>,
-    Query(params): Query<PutParams>,
+    ApiQuery(params): ApiQuery<PutParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<StoredDefinition>), ApiError> {
@@ -149,7 +150,7 @@ pub async fn get_definition(
     State(state): State<AppState>,
     caller: Caller,
     Path((corp_id, process_code)): Path<(String, String)>,
-    Query(q): Query<VersionParam>,
+    ApiQuery(q): ApiQuery<VersionParam>,
 ) -> Result<Json<StoredDefinition>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     state

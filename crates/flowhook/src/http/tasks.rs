@@ -2,7 +2,7 @@
 //! `created` / `todo` / `done` / `cc` lists with filters, cursor pagination and counts.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{ActingUser, Caller, Scope};
 use super::error::ApiError;
 use super::instances::{page_args, CommandResult};
+use super::query::ApiQuery;
 use super::AppState;
 use crate::engine::machine::{AppendPosition, Command, ReturnTarget};
 use crate::store::taskcenter::{Filter, List, Page};
@@ -164,7 +165,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path((corp_id, user_id)): Path<(String, String)>,
-    Query(q): Query<ListParams>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<Page>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
@@ -203,7 +204,7 @@ pub async fn counts(
     State(state): State<AppState>,
     caller: Caller,
     Path((corp_id, user_id)): Path<(String, String)>,
-    Query(q): Query<CountParams>,
+    ApiQuery(q): ApiQuery<CountParams>,
 ) -> Result<Json<Counts>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     let c = state

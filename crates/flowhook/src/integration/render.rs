@@ -2,7 +2,10 @@
 //! event is written, so every delivery and redelivery sends exactly the same parameters.
 //!
 //! The `task` JSON carries every field of Yida's example plus Flowhook's (`taskId`, `corpId`,
-//! `activityId`, `activityName`, `taskUrl`).
+//! `activityId`, `activityName`, `taskUrl`), each with the example's JSON type: a receiver
+//! written against Yida's documentation parses it unchanged. Fields Flowhook has no value for
+//! are sent as the example sends them empty (`""`, `0`, `true`), never `null` where the example
+//! has a value — see [`yida_constants`].
 
 use flowhook_sign::event::{CcRecord, InstanceDeleted, TaskEnded, TaskEvent, TaskRecord};
 
@@ -44,7 +47,7 @@ fn base_record(inst: &Instance, ctx: &RenderContext<'_>) -> TaskRecord {
         data_type: Some("pinst".into()),
         finish_time: inst.finished_at,
         form_instance_id: Some(inst.form_instance_id.clone()),
-        form_uuid: inst.form_uuid.clone(),
+        form_uuid: Some(form_uuid(inst.form_uuid.as_deref(), &inst.process_code)),
         modified_time: Some(inst.modified_at),
         modify_user_avatar: Some(String::new()),
         modify_user_display_name: Some(String::new()),
@@ -64,6 +67,31 @@ fn base_record(inst: &Instance, ctx: &RenderContext<'_>) -> TaskRecord {
         serial_no: Some(String::new()),
         title: Some(inst.title.clone()),
         version: Some(inst.process_version),
+        ..yida_constants()
+    }
+}
+
+/// The `formUuid` sent: the process's form id, or one derived from the process code (Yida's
+/// form ids look like `FORM-…`) — a string either way, as in Yida's example.
+pub fn form_uuid(declared: Option<&str>, process_code: &str) -> String {
+    match declared {
+        Some(f) if !f.is_empty() => f.to_owned(),
+        _ => format!("FORM-{process_code}"),
+    }
+}
+
+/// The fields of Yida's example Flowhook has no value of its own for, with the example's types:
+/// `deep3` a boolean, `processId` a number (Yida's internal numeric id; Flowhook has none, so
+/// `0`, as the example shows), `instValue` and the `open*` fields strings (`""`).
+fn yida_constants() -> TaskRecord {
+    TaskRecord {
+        deep3: Some(true),
+        process_id: Some(0),
+        inst_value: Some(String::new()),
+        open_avatar: Some(String::new()),
+        open_id: Some(String::new()),
+        open_nickname: Some(String::new()),
+        open_source: Some(String::new()),
         ..TaskRecord::default()
     }
 }
@@ -149,15 +177,27 @@ pub fn sample(
         data_map: [("days".to_string(), Some("3".to_string()))].into(),
         data_type: Some("pinst".into()),
         form_instance_id: Some("test-form-instance".into()),
+        form_uuid: Some(form_uuid(None, "test-process")),
         modified_time: Some(now),
+        modify_user_avatar: Some(String::new()),
+        modify_user_display_name: Some(String::new()),
+        modify_user_id: Some("test-originator".into()),
+        originator_avatar: Some(String::new()),
+        originator_corp_id: Some(corp_id.into()),
+        originator_corp_name: Some(String::new()),
         originator_id: Some("test-originator".into()),
         originator_display_name: Some("Test Originator".into()),
+        process_approved_result: Some(String::new()),
+        process_approved_result_text: Some(String::new()),
         process_code: Some("test-process".into()),
         process_instance_id: Some("test-process-instance".into()),
         process_instance_status: Some("RUNNING".into()),
+        process_instance_status_text: Some("审批中".into()),
+        process_name: Some("Test process".into()),
+        serial_no: Some(String::new()),
         title: Some("Flowhook test fire".into()),
         version: Some(1),
-        ..TaskRecord::default()
+        ..yida_constants()
     };
     let ended = TaskEnded {
         app_type: app_type.into(),

@@ -1,6 +1,7 @@
 //! Reads: each user's four lists (Yida's 我创建的 / 待我处理 / 我已处理 / 抄送我的), instance
 //! details with their timeline, and instance listing. Newest first, cursor-paginated by
-//! `(created_at, id)`, scoped to an organisation and optionally one app.
+//! `(created_at, id)`, scoped to an organisation and optionally one app. A deleted instance
+//! shows in no list (its tasks and ccs neither): Yida deletes them.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -41,8 +42,15 @@ pub struct Filter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
-    /// The task id, cc id or (for `created`) instance id.
+    /// The task id, cc id or (for `created`) instance id. Kept for existing clients; prefer the
+    /// named one below (`taskId`, as in the instance view; `ccId`).
     pub id: String,
+    /// `todo` and `done`: the task id, under the name the instance view and the `task` JSON use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// `cc`: the cc record's id, as in the instance view and the `task.cc` JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cc_id: Option<String>,
     pub instance_id: String,
     pub app_type: String,
     pub process_code: String,
@@ -96,6 +104,8 @@ macro_rules! item_from_row {
     ($r:expr) => {
         Item {
             id: $r.try_get("id")?,
+            task_id: None,
+            cc_id: None,
             instance_id: $r.try_get("instance_id")?,
             app_type: $r.try_get("app_type")?,
             process_code: $r.try_get("process_code")?,
@@ -135,15 +145,15 @@ fn list_sql(list: List) -> String {
         ),
         List::Todo | List::Done => format!(
             "SELECT {TASK_COLUMNS} FROM tasks t JOIN instances i ON i.id = t.instance_id \
-             WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = '{}' {}",
+             WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = '{}' AND i.status <> 'deleted' {}",
             if list == List::Todo { "open" } else { "finished" },
             filters.replace("{a}", "t")
         ),
         List::Cc => format!(
             "SELECT c.id, c.instance_id, c.app_type, c.process_code, i.title, i.originator_id, c.node_id, \
-             NULL AS node_name, 'cc' AS status, NULL AS action, i.status AS instance_status, c.created_at, \
+             c.node_name, 'cc' AS status, NULL AS action, i.status AS instance_status, c.created_at, \
              NULL AS ended_at FROM ccs c JOIN instances i ON i.id = c.instance_id \
-             WHERE c.corp_id = $1 AND c.user_id = $2 {}",
+             WHERE c.corp_id = $1 AND c.user_id = $2 AND i.status <> 'deleted' {}",
             filters.replace("{a}", "c")
         ),
     }
@@ -151,13 +161,25 @@ fn list_sql(list: List) -> String {
 
 fn count_sql(list: List) -> &'static str {
     match list {
-        List::Created => "SELECT COUNT(*) FROM instances i WHERE i.corp_id = $1 AND i.originator_id = $2 \
-                          AND i.status <> 'deleted' AND ($3 IS NULL OR i.app_type = $3)",
-        List::Todo => "SELECT COUNT(*) FROM tasks t WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = 'open' \
-                       AND ($3 IS NULL OR t.app_type = $3)",
-        List::Done => "SELECT COUNT(*) FROM tasks t WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = 'finished' \
-                       AND ($3 IS NULL OR t.app_type = $3)",
-        List::Cc => "SELECT COUNT(*) FROM ccs c WHERE c.corp_id = $1 AND c.user_id = $2 AND ($3 IS NULL OR c.app_type = $3)",
+        List::Created => {
+            "SELECT COUNT(*) FROM instances i WHERE i.corp_id = $1 AND i.originator_id = $2 \
+                          AND i.status <> 'deleted' AND ($3 IS NULL OR i.app_type = $3)"
+        }
+        List::Todo => {
+            "SELECT COUNT(*) FROM tasks t JOIN instances i ON i.id = t.instance_id \
+                       WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = 'open' \
+                       AND i.status <> 'deleted' AND ($3 IS NULL OR t.app_type = $3)"
+        }
+        List::Done => {
+            "SELECT COUNT(*) FROM tasks t JOIN instances i ON i.id = t.instance_id \
+                       WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = 'finished' \
+                       AND i.status <> 'deleted' AND ($3 IS NULL OR t.app_type = $3)"
+        }
+        List::Cc => {
+            "SELECT COUNT(*) FROM ccs c JOIN instances i ON i.id = c.instance_id \
+                     WHERE c.corp_id = $1 AND c.user_id = $2 AND i.status <> 'deleted' \
+                     AND ($3 IS NULL OR c.app_type = $3)"
+        }
     }
 }
 
@@ -194,6 +216,14 @@ impl Store {
                 .map(|r| Ok(item_from_row!(r)))
                 .collect::<Result<Vec<Item>, sqlx::Error>>()?
         });
+        let mut rows = rows;
+        for item in &mut rows {
+            match list {
+                List::Todo | List::Done => item.task_id = Some(item.id.clone()),
+                List::Cc => item.cc_id = Some(item.id.clone()),
+                List::Created => {}
+            }
+        }
         Ok(Page::of(rows, limit))
     }
 

@@ -968,7 +968,8 @@ impl Worker {
             }
             for chunk in rows.ccs.chunks(CHUNK) {
                 let q = script.start_with(
-                    "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, created_at) ",
+                    "INSERT INTO ccs (id, corp_id, app_type, instance_id, process_code, user_id, node_id, \
+                     node_name, created_at) ",
                 );
                 q.push_values(chunk, |mut b, (inst, c)| {
                     b.push_bind(&c.id)
@@ -978,6 +979,7 @@ impl Worker {
                         .push_bind(&inst.process_code)
                         .push_bind(&c.user_id)
                         .push_bind(&c.node_id)
+                        .push_bind(&c.node_name)
                         .push_bind(c.created_at);
                 });
             }
