@@ -126,3 +126,42 @@ async fn sigkill_right_after_2xx_loses_nothing() {
         "a clean stop on SIGINT"
     );
 }
+
+/// Issue 18 item 10: with the text log format and its output not a terminal (a pipe here), the
+/// log holds no ANSI escape codes.
+#[test]
+fn a_text_log_that_is_not_a_terminal_has_no_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhook-inbox"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+            "--config",
+        ])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the inbox starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the inbox logs that it listens");
+    assert!(!line.contains('\x1b'), "escape codes in {line:?}");
+    assert!(line.contains("INFO"), "{line:?}");
+}
