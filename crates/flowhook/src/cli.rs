@@ -1,7 +1,10 @@
 //! The `flowhook` command line: `serve`, `migrate`, `sign`, `verify`, `config`.
 //!
-//! Configuration flags are global so every command reads the same configuration; errors
-//! surface as one line on stderr and a non-zero exit status.
+//! The configuration flags (`--config`, `--listen`, `--database-url`, `--log-format`,
+//! `--log-level`) belong to the commands that read the configuration (`serve`, `migrate`,
+//! `rotate-*`, `bench`, `config show`) and are accepted before the command too; `sign`,
+//! `verify`, `backfill` and `redeliver` show only their own flags. `FLOWHOOK_*` variables
+//! apply either way. Errors surface as one line on stderr and a non-zero exit status.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -27,45 +30,81 @@ use crate::telemetry;
     about = "Approval task center with reliable, Yida-compatible task event push"
 )]
 pub struct Cli {
-    /// A TOML configuration file (keys as in `flowhook config defaults`).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on, e.g. 127.0.0.1:8080.
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// sqlite://FILE (default sqlite://flowhook.db) or postgres://USER@HOST/DB.
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// Log format: text or json.
-    #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// Log filter, e.g. info or flowhook=debug,info.
-    #[arg(long, global = true, value_name = "FILTER")]
-    pub log_level: Option<String>,
+    /// Configuration flags given before the command (the command's own win).
+    #[command(flatten)]
+    pub settings: ConfigArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The configuration flags, for the commands that read the configuration.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// A TOML configuration file (keys as in `flowhook config defaults`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// sqlite://FILE (default sqlite://flowhook.db) or postgres://USER@HOST/DB.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or flowhook=debug,info.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl ConfigArgs {
+    /// These flags, each one absent taken from `outer` (the flags before the command).
+    fn or(&self, outer: &ConfigArgs) -> ConfigArgs {
+        ConfigArgs {
+            config: self.config.clone().or_else(|| outer.config.clone()),
+            listen: self.listen.clone().or_else(|| outer.listen.clone()),
+            database_url: self
+                .database_url
+                .clone()
+                .or_else(|| outer.database_url.clone()),
+            log_format: self.log_format.clone().or_else(|| outer.log_format.clone()),
+            log_level: self.log_level.clone().or_else(|| outer.log_level.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (migrates the database first).
     Serve {
+        #[command(flatten)]
+        settings: ConfigArgs,
         /// Seed a demo organisation (users, roles, an app, two processes, running instances);
-        /// its API key is written to `flowhook-demo-key.txt`.
+        /// its API key is written to `flowhook-demo-key.txt`, the demo app's systemToken to
+        /// `flowhook-demo-system-token.txt`.
         #[arg(long)]
         demo: bool,
     },
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        settings: ConfigArgs,
+    },
     /// Replace the installation's approval-link secret: every approval link sent so far stops
     /// working (deliveries sent from now on carry links signed with the new secret; running
     /// nodes pick it up within seconds).
-    RotateLinkSecret,
+    RotateLinkSecret {
+        #[command(flatten)]
+        settings: ConfigArgs,
+    },
     /// Seal every secret in the database under a new master key. With a key file: a new key
     /// is generated and written first, the old one kept beside it until every secret is
     /// re-sealed, then dropped. With `master_key` (FLOWHOOK_MASTER_KEY): put the new key first,
     /// the old one after it (`NEW,OLD`), run this, then drop the old one.
-    RotateMasterKey,
+    RotateMasterKey {
+        #[command(flatten)]
+        settings: ConfigArgs,
+    },
     /// Compute a Yida signature: prints the sorted keys, the signing string and the sign.
     Sign {
         /// The application's systemToken.
@@ -126,6 +165,9 @@ pub enum Command {
     },
     /// Run a benchmark against a fresh database (default: a temporary SQLite file).
     Bench {
+        /// Only `--database-url` is read (and the log flags).
+        #[command(flatten)]
+        settings: ConfigArgs,
         #[command(subcommand)]
         what: BenchCommand,
     },
@@ -165,7 +207,10 @@ pub enum ConfigCommand {
     /// Print the compiled-in defaults, every key commented.
     Defaults,
     /// Print the effective configuration (passwords hidden).
-    Show,
+    Show {
+        #[command(flatten)]
+        settings: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -175,24 +220,38 @@ pub enum Encoding {
 }
 
 impl Cli {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            database_url: self.database_url.clone(),
-            log_format: self.log_format.clone(),
-            log_level: self.log_level.clone(),
-        }
+    /// The configuration flags in effect: the command's own, then those before it.
+    fn settings(&self) -> ConfigArgs {
+        let inner = match &self.command {
+            Command::Serve { settings, .. }
+            | Command::Migrate { settings }
+            | Command::RotateLinkSecret { settings }
+            | Command::RotateMasterKey { settings }
+            | Command::Bench { settings, .. }
+            | Command::Config {
+                what: ConfigCommand::Show { settings },
+            } => settings.clone(),
+            _ => ConfigArgs::default(),
+        };
+        inner.or(&self.settings)
     }
 
     fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(self.config.as_deref(), &self.overrides())?)
+        let s = self.settings();
+        let overrides = Overrides {
+            listen: s.listen,
+            database_url: s.database_url,
+            log_format: s.log_format,
+            log_level: s.log_level,
+        };
+        Ok(Config::load(s.config.as_deref(), &overrides)?)
     }
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Serve { demo } => {
+        Command::Serve { demo, .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
             let app = Application::build(config).await?;
@@ -202,7 +261,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tracing::info!(
                         corp_id = crate::demo::CORP_ID,
                         key_file = %key_file.display(),
-                        "demo data seeded; the demo API key (admin scope) is in the key file"
+                        system_token_file = %crate::demo::system_token_file(key_file).display(),
+                        "demo data seeded; the demo API key (admin scope) is in the key file, \
+                         APP_DEMO's systemToken in the system token file"
                     );
                 } else {
                     tracing::info!(corp_id = crate::demo::CORP_ID, "demo data already present");
@@ -211,7 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped(shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::RotateMasterKey => {
+        Command::RotateMasterKey { .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
             let store = Store::connect(
@@ -226,7 +287,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", result?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate => {
+        Command::Migrate { .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
             let store = Store::connect(
@@ -245,7 +306,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::RotateLinkSecret => {
+        Command::RotateLinkSecret { .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
             let store = Store::connect(
@@ -335,9 +396,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let jobs = format!("{}/api/v1/orgs/{}/jobs", server.server, server.org);
             follow_job(server, &jobs, &answer["job"], "redeliver").await
         }
-        Command::Bench { what } => {
+        Command::Bench { what, .. } => {
             let _tmp;
-            let url = match &cli.database_url {
+            let url = match &cli.settings().database_url {
                 Some(url) => url.clone(),
                 None => {
                     let dir = tempfile::tempdir().context("a temporary directory")?;
@@ -356,7 +417,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config { what } => {
             match what {
                 ConfigCommand::Defaults => print!("{DEFAULTS_TOML}"),
-                ConfigCommand::Show => {
+                ConfigCommand::Show { .. } => {
                     let mut config = cli.load_config()?;
                     config.database_url = redact_url(&config.database_url);
                     if config.metrics_token.is_some() {

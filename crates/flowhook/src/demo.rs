@@ -5,7 +5,9 @@
 //! - purchase: finance or-sign, then the director.
 //!
 //! Seeding is skipped when the organisation exists, so restarting with `--demo` is harmless.
-//! The demo API key is written to a file (mode 0600), never to the log.
+//! The demo API key is written to a file (mode 0600), never to the log; the demo app's
+//! systemToken (what a receiver such as `flowhook-inbox` verifies signatures with) beside it,
+//! in [`SYSTEM_TOKEN_FILE`] (mode 0600), since the API shows it only once.
 
 use std::path::Path;
 
@@ -19,6 +21,13 @@ use crate::store::Store;
 
 pub const CORP_ID: &str = "demo-corp";
 pub const APP_TYPE: &str = "APP_DEMO";
+/// The file, beside the key file, that holds `APP_DEMO`'s systemToken.
+pub const SYSTEM_TOKEN_FILE: &str = "flowhook-demo-system-token.txt";
+
+/// Where the demo app's systemToken is written, for a key file at `key_file`.
+pub fn system_token_file(key_file: &Path) -> std::path::PathBuf {
+    key_file.with_file_name(SYSTEM_TOKEN_FILE)
+}
 
 /// The demo organisation's people: (id, name, manager, admin).
 pub const PEOPLE: &[(&str, &str, Option<&str>, bool)] = &[
@@ -154,6 +163,9 @@ pub async fn seed(store: &Store, writer: &Writer, key_file: &Path) -> anyhow::Re
         .await?;
     write_secret(key_file, &format!("{key}\n"))
         .with_context(|| format!("cannot write {}", key_file.display()))?;
+    let token_file = system_token_file(key_file);
+    write_secret(&token_file, &format!("{token}\n"))
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
     Ok(true)
 }
 

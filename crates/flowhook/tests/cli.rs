@@ -570,3 +570,127 @@ async fn a_proxy_in_the_environment_is_never_used() {
     );
     assert!(server.interrupt_and_wait().success());
 }
+
+/// Issue 18 item 15: `sign --help` and `verify --help` list their own flags, not the server's;
+/// `serve --help` lists the server's; the configuration flags still work before the command
+/// and after it, and `FLOWHOOK_SIGN_TOKEN` still feeds `sign`.
+#[test]
+fn each_command_shows_its_own_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_flags = ["--listen", "--database-url", "--log-format", "--config"];
+    for command in ["sign", "verify"] {
+        let out = run(flowhook(dir.path(), &[command, "--help"]));
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("--token"), "{command}: {help}");
+        for flag in server_flags {
+            assert!(
+                !help.contains(flag),
+                "{command} --help lists {flag}: {help}"
+            );
+        }
+    }
+    let out = run(flowhook(dir.path(), &["serve", "--help"]));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in server_flags {
+        assert!(help.contains(flag), "serve --help lacks {flag}: {help}");
+    }
+    for args in [
+        &["--listen", "127.0.0.1:7004", "config", "show"][..],
+        &["config", "show", "--listen", "127.0.0.1:7004"][..],
+    ] {
+        let out = run(flowhook(dir.path(), args));
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:7004"),
+            "{args:?}"
+        );
+    }
+    let mut sign = flowhook(dir.path(), &["sign", "-q", "a=1"]);
+    sign.env("FLOWHOOK_SIGN_TOKEN", "T");
+    let out = run(sign);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sign: "));
+}
+
+/// Issue 18 item 11: `serve --demo` writes the demo app's systemToken beside the key file
+/// (mode 0600), and it is the token deliveries are signed with: a test fire to a receiver here
+/// verifies with it.
+#[tokio::test]
+async fn serve_demo_writes_the_system_token_beside_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    // Seeded before it listens.
+    let addr = server.wait_for("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = std::fs::read_to_string(dir.path().join("flowhook-demo-key.txt")).unwrap();
+    let token_path = dir.path().join("flowhook-demo-system-token.txt");
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    let (key, token) = (key.trim().to_owned(), token.trim().to_owned());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A receiver that keeps the body of what it gets.
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let kept = bodies.clone();
+    let app = axum::Router::new().fallback(move |body: String| {
+        let kept = kept.clone();
+        async move {
+            kept.lock().unwrap().push(body);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = reqwest::Client::new();
+    let api = format!("http://{addr}/api/v1/orgs/demo-corp");
+    let con: serde_json::Value = client
+        .post(format!("{api}/connectors"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "here", "baseUrl": receiver}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let action: serde_json::Value = client
+        .post(format!("{api}/actions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"connectorId": con["id"], "name": "f", "path": "/finished"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fired = client
+        .post(format!(
+            "{api}/actions/{}/test",
+            action["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"events": ["task.finished"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fired.status(), 200);
+    let body = bodies
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the receiver got the test fire");
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(flowhook_sign::yida::verify(&params, &token), Ok(()));
+    assert!(server.interrupt_and_wait().success());
+}
