@@ -681,7 +681,10 @@ fn timeline(lang: Lang, inst: &Instance, dir: &DirectorySnapshot) -> Markup {
         entries.push((
             task.created_at,
             k,
-            html! { (task.node_name) ": " (lang.t(&t::TL_ASSIGNED)) " " strong { (who(dir, &task.user_id)) } },
+            html! {
+                (task.node_name) ": " (lang.t(&t::TL_ASSIGNED)) " " strong { (who(dir, &task.user_id)) }
+                @if let Some(note) = &task.note { " — " em { (note) } }
+            },
         ));
         if let Some(ended) = task.ended_at {
             let m = match (task.status, task.action) {

@@ -112,6 +112,10 @@ pub struct Task {
     pub ended_by: Option<String>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// Why this task went where it did, when the process did not say so itself: a
+    /// `whenEmpty: error` node found empty after the start goes to the organisation's admins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,15 +300,59 @@ pub fn start(
         modified_at: now,
         finished_at: None,
     };
+    // Every `whenEmpty: error` node the form data leads to must have someone now, as the
+    // designer's approver preview shows: refused at the start, naming the node, rather than
+    // leaving an earlier approver unable to act.
+    check_when_empty(&def.nodes, &inst, dir)?;
     let mut run = Run {
         def,
         dir,
         now,
         inst,
         events: Vec::new(),
+        starting: true,
     };
     run.enter(vec![0])?;
     Ok((run.inst, run.events))
+}
+
+/// The first `whenEmpty: error` task node on the path `inst`'s form data selects through
+/// `nodes` (routes: the branch the form data picks; parallels: every branch) that resolves to
+/// nobody, as `NoApprover`.
+fn check_when_empty(
+    nodes: &[Node],
+    inst: &Instance,
+    dir: &dyn Directory,
+) -> Result<(), EngineError> {
+    for node in nodes {
+        match node {
+            Node::Approval(n) | Node::Operator(n) => {
+                if n.when_empty == EmptyPolicy::Error
+                    && resolve(&n.approvers, &inst.originator_id, &inst.form_data, dir).is_empty()
+                {
+                    return Err(EngineError::NoApprover(n.id.clone()));
+                }
+            }
+            Node::Carbon(_) => {}
+            Node::Route(r) => {
+                let chosen = r.branches.iter().find(|b| {
+                    b.default
+                        || b.condition
+                            .as_deref()
+                            .is_some_and(|c| condition::holds(c, &inst.form_data))
+                });
+                if let Some(b) = chosen {
+                    check_when_empty(&b.nodes, inst, dir)?;
+                }
+            }
+            Node::Parallel(p) => {
+                for b in &p.branches {
+                    check_when_empty(&b.nodes, inst, dir)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Instance {
@@ -323,6 +371,7 @@ impl Instance {
             now,
             inst: self.clone(),
             events: Vec::new(),
+            starting: false,
         };
         run.command(actor, command)?;
         run.inst.modified_at = now;
@@ -375,6 +424,7 @@ impl Instance {
             now,
             inst: self.clone(),
             events: Vec::new(),
+            starting: false,
         };
         let mut tasks = Vec::new();
         for t in self.open_tasks().filter(|t| t.user_id == actor) {
@@ -431,6 +481,9 @@ struct Run<'a> {
     now: i64,
     inst: Instance,
     events: Vec<Event>,
+    /// Starting: an empty `whenEmpty: error` node refuses the start. After it, such a node
+    /// (the directory changed since) goes to the organisation's admins, with a note.
+    starting: bool,
 }
 
 fn next(pos: &[u32]) -> Pos {
@@ -467,6 +520,7 @@ impl Run<'_> {
                 ended_by: None,
                 created_at: self.now,
                 ended_at: None,
+                note: None,
             },
         );
         self.emit(EventKind::TaskCreated {
@@ -644,11 +698,22 @@ impl Run<'_> {
             &self.inst.form_data,
             self.dir,
         );
+        let mut note = None;
         if users.is_empty() {
             match n.when_empty {
                 EmptyPolicy::AutoApprove => return Ok(false),
                 EmptyPolicy::Admin => users = self.dir.admins(),
-                EmptyPolicy::Error => {}
+                EmptyPolicy::Error if self.starting => {}
+                EmptyPolicy::Error => {
+                    // Checked at the start; empty now means the directory changed since. The
+                    // approver before must not be stuck: the admins decide, and the task says why.
+                    users = self.dir.admins();
+                    note = Some(format!(
+                        "`{}` had no approver (whenEmpty: error; the directory changed since the \
+                         start): assigned to the organisation's admins",
+                        n.id
+                    ));
+                }
             }
             if users.is_empty() {
                 return Err(EngineError::NoApprover(n.id.clone()));
@@ -680,6 +745,12 @@ impl Run<'_> {
         let a = self.inst.activations.len() - 1;
         for s in 0..self.inst.activations[a].slots.len() {
             self.open_slot(a, s);
+            if let Some(note) = &note {
+                let id = self.inst.activations[a].slots[s].open_task.clone();
+                if let Some(t) = id.and_then(|id| self.inst.tasks.get_mut(&id)) {
+                    t.note = Some(note.clone());
+                }
+            }
         }
         Ok(true)
     }

@@ -180,6 +180,49 @@ fn forward_or_append_to_an_existing_assignee_is_refused() {
     );
 }
 
+/// Issue 18 item 2: a `whenEmpty: error` node is checked when the instance starts, for every
+/// node the form data leads to — not only the first — and refused naming it; found empty later
+/// (the directory changed), it goes to the admins with a note instead of blocking the approver
+/// before it.
+#[test]
+fn when_empty_error_is_checked_at_the_start_and_later_goes_to_the_admins() {
+    let d = def(json!([
+        {"id": "l1", "type": "approval", "name": "L1", "whenEmpty": "error",
+         "approvers": [{"type": "leader", "level": 1}]},
+        {"id": "l2", "type": "approval", "name": "L2", "whenEmpty": "error",
+         "approvers": [{"type": "leader", "level": 2}]}
+    ]));
+    // u1's leader is u2, who has none: l2 would be empty.
+    let err = start(
+        &d,
+        Start {
+            id: "i".into(),
+            corp_id: "c".into(),
+            app_type: "A".into(),
+            process_version: 1,
+            form_instance_id: "f".into(),
+            title: "t".into(),
+            originator_id: "u1".into(),
+            form_data: BTreeMap::new(),
+        },
+        &directory(),
+        1,
+    );
+    assert_eq!(err.unwrap_err(), EngineError::NoApprover("l2".into()));
+
+    // u0: l1 = u1, l2 = u2. Then u1 loses their manager before agreeing.
+    let (i, _) = begin(&d, "u0", &[]);
+    let mut dir = directory();
+    dir.people.get_mut("u1").unwrap().manager_id = None;
+    let (i2, ev) = i
+        .apply(&d, "u1", &agree(task_of(&i, "u1")), &dir, 2)
+        .expect("u1's agree is not blocked");
+    assert_eq!(open(&i2), [("admin".to_string(), "l2".to_string())]);
+    let t = i2.open_tasks().next().unwrap();
+    assert!(t.note.as_deref().unwrap().contains("admins"), "{t:?}");
+    assert!(matches!(&ev[1].kind, EventKind::TaskCreated { .. }));
+}
+
 #[test]
 fn countersign_needs_everyone_and_one_disagree_rejects() {
     let d = def(

@@ -60,6 +60,10 @@ pub struct TaskView {
     pub remark: Option<String>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// Why the task went to its assignee when the process did not say so (an empty
+    /// `whenEmpty: error` node handed to the admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -111,6 +115,7 @@ impl From<&Instance> for InstanceView {
                 remark: t.remark.clone(),
                 created_at: t.created_at,
                 ended_at: t.ended_at,
+                note: t.note.clone(),
             })
             .collect();
         tasks.sort_by_key(|t| task_number(&t.task_id));

@@ -497,3 +497,63 @@ async fn a_deleted_instance_is_a_tombstone_in_no_list(db: TestDb) {
     }
     org.app.stop().await;
 }
+
+mod when_empty_error_is_checked_at_the_start {
+    crate::on_both_backends!(super::when_empty_error_is_checked_at_the_start);
+}
+
+/// Issue 18 item 2: leader(1) → leader(2), both `whenEmpty: error`. Bob (whose manager Carol has
+/// none) cannot start it: 422 `no_approver` naming `l2` — before, the start succeeded and
+/// Carol's agree answered 422 for ever. Alice can; when Bob's manager is removed before he
+/// agrees, `l2` goes to the admin, and the task's note says why.
+async fn when_empty_error_is_checked_at_the_start(db: TestDb) {
+    let mut org = Org::setup(&db, "acme").await;
+    let doc = json!({"processCode": "chain", "name": "Two leaders", "nodes": [
+        {"id": "l1", "type": "approval", "name": "Leader", "whenEmpty": "error",
+         "approvers": [{"type": "leader", "level": 1}]},
+        {"id": "l2", "type": "approval", "name": "Leader's leader", "whenEmpty": "error",
+         "approvers": [{"type": "leader", "level": 2}]}]});
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/processes/chain?appType=APP_ACME"),
+            None,
+            Some(doc),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let (s, r) = org
+        .send(
+            "POST",
+            &org.path("/instances"),
+            Some("bob"),
+            Some(json!({"processCode": "chain", "title": "bob's", "formData": {}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["code"], "no_approver", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("`l2`"), "{r}");
+
+    let id = org.start("alice", "chain", "alice's", json!({})).await;
+    assert_eq!(org.todo_users(&id).await, ["bob"]);
+    let (s, r) = org
+        .send(
+            "PUT",
+            &org.path("/users/bob"),
+            None,
+            Some(json!({"name": "Bob Wang", "managerId": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    org.act(&id, "bob", "agree", json!({})).await;
+    assert_eq!(org.todo_users(&id).await, ["admin"]);
+    let inst = org.instance(&id).await;
+    let task = inst["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["userId"] == "admin")
+        .unwrap();
+    assert!(task["note"].as_str().unwrap().contains("admins"), "{task}");
+    org.app.stop().await;
+}
