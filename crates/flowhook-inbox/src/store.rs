@@ -10,7 +10,10 @@
 //! - `created` fills a task's who/what and keeps an end already recorded; `finished` and
 //!   `cancelled` record the end of an open (or not yet seen) task, the first end wins;
 //! - `deleted` removes the instance's rows and leaves a tombstone: events arriving later are
-//!   receipted but not applied, so nothing resurrects a deleted instance.
+//!   receipted but not applied, so nothing resurrects a deleted instance;
+//! - items take the event's own time (`modifiedTime`, `createTime`), not the receipt's, so a
+//!   backfill keeps the sender's order; an instance's outcome is derived from the records'
+//!   `processInstanceStatus` and, failing that, from its tasks (see [`Item::status`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -355,7 +358,7 @@ async fn commit(
                     .bind(&t.actioner_name)
                     .bind(&t.activity_name)
                     .bind(&t.task_url)
-                    .bind(at)
+                    .bind(event_time(t, at))
                     .bind(item_key(src, &t.app_type, &task_key(t)))
                     .execute(&mut *tx)
                     .await?;
@@ -447,7 +450,50 @@ where
     ))
     .execute(&mut **tx)
     .await?;
+    // The instance's outcome, when the record says it: the newest record (by its
+    // `modifiedTime`) wins, so an old one arriving late does not undo a newer outcome.
+    if let Some(status) = instance_outcome(t) {
+        let status_at = event_time(t, at);
+        sqlx::query(
+            "UPDATE instances SET status = $4, status_at = $5 \
+             WHERE source = $1 AND app_type = $2 AND form_inst_id = $3 \
+             AND (status_at IS NULL OR status_at <= $5)",
+        )
+        .bind(source.to_owned())
+        .bind(t.app_type.clone())
+        .bind(form_inst_id)
+        .bind(status.to_owned())
+        .bind(status_at)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
+}
+
+/// When the record's event happened: its `modifiedTime` (the instance's last change, which is
+/// when this task or cc was made), else when it was received — so a backfill's items keep
+/// their own times, and the lists keep the sender's order.
+fn event_time(t: &TaskRecord, received_at: i64) -> i64 {
+    t.modified_time.unwrap_or(received_at)
+}
+
+/// The instance's outcome from a record's `processInstanceStatus` (Yida: `RUNNING`,
+/// `COMPLETED`, `TERMINATED`), `processApprovedResult` (`agree`, `disagree`) and, for
+/// Flowhook's `TERMINATED`, `processInstanceStatusText` (已撤销: withdrawn).
+fn instance_outcome(t: &TaskRecord) -> Option<&'static str> {
+    match t.process_instance_status.as_deref()? {
+        "RUNNING" => Some("running"),
+        "COMPLETED" => Some(match t.process_approved_result.as_deref() {
+            Some("agree") => "approved",
+            Some("disagree") => "rejected",
+            _ => "completed",
+        }),
+        "TERMINATED" => Some(match t.process_instance_status_text.as_deref() {
+            Some("已撤销") => "withdrawn",
+            _ => "terminated",
+        }),
+        _ => None,
+    }
 }
 
 async fn end_task<'c, DB>(
@@ -520,7 +566,7 @@ where
     .bind(c.cc_user_id.clone())
     .bind(c.cc_user_name.clone())
     .bind(t.task_url.clone())
-    .bind(at)
+    .bind(event_time(t, at))
     .bind(item_key(source, &t.app_type, &c.cc_id))
     .execute(&mut **tx)
     .await?;
@@ -574,7 +620,9 @@ pub struct Item {
     pub node_name: Option<String>,
     /// Where to act (the approval page).
     pub url: Option<String>,
-    /// `open` / `finished` for tasks, `cc`, `started` for instances.
+    /// Tasks: `open` / `finished`; `cc`; instances (`created`): `running`, `approved`,
+    /// `rejected`, `withdrawn`, `terminated` (from a record's `processInstanceStatus`), or
+    /// `ended` when every task seen has ended and no record said how.
     pub status: String,
     pub created_at: i64,
     pub ended_at: Option<i64>,
@@ -613,9 +661,17 @@ fn list_sql(list: List) -> String {
             "ccs",
             "user_id = $1",
         ),
+        // The outcome a record told, else what the tasks tell: one open → running; all ended
+        // → `ended` (Yida's finished/cancelled events do not say how the instance ended).
         List::Created => (
-            "COALESCE(process_instance_id, form_inst_id) AS id, NULL AS node_name, 'started' AS status, \
-             NULL AS ended_at",
+            "COALESCE(process_instance_id, form_inst_id) AS id, NULL AS node_name, \
+             CASE WHEN instances.status IS NOT NULL AND instances.status <> 'running' THEN instances.status \
+             WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.source = instances.source \
+               AND t.app_type = instances.app_type AND t.form_inst_id = instances.form_inst_id \
+               AND t.status = 'open') THEN 'running' \
+             WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.source = instances.source \
+               AND t.app_type = instances.app_type AND t.form_inst_id = instances.form_inst_id) THEN 'ended' \
+             ELSE 'running' END AS status, NULL AS ended_at",
             "instances",
             "originator_id = $1",
         ),
