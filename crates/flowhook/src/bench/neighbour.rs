@@ -7,7 +7,9 @@
 //! (503); `ok` is a well-behaved neighbour, to tell the cost of the load from the cost of the
 //! misbehaviour. Printed: the healthy
 //! organisation's API call → arrival latency in both phases (p50, p99, p99.9, max) and the
-//! ratio of the p99s, measured in one sitting so the machine's state cancels out.
+//! ratio of the p99s, measured in one sitting so the machine's state cancels out. With
+//! `FLOWHOOK_BENCH_TRACE` set, the arrivals slower than 100 ms are listed with the time of their
+//! call in the phase: stalls of the whole node (all at once) tell apart from one lane's waits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -214,6 +216,27 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
             .iter()
             .filter_map(|(id, t)| Some(map.get(id)?.saturating_duration_since(*t)))
             .collect();
+        if std::env::var_os("FLOWHOOK_BENCH_TRACE").is_some() {
+            let first = started.iter().map(|(_, t)| *t).min();
+            let mut slow: Vec<(Duration, Duration)> = started
+                .iter()
+                .filter_map(|(id, t)| {
+                    Some((
+                        t.duration_since(first?),
+                        map.get(id)?.saturating_duration_since(*t),
+                    ))
+                })
+                .filter(|(_, l)| *l > Duration::from_millis(100))
+                .collect();
+            slow.sort();
+            for (at, l) in slow.iter().take(60) {
+                eprintln!(
+                    "slow: called at +{:.2}s, arrived after {:.0} ms",
+                    at.as_secs_f64(),
+                    l.as_secs_f64() * 1000.0
+                );
+            }
+        }
         latencies.sort();
         let missing = opts.events - latencies.len();
         phases.push((with_neighbours, latencies, missing, noisy_accepted));
