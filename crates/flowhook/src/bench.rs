@@ -14,8 +14,13 @@
 //!
 //! `neighbour` (`bench/neighbour.rs`): a healthy organisation's latency alone and beside a
 //! hanging and a refusing neighbour on the same host:port.
+//!
+//! `console` (`bench/console.rs`): the console's busiest pages with 100,000 deliveries and
+//! 10,000 instances in the database.
 
+mod console;
 mod neighbour;
+pub use console::{console, ConsoleBench};
 pub use neighbour::{neighbour, Neighbour, NeighbourBench};
 
 use std::sync::atomic::{AtomicUsize, Ordering};

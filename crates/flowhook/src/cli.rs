@@ -200,6 +200,8 @@ pub enum BenchCommand {
     Delivery(crate::bench::DeliveryBench),
     /// A healthy organisation's latency alone, then beside a hanging and a refusing neighbour.
     Neighbour(crate::bench::NeighbourBench),
+    /// The console's busiest pages rendered with a large history in the database.
+    Console(crate::bench::ConsoleBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -411,6 +413,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::Engine(opts) => crate::bench::engine(&url, opts).await?,
                 BenchCommand::Delivery(opts) => crate::bench::delivery(&url, opts).await?,
                 BenchCommand::Neighbour(opts) => crate::bench::neighbour(&url, opts).await?,
+                BenchCommand::Console(opts) => crate::bench::console(&url, opts).await?,
             }
             Ok(ExitCode::SUCCESS)
         }
