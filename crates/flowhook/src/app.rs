@@ -137,7 +137,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_dispatch, stop_rx) = tokio::sync::watch::channel(false);
         let mut dispatcher_config = self.config.dispatcher();
-        dispatcher_config.task_links = Some(self.state.links.clone());
+        if self.config.console_links {
+            dispatcher_config.task_links = Some(self.state.links.clone());
+        }
         let dispatcher = crate::delivery::dispatcher::spawn(
             self.state.store.clone(),
             self.state.dispatch.clone(),

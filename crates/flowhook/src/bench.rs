@@ -236,6 +236,10 @@ pub struct DeliveryBench {
     /// Events per call with `--via batch`.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Sign each `taskUrl` as an approval link (`console_links`): `false` measures the
+    /// delivery path without the console's part in it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub console_links: bool,
 }
 
 /// The write path a delivery benchmark measures.
@@ -341,6 +345,7 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
             // connector's own cap is raised to match below).
             c.delivery_concurrency = 128;
             c.delivery_org_share_percent = 100;
+            c.console_links = opts.console_links;
         },
         &["u0", "u1"],
         process,

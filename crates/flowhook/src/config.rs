@@ -43,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "egress_allow",
     "egress_deny",
     "attempt_body_retention_days",
+    "console_links",
     "console_link_valid_days",
     "console_session_idle_mins",
     "console_session_max_hours",
@@ -88,6 +89,9 @@ pub struct Config {
     #[serde(default)]
     pub egress_proxy: Option<String>,
     pub attempt_body_retention_days: u64,
+    /// Whether each `taskUrl` sent is a signed approval link (false: the task page's plain
+    /// address, for approvers who sign in to the console, e.g. by single sign-on).
+    pub console_links: bool,
     /// How long an approval link (`taskUrl`) works, counted from the attempt that sent it.
     pub console_link_valid_days: u64,
     /// A console session unused this long ends.

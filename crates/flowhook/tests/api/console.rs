@@ -1733,3 +1733,43 @@ async fn another_organisations_integration_is_not_found() {
     })
     .await
 }
+
+mod without_approval_links_the_task_url_is_the_plain_page {
+    crate::on_both_backends!(super::without_approval_links_the_task_url_is_the_plain_page);
+}
+
+/// `console_links = false`: the `taskUrl` a receiver gets is the task page's plain address —
+/// no signature, nothing that opens the task without signing in.
+async fn without_approval_links_the_task_url_is_the_plain_page(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        crate::delivery::fast(c, 60_000);
+        c.console_links = false;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    crate::delivery::connect(&org, &receiver, json!({"type": "none"})).await;
+    let id = org
+        .start("alice", "leave", "plain", json!({"days": "1"}))
+        .await;
+    receiver
+        .wait_until(10, "the created", |got| !got.is_empty())
+        .await;
+    let url = task_url(&receiver.accepted()[0].body);
+    let task = org.task(&id, "bob").await;
+    assert!(url.ends_with(&format!("/console/tasks/{task}")), "{url}");
+    assert!(!url.contains('?'), "no signature: {url}");
+    let opened = org
+        .app
+        .client
+        .get(org.app.url(&format!("/console/tasks/{task}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !opened.url().path().starts_with("/console/tasks/") || opened.status() != StatusCode::OK,
+        "it opens nothing without signing in: {} {}",
+        opened.status(),
+        opened.url()
+    );
+    org.app.stop().await;
+}
