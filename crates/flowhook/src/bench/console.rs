@@ -192,6 +192,16 @@ pub async fn console(database_url: &str, opts: &ConsoleBench) -> anyhow::Result<
             format!("/api/v1/orgs/{CORP}/deliveries?limit=50"),
             false,
         ),
+        (
+            "API: u1's todo list (for comparison)",
+            format!("/api/v1/orgs/{CORP}/users/u1/tasks?list=todo"),
+            false,
+        ),
+        (
+            "API: u1's task counts (for comparison)",
+            format!("/api/v1/orgs/{CORP}/users/u1/task-counts"),
+            false,
+        ),
     ];
     let backend = if database_url.starts_with("sqlite") {
         "sqlite"
