@@ -1,4 +1,4 @@
-//! The `flowhook` command line: `serve`, `migrate`, `sign`, `verify`, `config`.
+//! The `flowhook` command line: `serve`, `migrate`, `sign`, `verify`, `check-receiver`, `config`, …
 //!
 //! The configuration flags (`--config`, `--listen`, `--database-url`, `--log-format`,
 //! `--log-level`) belong to the commands that read the configuration (`serve`, `migrate`,
@@ -163,6 +163,11 @@ pub enum Command {
         #[arg(long)]
         since: Option<i64>,
     },
+    /// Check a receiver before going live: send it clearly marked probe requests (a signed
+    /// event, its retry, an early finished, a forged sign, a replay, a wrong token, no sign,
+    /// the five kinds, 20 at once) and grade each answer PASS / WARN / FAIL. Exit status 0,
+    /// 1 when a probe FAILs, 2 when one WARNs and --strict is given.
+    CheckReceiver(CheckReceiverArgs),
     /// Run a benchmark against a fresh database (default: a temporary SQLite file).
     Bench {
         /// Only `--database-url` is read (and the log flags).
@@ -190,6 +195,80 @@ pub struct ServerArgs {
     /// The organisation.
     #[arg(long)]
     pub org: String,
+}
+
+/// What `check-receiver` checks: a URL directly, or an action through a running Flowhook.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["url", "action"])))]
+pub struct CheckReceiverArgs {
+    /// The receiver's URL; `{event}` in it becomes created, finished, cancelled, deleted or cc
+    /// (flowhook-inbox: http://127.0.0.1:8090/callbacks/SOURCE/{event}). Sent from here, under
+    /// the egress policy of the configuration.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// With --url: the application's systemToken, as the receiver knows it.
+    #[arg(long, env = "FLOWHOOK_SIGN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The application (`appType`) the receiver knows the token of. Required with --url; with
+    /// --action the organisation's first application when absent.
+    #[arg(long, value_name = "APP")]
+    pub app_type: Option<String>,
+    /// With --url: the `corpId` the probes carry.
+    #[arg(long, default_value = "flowhook-check", value_name = "CORP")]
+    pub corp_id: String,
+    /// How the five kinds are sent: form (Yida's), json, or both (each kind in each). Default:
+    /// form with --url, the actions' own with --action.
+    #[arg(long, value_enum)]
+    pub encoding: Option<CheckEncoding>,
+    /// With --url: a header sent with every probe, `Name: value` (e.g. authentication);
+    /// repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// With --url: a TOML configuration file; its egress policy (`egress_*`) applies to the
+    /// probes, as to deliveries.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// With --url: time for one request, in ms (100 to 60000).
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub timeout_ms: u64,
+    /// Check this action through a running Flowhook instead (its connector's URL,
+    /// authentication and timeout; each kind to the action the sync strategy maps it to on
+    /// that connector); the scorecard is kept there too.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["headers", "corp_id", "config"])]
+    pub action: Option<String>,
+    /// With --action: the Flowhook's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// With --action: an API key with the `integration` (or `admin`) scope.
+    #[arg(long, env = "FLOWHOOK_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// With --action: the organisation.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Exit 2 when a probe WARNs (and none FAILs).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the scorecard as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckEncoding {
+    Form,
+    Json,
+    Both,
+}
+
+impl CheckEncoding {
+    fn encodings(self) -> Vec<crate::integration::connectors::Encoding> {
+        use crate::integration::connectors::Encoding as E;
+        match self {
+            CheckEncoding::Form => vec![E::Form],
+            CheckEncoding::Json => vec![E::Json],
+            CheckEncoding::Both => vec![E::Form, E::Json],
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +312,10 @@ impl Cli {
             | Command::Config {
                 what: ConfigCommand::Show { settings },
             } => settings.clone(),
+            Command::CheckReceiver(args) => ConfigArgs {
+                config: args.config.clone(),
+                ..ConfigArgs::default()
+            },
             _ => ConfigArgs::default(),
         };
         inner.or(&self.settings)
@@ -398,6 +481,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let jobs = format!("{}/api/v1/orgs/{}/jobs", server.server, server.org);
             follow_job(server, &jobs, &answer["job"], "redeliver").await
         }
+        Command::CheckReceiver(args) => check_receiver(&cli, args).await,
         Command::Bench { what, .. } => {
             let _tmp;
             let url = match &cli.settings().database_url {
@@ -608,6 +692,132 @@ fn verify_body(
         .verify(kind, &request, now_ms)
         .map(|v| format!("{} of app {}", v.event.kind(), v.event.app_type()))
         .map_err(|e| e.to_string()))
+}
+
+/// `check-receiver`: the probes from here (`--url`) or through a running Flowhook
+/// (`--action`); the scorecard printed; the exit status from its grades.
+async fn check_receiver(cli: &Cli, args: &CheckReceiverArgs) -> anyhow::Result<ExitCode> {
+    use crate::delivery::check;
+    let scorecard: check::Scorecard = match (&args.url, &args.action) {
+        (Some(url), _) => {
+            let token = args
+                .token
+                .clone()
+                .context("--url needs --token (or FLOWHOOK_SIGN_TOKEN): the app's systemToken")?;
+            let app_type = args.app_type.clone().context(
+                "--url needs --app-type: the application the receiver knows the token of",
+            )?;
+            let target = url_target(url, &args.headers, args.timeout_ms)?;
+            let egress = cli.load_config()?.dispatcher().egress;
+            let probing = check::Probing {
+                corp_id: args.corp_id.clone(),
+                app_type,
+                system_token: token,
+                encodings: args.encoding.unwrap_or(CheckEncoding::Form).encodings(),
+            };
+            let client = crate::delivery::exchange::check_client(&egress);
+            check::run(&client, &egress, &target, &probing).await
+        }
+        (None, Some(action)) => {
+            let server = ServerArgs {
+                server: args.server.trim_end_matches('/').to_owned(),
+                key: args
+                    .key
+                    .clone()
+                    .context("--action needs --key (or FLOWHOOK_API_KEY)")?,
+                org: args.org.clone().context("--action needs --org")?,
+            };
+            let mut body = serde_json::json!({});
+            if let Some(app) = &args.app_type {
+                body["appType"] = app.clone().into();
+            }
+            if let Some(e) = args.encoding {
+                body["encodings"] = serde_json::to_value(e.encodings())?;
+            }
+            let url = format!(
+                "{}/api/v1/orgs/{}/actions/{}/check",
+                server.server, server.org, action
+            );
+            let stored = api(&server, reqwest::Method::POST, &url, Some(body)).await?;
+            serde_json::from_value(stored["scorecard"].clone())
+                .context("the answer holds no scorecard")?
+        }
+        (None, None) => anyhow::bail!("give --url or --action"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&scorecard)?);
+    } else {
+        print!("{}", scorecard.render());
+    }
+    Ok(ExitCode::from(scorecard.exit_code(args.strict)))
+}
+
+/// The target of `check-receiver --url`: one connector (the URL's scheme, credentials, host and
+/// port; the headers; the timeout) and per kind an action with the rest of the URL, `{event}`
+/// replaced by the kind's short name.
+fn url_target(
+    url: &str,
+    headers: &[String],
+    timeout_ms: u64,
+) -> anyhow::Result<crate::delivery::check::Target> {
+    use crate::integration::connectors::{Action, Auth, Connector, Encoding};
+    if !(100..=60_000).contains(&timeout_ms) {
+        anyhow::bail!("--timeout-ms is 100 to 60000");
+    }
+    let mut default_headers = std::collections::BTreeMap::new();
+    for h in headers {
+        let (name, value) = h.split_once(':').with_context(|| {
+            format!(
+                "--header `{}` is not `Name: value`",
+                h.split(':').next().unwrap_or("")
+            )
+        })?;
+        default_headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let mut base: Option<String> = None;
+    let mut routes = std::collections::BTreeMap::new();
+    for kind in EventKind::ALL {
+        let full = url.replace("{event}", kind.short_name());
+        let parsed = url::Url::parse(&full).with_context(|| "--url is not a URL".to_string())?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+            anyhow::bail!("--url must be an http:// or https:// URL");
+        }
+        let origin = parsed[..url::Position::BeforePath].to_owned();
+        if base.as_ref().is_some_and(|b| *b != origin) {
+            anyhow::bail!("`{{event}}` may only be in the path or the query of --url");
+        }
+        base = Some(origin);
+        routes.insert(
+            kind,
+            Action {
+                id: format!("url-{}", kind.short_name()),
+                corp_id: String::new(),
+                connector_id: "url".into(),
+                name: kind.event_type().into(),
+                method: "POST".into(),
+                path: parsed[url::Position::BeforePath..].to_owned(),
+                encoding: Encoding::Form,
+                created_at: 0,
+            },
+        );
+    }
+    Ok(crate::delivery::check::Target {
+        connector: Connector {
+            id: "url".into(),
+            corp_id: String::new(),
+            name: "check-receiver --url".into(),
+            base_url: base.expect("five kinds"),
+            auth: Auth::None,
+            default_headers,
+            timeout_ms,
+            max_concurrency: crate::delivery::check::CONCURRENT as u32,
+            created_at: 0,
+            paused_at: None,
+            paused_reason: None,
+        },
+        auth: Auth::None,
+        routes,
+    })
 }
 
 /// Calls the API of a running Flowhook; a non-2xx answer is an error with its message.

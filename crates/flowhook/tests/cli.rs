@@ -694,3 +694,105 @@ async fn serve_demo_writes_the_system_token_beside_the_key() {
     assert_eq!(flowhook_sign::yida::verify(&params, &token), Ok(()));
     assert!(server.interrupt_and_wait().success());
 }
+
+/// A flowhook-inbox on 127.0.0.1 (a SQLite file in `dir`) knowing `APP_CLI`'s token, with a
+/// replay window of `max_skew_secs`; served by `rt` until it is dropped.
+fn inbox(rt: &tokio::runtime::Runtime, dir: &Path, max_skew_secs: u64) -> String {
+    use flowhook_inbox::config::{Config, Source, Token, Tokens};
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = format!(
+        "sqlite://{}",
+        dir.join(format!("inbox-{max_skew_secs}.db")).display()
+    );
+    config.max_skew_secs = max_skew_secs;
+    config.sources = vec![Source {
+        name: "flowhook".into(),
+        apps: std::collections::BTreeMap::from([(
+            "APP_CLI".into(),
+            Tokens::One(Token(CHECK_TOKEN.into())),
+        )]),
+    }];
+    config.validate().unwrap();
+    rt.block_on(async {
+        let app = flowhook_inbox::Application::build(config).await.unwrap();
+        let url = format!("http://{}/callbacks/flowhook/{{event}}", app.local_addr());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        url
+    })
+}
+
+const CHECK_TOKEN: &str = "CLI-CHECK-TOKEN-0123456789";
+
+/// `check-receiver --url` run by the binary against real receivers on 127.0.0.1: exit 0 when
+/// every probe passes (flowhook-inbox), also with `--strict`; an inbox that accepts a
+/// 10-minute-old `dateTime` only WARNs: 0, or 2 with `--strict`; a receiver that accepts
+/// everything FAILs: 1, the scorecard naming the probes and the README section.
+#[test]
+fn check_receiver_exit_status_follows_the_grades() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let strict = inbox(&rt, dir.path(), 300);
+    let lax = inbox(&rt, dir.path(), 3600);
+    let anything = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(|| async { "ok" });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    });
+    let check = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "check-receiver",
+            "--url",
+            url,
+            "--token",
+            CHECK_TOKEN,
+            "--app-type",
+            "APP_CLI",
+        ];
+        args.extend(extra);
+        let out = run(flowhook(dir.path(), &args));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = check(&strict, &["--strict", "--encoding", "both"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("0 WARN, 0 FAIL"), "{stdout}");
+    assert!(stdout.contains("kinds_json"), "{stdout}");
+
+    let (code, stdout, stderr) = check(&lax, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("WARN  replay"), "{stdout}");
+    let (code, stdout, _) = check(&lax, &["--strict"]);
+    assert_eq!(code, Some(2), "{stdout}");
+
+    let (code, stdout, stderr) = check(&anything, &["--json"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let card: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(card["failed"], 3, "{stdout}");
+    let (code, stdout, _) = check(&anything, &[]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("FAIL  forged_sign"), "{stdout}");
+    assert!(stdout.contains("accepts forged requests"), "{stdout}");
+    assert!(stdout.contains("README \"Receiving events\""), "{stdout}");
+
+    // Without its token the command says what is missing, with the usage error status.
+    let out = run(flowhook(
+        dir.path(),
+        &[
+            "check-receiver",
+            "--url",
+            &anything,
+            "--app-type",
+            "APP_CLI",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+}

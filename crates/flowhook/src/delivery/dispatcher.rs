@@ -1009,6 +1009,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         error_kind,
         error,
         duration,
+        ..
     } = super::exchange::exchange(
         &shared.client,
         &shared.config.egress,

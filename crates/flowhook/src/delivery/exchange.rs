@@ -34,18 +34,30 @@ pub const KEPT_BODY_BYTES: usize = 4096;
 /// The HTTP client of deliveries: pooled, no redirects, resolving through the egress policy, and
 /// never through a proxy of the environment: only through the one the policy names.
 pub fn client(egress: &EgressPolicy) -> reqwest::Client {
+    builder(egress).build().expect("an HTTP client")
+}
+
+/// The receiver check's client ([`super::check`]): the same as [`client`], and each answer of
+/// an https receiver carries its certificate ([`Exchange::peer_certificate`]), for its expiry.
+pub fn check_client(egress: &EgressPolicy) -> reqwest::Client {
+    builder(egress)
+        .tls_info(true)
+        .build()
+        .expect("an HTTP client")
+}
+
+fn builder(egress: &EgressPolicy) -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder()
         .dns_resolver(Arc::new(PolicyResolver::new(egress)))
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none());
-    let builder = match &egress.proxy {
+    match &egress.proxy {
         None => builder.no_proxy(),
         Some(proxy) => {
             builder.proxy(reqwest::Proxy::all(proxy.0.clone()).expect("a validated proxy URL"))
         }
-    };
-    builder.build().expect("an HTTP client")
+    }
 }
 
 /// What one exchange gave.
@@ -61,6 +73,8 @@ pub struct Exchange {
     /// Why it failed, with the connector's secrets scrubbed.
     pub error: Option<String>,
     pub duration: Duration,
+    /// An https receiver's certificate (DER), when the client keeps it ([`check_client`]).
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 /// Sends `prepared` to `connector`'s endpoint.
@@ -82,6 +96,7 @@ pub async fn exchange(
         error_kind: Some(kind),
         error: Some(secrets.scrub(&why)),
         duration: started.elapsed(),
+        peer_certificate: None,
     };
     let target = match url::Url::parse(&prepared.url) {
         Ok(u) => u,
@@ -126,6 +141,11 @@ pub async fn exchange(
         }
     };
     let status = resp.status();
+    let peer_certificate = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|tls| tls.peer_certificate())
+        .map(<[u8]>::to_vec);
     let retry_after = resp
         .headers()
         .get("retry-after")
@@ -179,6 +199,7 @@ pub async fn exchange(
         error_kind: (!status.is_success()).then_some("status"),
         error: (!status.is_success()).then(|| format!("HTTP {status}")),
         duration: started.elapsed(),
+        peer_certificate,
     }
 }
 

@@ -7,8 +7,11 @@
 //! - [`dispatcher`]: claims due deliveries under a lease, sends them (no transaction held across
 //!   HTTP), records each attempt with group commit, schedules retries.
 //! - [`retention`]: purges old attempt bodies from the delivery log.
+//! - [`check`]: the receiver check: marked probe requests, sent as deliveries are, graded into
+//!   a scorecard.
 
 pub mod breaker;
+pub mod check;
 pub mod dispatcher;
 pub mod egress;
 pub mod exchange;

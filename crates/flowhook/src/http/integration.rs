@@ -20,6 +20,7 @@ use super::AppState;
 use crate::integration::connectors::{
     Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, Strategy,
 };
+use crate::store::checks::StoredCheck;
 use crate::store::connectors::Deletion;
 use crate::store::deliveries::{AttemptView, ConnectorBacklog, Delivery, DeliveryFilter};
 use crate::store::jobs::{BackfillRequest, JobProgress};
@@ -76,6 +77,14 @@ pub fn router() -> Router<AppState> {
             post(rotate_webhook_secret),
         )
         .route("/api/v1/orgs/{corp_id}/actions/{id}/test", post(test_fire))
+        .route(
+            "/api/v1/orgs/{corp_id}/actions/{id}/check",
+            post(check_receiver),
+        )
+        .route(
+            "/api/v1/orgs/{corp_id}/actions/{id}/checks",
+            get(list_checks),
+        )
         .route("/api/v1/orgs/{corp_id}/backfills", post(backfill))
         .route("/api/v1/orgs/{corp_id}/backfills/{id}", get(job))
         .route("/api/v1/orgs/{corp_id}/jobs/{id}", get(any_job))
@@ -836,28 +845,8 @@ pub async fn test_fire(
         .await?
         .pop()
         .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
-    let apps = state.store.apps(&corp_id).await?;
-    let app = match &body.app_type {
-        Some(a) => apps
-            .into_iter()
-            .find(|x| &x.app_type == a)
-            .ok_or_else(|| invalid(format!("`appType`: unknown application `{a}`")))?,
-        None => apps.into_iter().next().ok_or_else(|| {
-            ApiError::client(
-                StatusCode::CONFLICT,
-                "no_app",
-                "create an application first: its systemToken signs the samples",
-            )
-        })?,
-    };
+    let (app_type, token) = signing_app(&state, &corp_id, body.app_type.as_deref()).await?;
     let now = crate::store::now_ms();
-    let token = state
-        .store
-        .app_tokens(&app.app_type, now)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| invalid("the application has no token"))?;
     let kinds: Vec<EventKind> = match &body.events {
         None => EventKind::ALL.to_vec(),
         Some(names) => names
@@ -873,7 +862,7 @@ pub async fn test_fire(
     };
     let mut fired = Vec::new();
     for kind in kinds {
-        let event = crate::integration::render::sample(kind, &app.app_type, &corp_id, now);
+        let event = crate::integration::render::sample(kind, &app_type, &corp_id, now);
         let params: Vec<(String, String)> = crate::integration::render::stored_params(&event)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -910,4 +899,158 @@ pub async fn test_fire(
         });
     }
     Ok(Json(fired))
+}
+
+/// The application whose systemToken signs samples and probes (`app_type`, or the
+/// organisation's first), with its current token.
+async fn signing_app(
+    state: &AppState,
+    corp_id: &str,
+    app_type: Option<&str>,
+) -> Result<(String, String), ApiError> {
+    let apps = state.store.apps(corp_id).await?;
+    let app = match app_type {
+        Some(a) => apps
+            .into_iter()
+            .find(|x| x.app_type == a)
+            .ok_or_else(|| invalid(format!("`appType`: unknown application `{a}`")))?,
+        None => apps.into_iter().next().ok_or_else(|| {
+            ApiError::client(
+                StatusCode::CONFLICT,
+                "no_app",
+                "create an application first: its systemToken signs the requests",
+            )
+        })?,
+    };
+    let token = state
+        .store
+        .app_tokens(&app.app_type, crate::store::now_ms())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("the application has no token"))?;
+    Ok((app.app_type, token))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckRequest {
+    /// Whose systemToken signs the probes (the receiver must know it); the organisation's
+    /// first app when absent.
+    #[serde(default)]
+    pub app_type: Option<String>,
+    /// The encodings the five kinds are each sent in (`form`, `json`, or both); the actions'
+    /// own when absent.
+    #[serde(default)]
+    pub encodings: Option<Vec<crate::integration::connectors::Encoding>>,
+}
+
+/// Receiver check: send the action's receiver a short series of probe requests — marked
+/// `X-Flowhook-Check: true`, ids `check-…`, as deliveries are sent (egress policy, the
+/// connector's authentication, headers and timeout) — and grade each answer PASS / WARN / FAIL
+/// against what a correct receiver must do: accept a signed event, its retry and an early
+/// `task.finished`; refuse a forged `sign`, a wrong token, a missing `sign` and (WARN) a
+/// 10-minute-old `dateTime`; accept the five kinds; answer 20 requests at once in under half
+/// the timeout. Each kind goes to the action the sync strategy maps it to when that action is
+/// on the same connector, else to this action. The probes end with a `task.deleted` of their
+/// instances, so a correct receiver is left clean. The scorecard is kept (`GET …/checks`).
+#[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/actions/{id}/check", tag = "integration", request_body = CheckRequest,
+    responses((status = 200, body = StoredCheck), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn check_receiver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, action_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<CheckRequest>,
+) -> Result<Json<StoredCheck>, ApiError> {
+    use crate::delivery::check;
+    caller.check(&corp_id, Scope::Integration)?;
+    super::validate::opt_id("appType", body.app_type.as_deref())?;
+    let mut encodings = body.encodings.unwrap_or_default();
+    if encodings.len() > 2 {
+        return Err(super::validate::invalid(
+            "encodings",
+            format!("has {} items; at most 2 (form, json)", encodings.len()),
+        ));
+    }
+    encodings.dedup();
+    let action = state
+        .store
+        .actions(&corp_id, Some(&action_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("action `{action_id}` not found")))?;
+    let (connector, auth) = state
+        .store
+        .connectors(&corp_id, Some(&action.connector_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
+    let (app_type, system_token) = signing_app(&state, &corp_id, body.app_type.as_deref()).await?;
+    let strategy = state.store.strategy(&corp_id).await?;
+    let actions = state.store.actions(&corp_id, None).await?;
+    let target = check::Target {
+        routes: check::routes(&action, strategy.as_ref().map(|s| &s.actions), &actions),
+        connector,
+        auth,
+    };
+    let probing = check::Probing {
+        corp_id: corp_id.clone(),
+        app_type,
+        system_token,
+        encodings,
+    };
+    let scorecard = check::run(
+        &crate::delivery::exchange::check_client(&state.egress),
+        &state.egress,
+        &target,
+        &probing,
+    )
+    .await;
+    Ok(Json(
+        state
+            .store
+            .record_check(&corp_id, &action_id, scorecard)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CheckListParams {
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+}
+
+/// The receiver checks of an action, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/actions/{id}/checks", tag = "integration", params(CheckListParams),
+    responses((status = 200, body = Vec<StoredCheck>), (status = 404, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
+pub async fn list_checks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((corp_id, action_id)): Path<(String, String)>,
+    ApiQuery(params): ApiQuery<CheckListParams>,
+) -> Result<Json<Vec<StoredCheck>>, ApiError> {
+    caller.check(&corp_id, Scope::Integration)?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=crate::store::checks::MAX_LISTED).contains(&limit) {
+        return Err(super::validate::invalid(
+            "limit",
+            format!("must be 1 to {}", crate::store::checks::MAX_LISTED),
+        ));
+    }
+    // A deleted action's checks stay listed: its id is still known to the log.
+    let checks = state.store.checks(&corp_id, &action_id, limit).await?;
+    if checks.is_empty()
+        && state
+            .store
+            .actions(&corp_id, Some(&action_id))
+            .await?
+            .is_empty()
+    {
+        return Err(ApiError::not_found(format!(
+            "action `{action_id}` not found"
+        )));
+    }
+    Ok(Json(checks))
 }

@@ -8,6 +8,7 @@
 //! Migrations are applied at start (and by `flowhook migrate`); a database whose schema is newer
 //! than this binary knows is refused rather than written to.
 
+pub mod checks;
 pub mod connectors;
 pub mod console;
 pub mod deliveries;

@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, real databases (SQLite always,
 //! PostgreSQL when `FLOWHOOK_TEST_POSTGRES` is set), real HTTP.
 
+mod check;
 mod connectors;
 mod console;
 mod crash;
