@@ -782,6 +782,17 @@ fn check_receiver_exit_status_follows_the_grades() {
     assert!(stdout.contains("accepts forged requests"), "{stdout}");
     assert!(stdout.contains("README \"Receiving events\""), "{stdout}");
 
+    // Nothing listening: the first probe FAILs with the connection error, and the check ends
+    // there rather than wait out every probe.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/{{event}}", l.local_addr().unwrap())
+    };
+    let (code, stdout, _) = check(&closed, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  created"), "{stdout}");
+    assert!(stdout.contains("0 PASS, 0 WARN, 1 FAIL"), "{stdout}");
+
     // Without its token the command says what is missing, with the usage error status.
     let out = run(flowhook(
         dir.path(),

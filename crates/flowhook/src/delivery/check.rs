@@ -234,6 +234,7 @@ const VERIFYING: &str = "README \"Receiving events\" › \"Verifying\"";
 const DEDUP: &str = "README \"Receiving events\" › \"De-duplicating and ordering\"";
 const ANSWERING: &str = "README \"Receiving events\" › \"Answering\"";
 const FIVE: &str = "README \"Receiving events\" › \"The five requests\"";
+const EGRESS: &str = "README \"Integration center: pushing task events\" › Egress policy";
 
 /// Runs the check: sends the probes in order and grades each answer.
 pub async fn run(
@@ -435,12 +436,25 @@ impl<'a> Checker<'a> {
         let first = self.shot(self.created(&main, &self.id("t1")), next_seq());
         let ex = self.send(&first).await;
         let certificate = ex.peer_certificate.clone();
+        let advice = match (ex.status, ex.error_kind) {
+            (Some(_), _) => format!("answer 2xx once a correctly signed event is stored ({ANSWERING})"),
+            (None, Some("egress")) => format!("Flowhook's egress policy refuses this address: allow it (`egress_allow`) or send elsewhere ({EGRESS})"),
+            (None, _) => "make the receiver reachable from Flowhook and answering within the timeout".into(),
+        };
         probes.push(must_accept(
             "created",
             "a correctly signed task.created → 2xx",
             &ex,
-            &format!("answer 2xx once a correctly signed event is stored ({ANSWERING})"),
+            &advice,
         ));
+        if ex.status.is_none() {
+            // Nothing answered (refused by the egress policy, no connection, a timeout): every
+            // other probe would wait as long again for nothing. The scorecard says why.
+            if let Some(r) = self.tls(&probes, None) {
+                probes.push(r);
+            }
+            return self.scorecard(probes, vec![main], &first);
+        }
 
         // 2. The same event again: a retry (same event id, attempt 2, a fresh dateTime).
         let retry = Shot {
@@ -634,9 +648,19 @@ impl<'a> Checker<'a> {
             &format!("a task.deleted removes the instance and all its tasks and cc records ({DEDUP}); the probe tasks may still be in your lists"),
         ));
 
+        self.scorecard(probes, instances, &first)
+    }
+
+    /// The scorecard of `probes`.
+    fn scorecard(
+        self,
+        probes: Vec<ProbeResult>,
+        instances: Vec<String>,
+        first: &Shot,
+    ) -> Scorecard {
         let count = |g: Grade| probes.iter().filter(|p| p.grade == g).count() as u32;
         Scorecard {
-            url: self.prepare(&first).logged_url,
+            url: self.prepare(first).logged_url,
             started_at: self.started_at,
             duration_ms: (now_ms() - self.started_at).max(0) as u64,
             instances,

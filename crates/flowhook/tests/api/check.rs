@@ -80,13 +80,24 @@ impl Inbox {
 /// for all when `per_kind` is false), and the strategy mapping each kind to its action.
 /// Returns the `task.created` action's id.
 async fn wire_up(org: &Org, base_url: &str, path_prefix: &str, per_kind: bool) -> String {
+    wire_up_with(org, base_url, path_prefix, per_kind, json!({})).await
+}
+
+/// [`wire_up`], the connector input completed by `more` (e.g. its authentication).
+async fn wire_up_with(
+    org: &Org,
+    base_url: &str,
+    path_prefix: &str,
+    per_kind: bool,
+    more: Value,
+) -> String {
+    let mut input = json!({"name": "receiver", "baseUrl": base_url, "timeoutMs": 5000});
+    input
+        .as_object_mut()
+        .unwrap()
+        .extend(more.as_object().unwrap().clone());
     let (s, con) = org
-        .send(
-            "POST",
-            &org.path("/connectors"),
-            None,
-            Some(json!({"name": "receiver", "baseUrl": base_url, "timeoutMs": 5000})),
-        )
+        .send("POST", &org.path("/connectors"), None, Some(input))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{con}");
     let mut actions = serde_json::Map::new();
@@ -333,8 +344,14 @@ async fn a_500_to_a_repeated_event_id_fails_the_duplicate_probe() {
                 200
             }
         });
-        let action = wire_up(&org, &receiver.url, "/hook", false).await;
+        // The connector's authentication goes with every probe, as with deliveries.
+        let auth = json!({"auth": {"type": "bearer", "token": "probe-bearer-0123456789"}});
+        let action = wire_up_with(&org, &receiver.url, "/hook", false, auth).await;
         let stored = check(&org, &action, json!({})).await;
+        assert!(receiver
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer probe-bearer-0123456789")));
         let duplicate = probe(&stored, "duplicate");
         assert_eq!(duplicate["grade"], "FAIL", "{stored:#}");
         assert_eq!(duplicate["status"], 500);
@@ -397,6 +414,36 @@ async fn bad_input_is_refused_naming_the_field() {
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
         assert!(receiver.requests().is_empty(), "nothing sent on bad input");
+        org.app.stop().await;
+    })
+    .await
+}
+
+/// The egress policy applies as for deliveries: with private targets denied, a receiver on
+/// loopback gets nothing; and a receiver that does not answer ends the check at its first
+/// probe, which says why (instead of every probe waiting out its timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_egress_policy_applies_and_no_answer_ends_the_check_at_once() {
+    crate::helpers::bounded(async {
+        let db = TestDb::sqlite().await;
+        let org = Org::setup_with(&db, "acme", |c| c.egress_deny_private = true).await;
+        let receiver = Receiver::start().await;
+        let action = wire_up(&org, &receiver.url, "/hook", false).await;
+        let stored = check(&org, &action, json!({})).await;
+        let card = &stored["scorecard"];
+        assert_eq!(card["probes"].as_array().unwrap().len(), 1, "{card:#}");
+        assert_eq!(card["failed"], 1);
+        let created = probe(&stored, "created");
+        assert_eq!(created["grade"], "FAIL");
+        assert!(
+            created["verdict"].as_str().unwrap().contains("egress"),
+            "{created}"
+        );
+        assert!(
+            created["advice"].as_str().unwrap().contains("egress_allow"),
+            "{created}"
+        );
+        assert!(receiver.requests().is_empty(), "nothing left the machine");
         org.app.stop().await;
     })
     .await
