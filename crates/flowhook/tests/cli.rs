@@ -807,3 +807,85 @@ fn check_receiver_exit_status_follows_the_grades() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
 }
+
+/// `check-receiver --action` through a running `flowhook serve --demo`: the probes go to the
+/// action's connector, the scorecard is printed and kept (`GET …/actions/{id}/checks`), and a
+/// receiver that accepts everything makes the exit status 1.
+#[test]
+fn check_receiver_checks_an_action_through_a_running_flowhook() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let anything = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(|| async { "ok" });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    });
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    let addr = server.wait_for("listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = std::fs::read_to_string(dir.path().join("flowhook-demo-key.txt"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let api = format!("http://{addr}/api/v1/orgs/{}", flowhook::demo::CORP_ID);
+    let action = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let con: serde_json::Value = client
+            .post(format!("{api}/connectors"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"name": "checked", "baseUrl": anything}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let action: serde_json::Value = client
+            .post(format!("{api}/actions"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"connectorId": con["id"], "name": "hook", "path": "/hook"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        action["id"].as_str().expect("an action").to_owned()
+    });
+    let out = run(flowhook(
+        dir.path(),
+        &[
+            "check-receiver",
+            "--action",
+            &action,
+            "--org",
+            flowhook::demo::CORP_ID,
+            "--server",
+            &format!("http://{addr}"),
+            "--key",
+            &key,
+        ],
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{out:?}");
+    assert!(stdout.contains("FAIL  forged_sign"), "{stdout}");
+    assert!(stdout.contains(&format!("{anything}/hook")), "{stdout}");
+    let kept: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{api}/actions/{action}/checks"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(kept.as_array().map(Vec::len), Some(1), "{kept}");
+    assert_eq!(kept[0]["scorecard"]["failed"], 3);
+    assert!(server.interrupt_and_wait().success());
+}
