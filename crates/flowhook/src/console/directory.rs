@@ -326,8 +326,7 @@ pub async fn put_user(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<UserForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let body = people::UserBody {
         name: f.name.trim().to_owned(),
         avatar: String::new(),
@@ -355,8 +354,7 @@ pub async fn delete_user(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let r = people::delete_user(
         State(state.clone()),
         caller(&corp),
@@ -381,8 +379,7 @@ pub async fn put_role(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<RoleForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let role_id = f.role_id.trim().to_owned();
     if role_id.is_empty() {
         let n = Notice::Refused(StatusCode::UNPROCESSABLE_ENTITY, "roleId: required".into());
@@ -421,8 +418,7 @@ pub async fn create_app(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<AppForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let body = orgs::NewApp {
         app_type: Some(f.app_type.trim().to_owned()).filter(|a| !a.is_empty()),
         name: f.name.trim().to_owned(),
@@ -459,8 +455,7 @@ pub async fn rotate_token(
     Path(app_type): Path<String>,
     CsrfForm(f): CsrfForm<GraceForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let Ok(grace_seconds) = f.grace_seconds.trim().parse::<u64>() else {
         let n = Notice::Refused(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -493,8 +488,7 @@ pub async fn commit_token(
     Path(app_type): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let r = orgs::commit_token(
         State(state.clone()),
         caller(&corp),
@@ -509,8 +503,7 @@ pub async fn create_key(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<std::collections::BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let body = orgs::NewKey {
         name: f
             .get("name")
@@ -547,8 +540,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let r = orgs::revoke_key(
         State(state.clone()),
         caller(&corp),

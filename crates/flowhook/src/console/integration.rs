@@ -198,8 +198,7 @@ pub async fn overview(
     ctx: Ctx,
     Query(nq): Query<NoticeQuery>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let connectors = state.store.connectors(&corp, None).await?;
     let actions = state.store.actions(&corp, None).await?;
     let depth = state.store.queue_depth(&corp).await?;
@@ -462,8 +461,7 @@ pub async fn create_connector(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<ConnectorForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let (auth, default_headers, timeout_ms, max_concurrency) = match f.parts() {
         Ok(p) => p,
         Err(why) => {
@@ -652,8 +650,7 @@ pub async fn save_connector(
     Path(id): Path<String>,
     CsrfForm(f): CsrfForm<ConnectorForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let (auth, default_headers, timeout_ms, max_concurrency) = match f.parts() {
         Ok(p) => p,
         Err(why) => {
@@ -698,8 +695,7 @@ pub async fn delete_connector(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     match api::delete_connector(
         State(state.clone()),
         caller(&corp),
@@ -725,8 +721,7 @@ pub async fn pause_connector(
     Path((id, op)): Path<(String, String)>,
     CsrfForm(f): CsrfForm<BackForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let r = match op.as_str() {
         "pause" => api::pause_connector(
             State(state.clone()),
@@ -804,8 +799,7 @@ pub async fn create_action(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<ActionForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     match api::create_action(
         State(state.clone()),
         caller(&corp),
@@ -901,8 +895,7 @@ pub async fn save_action(
     Path(id): Path<String>,
     CsrfForm(f): CsrfForm<ActionForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     match api::put_action(
         State(state.clone()),
         caller(&corp),
@@ -933,8 +926,7 @@ pub async fn delete_action(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let a = state
         .store
         .actions(&corp, Some(&id))
@@ -974,8 +966,7 @@ pub async fn test_fire(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let a = state
         .store
         .actions(&corp, Some(&id))
@@ -1105,8 +1096,7 @@ pub async fn strategy_page(
     ctx: Ctx,
     Query(nq): Query<NoticeQuery>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let current = state.store.strategy(&corp).await?;
     let n = nq.saved.map(|_| Notice::Ok(&t::DONE_OK));
     render_strategy(&state, &ctx, current, None, n).await
@@ -1219,8 +1209,7 @@ pub async fn save_strategy(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let pick = |field: &str| {
         f.get(field)
             .map(|s| s.trim().to_owned())
@@ -1294,8 +1283,7 @@ pub async fn rotate_secret(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<RotateForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let current = state.store.strategy(&corp).await?;
     let Ok(grace_seconds) = f.grace_seconds.trim().parse::<i64>() else {
         let n = Notice::Refused(
@@ -1623,8 +1611,7 @@ pub async fn redeliver_one(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     match api::redeliver_one(
         State(state.clone()),
         caller(&corp),
@@ -1648,8 +1635,7 @@ pub async fn redeliver_many(
     ctx: Ctx,
     CsrfForm(lq): CsrfForm<LogQuery>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     match api::redeliver_many(
         State(state.clone()),
         caller(&corp),
@@ -1725,8 +1711,7 @@ pub async fn start_backfill(
     ctx: Ctx,
     CsrfForm(f): CsrfForm<BackfillForm>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let req = if f.mode == "range" {
         let from = page::parse_date(&f.from);
         // The end date is included: the range ends at the next midnight.
@@ -1773,8 +1758,7 @@ pub async fn job_page(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let job = state
         .store
         .job(&corp, &id)

@@ -35,7 +35,8 @@
 //!    `Query` as needed) and returning `Result<Response, PageError>`:
 //!    - who may see it: `ctx.corp()?` (signed in, with an organisation: every query is scoped
 //!      by it; another organisation's ids must answer [`page::PageError::NotFound`], never
-//!      403), `ctx.operator()?` (operators only), `ctx.viewer()?` (anyone signed in);
+//!      403), `ctx.operator()?` (operators only), `ctx.operator_corp()?` (both: an operator's
+//!      organisation), `ctx.viewer()?` (anyone signed in);
 //!    - render with `page::page(&ctx, title, html! { … })`: the title becomes the page's
 //!      `<title>` and `<h1>` (every page has one); put sections under `h2`s;
 //!    - labels with `ctx.t(&i18n::MY_LABEL)`; times with `page::datetime`; query values in

@@ -35,6 +35,14 @@ impl Ctx {
         self.viewer()?.corp().ok_or(PageError::PickOrg)
     }
 
+    /// The organisation of a viewer who must be an operator (an operator with no organisation
+    /// picked yet is asked to pick one first, as [`Ctx::corp`] does).
+    pub fn operator_corp(&self) -> Result<String, PageError> {
+        let corp = self.corp()?.to_owned();
+        self.operator()?;
+        Ok(corp)
+    }
+
     /// The viewer, who must be an operator.
     pub fn operator(&self) -> Result<&Viewer, PageError> {
         let v = self.viewer()?;

@@ -248,8 +248,7 @@ async fn save(
     code: Option<String>,
     f: EditForm,
 ) -> Result<Response, PageError> {
-    let corp = ctx.corp()?.to_owned();
-    ctx.operator()?;
+    let corp = ctx.operator_corp()?;
     let versions = match &code {
         Some(c) => state.store.definitions(&corp, c, None, 1000).await?,
         None => Vec::new(),
