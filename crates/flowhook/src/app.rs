@@ -18,24 +18,36 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     config: Config,
+    dispatcher: crate::delivery::dispatcher::DispatcherConfig,
     /// This node's lease owner id, and the writer's channel of fresh deliveries to it.
     owner: String,
     fresh: tokio::sync::mpsc::Receiver<crate::store::writer::FreshDelivery>,
     /// The dispatcher's attempt records, to the writer.
-    records: tokio::sync::mpsc::Sender<crate::delivery::dispatcher::AttemptRecord>,
+    records: tokio::sync::mpsc::Sender<crate::store::attempts::AttemptRecord>,
+}
+
+/// Checks the whole configuration: its plain settings, then each layer's own (egress rules,
+/// the master key), as `flowhook serve` does before it starts.
+pub fn check_config(config: &Config) -> Result<(), crate::config::ConfigError> {
+    config.validate()?;
+    let invalid = crate::config::ConfigError::Invalid;
+    crate::delivery::dispatcher::DispatcherConfig::from_config(config).map_err(invalid)?;
+    crate::store::secrets::KeySource::from_config(config).map_err(invalid)?;
+    Ok(())
 }
 
 impl Application {
-    /// Opens (creating if needed) and migrates the database, then binds the listener.
+    /// Opens (creating if needed) and migrates the database, then binds the listener. The
+    /// configuration is the caller's to check ([`check_config`], as `flowhook serve` does);
+    /// what the layers cannot build from it fails here.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::connect(
-            &config.database_url,
-            config.database_max_connections,
-            config.database_connect_timeout(),
-        )
-        .await?;
+        let dispatcher = crate::delivery::dispatcher::DispatcherConfig::from_config(&config)
+            .map_err(crate::config::ConfigError::Invalid)?;
+        let key_source = crate::store::secrets::KeySource::from_config(&config)
+            .map_err(crate::config::ConfigError::Invalid)?;
+        let store = Store::from_config(&config).await?;
         let report = store.migrate().await?;
-        let keyring = crate::store::secrets::load_keyring(&store, &config.key_source()).await?;
+        let keyring = crate::store::secrets::load_keyring(&store, &key_source).await?;
         let sealed = crate::store::secrets::reseal(&store, &keyring, false).await?;
         tracing::info!(key_id = keyring.current_id(), "master key open");
         crate::store::secrets::install(&store, std::sync::Arc::new(keyring));
@@ -70,7 +82,7 @@ impl Application {
             tokio::sync::mpsc::channel(crate::delivery::dispatcher::RECORDS_ROOM);
         let handoff = crate::store::writer::Handoff {
             owner: owner.clone(),
-            lease: config.dispatcher().lease,
+            lease: dispatcher.lease,
             tx: fresh_tx,
             records,
         };
@@ -82,6 +94,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let tasks = crate::supervise::Tasks::new();
         Ok(Self {
             listener,
             state: AppState(std::sync::Arc::new(crate::http::SharedState {
@@ -90,7 +103,9 @@ impl Application {
                     config.public_base_url.clone(),
                     dispatch.clone(),
                     Some(handoff),
+                    &tasks,
                 ),
+                tasks,
                 store,
                 known_orgs: Default::default(),
                 known_keys: crate::store::Recent::new(crate::http::auth::KEY_TTL),
@@ -104,12 +119,13 @@ impl Application {
                     std::time::Duration::from_millis(config.breaker_cooldown_ms),
                     config.delivery_org_share(),
                 )),
-                egress: std::sync::Arc::new(config.dispatcher().egress),
-                delivery_client: crate::delivery::exchange::client(&config.dispatcher().egress),
+                delivery_client: crate::delivery::exchange::client(&dispatcher.egress),
+                egress: std::sync::Arc::new(dispatcher.egress.clone()),
                 console: crate::console::session::Settings::from_config(&config),
                 links,
             })),
             config,
+            dispatcher,
             owner,
             fresh,
             records: records_tx,
@@ -136,11 +152,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_dispatch, stop_rx) = tokio::sync::watch::channel(false);
-        let mut dispatcher_config = self.config.dispatcher();
+        let mut dispatcher_config = self.dispatcher;
         if self.config.console_links {
             dispatcher_config.task_links = Some(self.state.links.clone());
         }
         let dispatcher = crate::delivery::dispatcher::spawn(
+            &self.state.tasks,
             self.state.store.clone(),
             self.state.dispatch.clone(),
             dispatcher_config,
@@ -152,6 +169,7 @@ impl Application {
             stop_rx.clone(),
         );
         let retention = crate::delivery::retention::spawn(
+            &self.state.tasks,
             self.state.store.clone(),
             self.config.attempt_body_retention_days,
             stop_rx,
@@ -174,10 +192,23 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
         }
-        // Deliveries in flight finish or, if cut off, come back when their lease expires.
+        // Requests in flight end and their attempts are queued to the writer, which writes
+        // them, and every command queued, before it stops. What the grace cuts off comes back
+        // when its lease expires (at-least-once).
         let _ = stop_dispatch.send(true);
-        let _ = tokio::time::timeout(grace, dispatcher).await;
+        if tokio::time::timeout(grace, dispatcher).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "deliveries still in flight after the grace period; they come back when their leases expire"
+            );
+        }
         let _ = tokio::time::timeout(grace, retention).await;
+        if tokio::time::timeout(grace, self.state.writer.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "the writer did not finish within the grace period");
+        }
         // Bounded too: a connection still held elsewhere must not keep the process from
         // stopping (what it held is committed or rolled back by the database when it closes).
         if tokio::time::timeout(grace, self.state.store.close())

@@ -329,7 +329,9 @@ impl Cli {
             log_format: s.log_format,
             log_level: s.log_level,
         };
-        Ok(Config::load(s.config.as_deref(), &overrides)?)
+        let config = Config::load(s.config.as_deref(), &overrides)?;
+        crate::app::check_config(&config)?;
+        Ok(config)
     }
 }
 
@@ -360,14 +362,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RotateMasterKey { .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
-            let store = Store::connect(
-                &config.database_url,
-                config.database_max_connections,
-                config.database_connect_timeout(),
-            )
-            .await?;
+            let store = Store::from_config(&config).await?;
             store.migrate().await?;
-            let result = rotate_master_key(&store, &config.key_source()).await;
+            let result = rotate_master_key(
+                &store,
+                &crate::store::secrets::KeySource::from_config(&config)
+                    .map_err(crate::config::ConfigError::Invalid)?,
+            )
+            .await;
             store.close().await;
             println!("{}", result?);
             Ok(ExitCode::SUCCESS)
@@ -375,12 +377,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
-            let store = Store::connect(
-                &config.database_url,
-                config.database_max_connections,
-                config.database_connect_timeout(),
-            )
-            .await?;
+            let store = Store::from_config(&config).await?;
             let report = store.migrate().await?;
             store.close().await;
             println!(
@@ -394,12 +391,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RotateLinkSecret { .. } => {
             let config = cli.load_config()?;
             telemetry::init_logging(&config);
-            let store = Store::connect(
-                &config.database_url,
-                config.database_max_connections,
-                config.database_connect_timeout(),
-            )
-            .await?;
+            let store = Store::from_config(&config).await?;
             store.migrate().await?;
             store.rotate_link_secret().await?;
             store.close().await;
@@ -708,7 +700,10 @@ async fn check_receiver(cli: &Cli, args: &CheckReceiverArgs) -> anyhow::Result<E
                 "--url needs --app-type: the application the receiver knows the token of",
             )?;
             let target = url_target(url, &args.headers, args.timeout_ms)?;
-            let egress = cli.load_config()?.dispatcher().egress;
+            let egress =
+                crate::delivery::dispatcher::DispatcherConfig::from_config(&cli.load_config()?)
+                    .map_err(crate::config::ConfigError::Invalid)?
+                    .egress;
             let probing = check::Probing {
                 corp_id: args.corp_id.clone(),
                 app_type,

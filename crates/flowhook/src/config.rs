@@ -192,7 +192,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what types alone cannot.
+    /// Checks what types alone cannot, of the plain settings; each layer checks its own when
+    /// it builds its typed settings from them (`app::check_config` runs them all).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, why: String| Err(ConfigError::Invalid(format!("`{key}`: {why}")));
         if let Err(why) = database_kind(&self.database_url) {
@@ -219,18 +220,6 @@ impl Config {
                 "must be a percentage from 1 to 100".into(),
             );
         }
-        if let Err(why) = crate::delivery::egress::EgressPolicy::parse(
-            &self.egress_allow,
-            &self.egress_deny,
-            false,
-        ) {
-            return invalid("egress_allow/egress_deny", why);
-        }
-        if let Err(why) = crate::delivery::egress::EgressPolicy::default()
-            .with_proxy(self.egress_proxy.as_deref())
-        {
-            return invalid("egress_proxy", why);
-        }
         if self.delivery_node_timeout_ms < 2_500 {
             return invalid(
                 "delivery_node_timeout_ms",
@@ -247,11 +236,6 @@ impl Config {
         }
         if self.retry_schedule_ms.is_empty() {
             return invalid("retry_schedule_ms", "needs at least one delay".into());
-        }
-        if let Some(key) = &self.master_key {
-            if let Err(e) = crate::store::secrets::Keyring::parse(&key.0) {
-                return invalid("master_key", e.to_string());
-            }
         }
         if let Some(key) = &self.admin_key {
             if key.len() < 16 {
@@ -325,44 +309,6 @@ impl Config {
 
     pub fn database_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.database_connect_timeout_secs)
-    }
-
-    pub fn dispatcher(&self) -> crate::delivery::dispatcher::DispatcherConfig {
-        crate::delivery::dispatcher::DispatcherConfig {
-            concurrency: self.delivery_concurrency,
-            lease: Duration::from_secs(self.delivery_lease_secs),
-            poll: Duration::from_millis(self.delivery_poll_ms),
-            node_timeout: Duration::from_millis(self.delivery_node_timeout_ms),
-            policy: crate::delivery::retry::RetryPolicy::from_millis(
-                &self.retry_schedule_ms,
-                self.retry_then_every_ms,
-                self.retry_give_up_after_ms,
-            ),
-            breaker_threshold: self.breaker_threshold,
-            breaker_cooldown: Duration::from_millis(self.breaker_cooldown_ms),
-            egress: crate::delivery::egress::EgressPolicy::parse(
-                &self.egress_allow,
-                &self.egress_deny,
-                self.egress_deny_private,
-            )
-            .and_then(|p| p.with_proxy(self.egress_proxy.as_deref()))
-            .expect("validated"),
-            task_links: None,
-        }
-    }
-
-    /// Where the master key comes from: `master_key`, else `master_key_file`, else the
-    /// default key file.
-    pub fn key_source(&self) -> crate::store::secrets::KeySource {
-        use crate::store::secrets::{default_key_file, KeySource};
-        match &self.master_key {
-            Some(key) => KeySource::Given(zeroize::Zeroizing::new(key.0.clone())),
-            None => KeySource::File(
-                self.master_key_file
-                    .clone()
-                    .unwrap_or_else(|| default_key_file(&self.database_url)),
-            ),
-        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

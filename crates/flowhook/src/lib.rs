@@ -4,17 +4,31 @@
 //! never lost, to the organisation's own services.
 //!
 //! ## Layout
-//! - [`config`]: defaults < file < `FLOWHOOK_*` environment < flags, validated at start.
+//! From the bottom up; each module uses only those above it in this list, never one below.
+//! - [`config`]: plain settings — defaults < file < `FLOWHOOK_*` environment < flags. Imports
+//!   no other module: each layer builds its typed settings from it (`DispatcherConfig`,
+//!   `KeySource`, `Store::from_config`), and [`app::check_config`] runs those checks at start.
+//! - [`supervise`]: restarts a background task that panicked; `/readyz` names one that is down.
+//! - [`engine`]: the pure approval state machine: definitions, approvers, conditions (CEL),
+//!   transitions, events. No I/O, no clock, no database: it must not reach any module below.
+//! - [`integration`]: connectors, actions, sync strategies and their rules, and the rendering
+//!   of engine events into Yida's parameters. Pure: no SQL, no network.
+//! - [`store`]: every SQL statement: SQLite (default) or PostgreSQL, migrations per backend, the
+//!   command writer (group commit), claims, attempt records, secrets sealed at rest. Uses the
+//!   engine and integration types; it must not reach `delivery`, `http` or `console`.
 //! - [`telemetry`]: `tracing` logs and the Prometheus registry.
-//! - [`engine`]: pure approval state machine: definitions, approvers, transitions, events.
-//! - [`store`]: SQLite (default) or PostgreSQL, migrations per backend, durable commits.
-//! - [`delivery`]: the dispatcher: leases, retries, ordering, breakers, the attempt log.
-//! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document.
-//! - [`console`]: the web pages under `/console` (task center, task pages, processes).
-//! - [`app`]: builds and runs the service; tests use it to run the real thing on port 0.
-//! - [`demo`]: the demo organisation of `flowhook serve --demo`.
-//! - [`bench`]: the benchmarks of `flowhook bench`.
-//! - [`cli`]: the commands of the `flowhook` binary (`serve`, `migrate`, `sign`, `verify`).
+//! - [`delivery`]: policy and sending: the dispatcher loop, lanes, retries, breakers, egress,
+//!   request building and the exchange. Asks the store for what it needs; holds no SQL.
+//! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document; validates
+//!   input once for both backends.
+//! - [`console`]: the web pages under `/console` (task center, task pages, integration center).
+//! - [`app`]: builds and runs the service (supervised tasks, shutdown that waits for requests
+//!   in flight); tests use it to run the real thing on port 0.
+//! - [`demo`], [`bench`], [`cli`]: the demo organisation, `flowhook bench`, and the binary's
+//!   commands (`serve`, `migrate`, `sign`, `verify`, `check-receiver`, …).
+//!
+//! Known exception, kept small: `delivery` reaches `console::link` to sign each `taskUrl` at
+//! send time.
 //!
 //! Signing and payloads live in the `flowhook-sign` crate, which receivers use on their own.
 #![forbid(unsafe_code)]
@@ -30,6 +44,7 @@ pub mod engine;
 pub mod http;
 pub mod integration;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 
 pub use app::Application;

@@ -16,15 +16,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use super::breaker::{Breakers, Cap, EndpointKey, Permit};
-use super::request::{prepare, EventInfo, Prepared};
+use super::request::{prepare, EventInfo};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
+use crate::store::attempts::{Attempt, AttemptRecord};
+use crate::store::claims::{Claim, Claimed, ClaimedBatch, DeliveryEvent, Scope};
 use crate::store::writer::FreshDelivery;
-use crate::store::{new_id, now_ms, on_pool, Recent, Store, StoreError};
+use crate::store::{new_id, now_ms, Recent, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Tuning of the dispatcher.
@@ -48,48 +49,34 @@ pub struct DispatcherConfig {
     pub task_links: Option<Arc<crate::console::link::Links>>,
 }
 
-/// One claimed delivery.
-#[derive(Debug, Clone)]
-struct Claimed {
-    id: String,
-    corp_id: String,
-    event_id: String,
-    action_id: String,
-    /// The instance, when the delivery is ordered: its lane.
-    lane: Option<String>,
-    attempts: i64,
-    backfill: bool,
-    created_at: i64,
-}
-
-/// What happened to one claimed delivery.
-pub struct AttemptRecord {
-    pub(crate) delivery_id: String,
-    pub(crate) corp_id: String,
-    /// The ordered delivery's instance: when it ends, the lane's next delivery may go.
-    pub(crate) lane: Option<String>,
-    /// None: held back — by the breaker, a pause, or a target not ready — with no attempt made
-    /// nor counted.
-    pub(crate) attempt: Option<Attempt>,
-    /// Why it is held, shown as the delivery's `lastError` (None: left as it was).
-    pub(crate) held_because: Option<&'static str>,
-    pub(crate) next_attempt_at: i64,
-    pub(crate) status: &'static str,
-    /// The connectors of the endpoint whose breaker this success closed: their waiting
-    /// deliveries become due now.
-    pub(crate) reopened_connectors: Vec<String>,
-}
-
-pub struct Attempt {
-    pub(crate) number: i64,
-    pub(crate) started_at: i64,
-    pub(crate) duration_ms: i64,
-    pub(crate) prepared: Prepared,
-    pub(crate) response_status: Option<u16>,
-    pub(crate) response_headers: Option<String>,
-    pub(crate) response_body: Option<String>,
-    pub(crate) error_kind: Option<&'static str>,
-    pub(crate) error: Option<String>,
+impl DispatcherConfig {
+    /// The dispatcher's settings from the configuration, or why they are invalid (the
+    /// setting named).
+    pub fn from_config(c: &crate::config::Config) -> Result<Self, String> {
+        let egress = super::egress::EgressPolicy::parse(
+            &c.egress_allow,
+            &c.egress_deny,
+            c.egress_deny_private,
+        )
+        .map_err(|why| format!("`egress_allow/egress_deny`: {why}"))?
+        .with_proxy(c.egress_proxy.as_deref())
+        .map_err(|why| format!("`egress_proxy`: {why}"))?;
+        Ok(Self {
+            concurrency: c.delivery_concurrency,
+            lease: Duration::from_secs(c.delivery_lease_secs),
+            poll: Duration::from_millis(c.delivery_poll_ms),
+            node_timeout: Duration::from_millis(c.delivery_node_timeout_ms),
+            policy: RetryPolicy::from_millis(
+                &c.retry_schedule_ms,
+                c.retry_then_every_ms,
+                c.retry_give_up_after_ms,
+            ),
+            breaker_threshold: c.breaker_threshold,
+            breaker_cooldown: Duration::from_millis(c.breaker_cooldown_ms),
+            egress,
+            task_links: None,
+        })
+    }
 }
 
 /// Shared by the dispatcher's tasks.
@@ -143,10 +130,12 @@ pub fn new_owner() -> String {
 /// The room of the fresh-delivery channel, per request allowed in flight.
 pub const FRESH_ROOM_PER_SLOT: usize = 4;
 
-/// Starts the dispatcher as lease owner `owner`; `fresh` brings the deliveries the writer
-/// leased to it at commit. It stops when `stop` becomes true.
+/// Starts the dispatcher as lease owner `owner`, the supervised task `dispatcher` of `tasks`;
+/// `fresh` brings the deliveries the writer leased to it at commit. It stops when `stop` becomes
+/// true, once the requests in flight have ended and their attempts are queued to the writer.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
+    tasks: &Arc<crate::supervise::Tasks>,
     store: Store,
     notify: Arc<Notify>,
     config: DispatcherConfig,
@@ -173,17 +162,22 @@ pub fn spawn(
         paused: Recent::new(SECRET_TTL),
         secrets: Recent::new(SECRET_TTL),
     });
-    tokio::spawn(run(shared, fresh, records, stop))
+    // Outlives a run: a restart after a panic takes up the same channel.
+    let fresh = Arc::new(tokio::sync::Mutex::new(fresh));
+    crate::supervise::supervise(tasks, "dispatcher", move || {
+        run(shared.clone(), fresh.clone(), records.clone(), stop.clone())
+    })
 }
 
 /// Sends what the writer hands over, as it arrives: no claim, no event read.
 async fn take_fresh(
     shared: Arc<Shared>,
-    mut fresh: mpsc::Receiver<FreshDelivery>,
+    fresh: Arc<tokio::sync::Mutex<mpsc::Receiver<FreshDelivery>>>,
     permits: Arc<Semaphore>,
     records_tx: mpsc::Sender<AttemptRecord>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut fresh = fresh.lock().await;
     loop {
         let f = tokio::select! {
             f = fresh.recv() => match f { Some(f) => f, None => return },
@@ -204,7 +198,7 @@ async fn take_fresh(
             backfill: false,
             created_at: f.created_at,
         };
-        let event = StoredEvent {
+        let event = DeliveryEvent {
             kind: f.kind,
             seq: f.seq,
             app_type: f.app_type,
@@ -219,7 +213,7 @@ async fn take_fresh(
 fn spawn_send(
     shared: &Arc<Shared>,
     c: Claimed,
-    event: StoredEvent,
+    event: DeliveryEvent,
     permit: tokio::sync::OwnedSemaphorePermit,
     records_tx: &mpsc::Sender<AttemptRecord>,
 ) {
@@ -233,21 +227,21 @@ fn spawn_send(
 
 async fn run(
     shared: Arc<Shared>,
-    fresh: mpsc::Receiver<FreshDelivery>,
+    fresh: Arc<tokio::sync::Mutex<mpsc::Receiver<FreshDelivery>>>,
     records_tx: mpsc::Sender<AttemptRecord>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
-    let listener = match &shared.store {
-        Store::Postgres(pool) => Some(tokio::spawn(listen(
-            pool.clone(),
-            shared.notify.clone(),
-            stop.clone(),
-        ))),
-        Store::Sqlite(_) => None,
-    };
-    let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop.clone()));
-    let fresh_task = tokio::spawn(take_fresh(
+    let slots = shared.config.concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(slots));
+    // The run's helpers end with it: dropped (a panic), the set aborts them, and a restart
+    // starts them again.
+    let mut helpers = tokio::task::JoinSet::new();
+    {
+        let (store, notify, stop) = (shared.store.clone(), shared.notify.clone(), stop.clone());
+        helpers.spawn(async move { store.listen_for_deliveries(notify, stop).await });
+    }
+    helpers.spawn(heartbeat(shared.clone(), stop.clone()));
+    helpers.spawn(take_fresh(
         shared.clone(),
         fresh,
         permits.clone(),
@@ -270,6 +264,13 @@ async fn run(
         }
     }
     while !*stop.borrow() {
+        // A helper that panicked (the heartbeat: this node would fence itself silently) fails
+        // the whole run, which its supervisor starts again.
+        if let Some(Err(e)) = helpers.try_join_next() {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
         shared.breakers.tick(Instant::now());
         send_probes(&shared, &mut probed, &permits, &records_tx).await;
         let mut free = permits.available_permits().min(256);
@@ -307,7 +308,7 @@ async fn run(
         // just now is leased or behind its lane's head: the writer wakes us when that head is
         // recorded, and the poll covers a crashed node's leases. (Waiting zero for it would
         // spin, and every empty claim takes the write lock.)
-        let mut wait = match next_due(&shared.store).await {
+        let mut wait = match shared.store.next_due().await {
             Ok(Some(at)) if at > now_ms() => {
                 Duration::from_millis((at - now_ms()) as u64).min(shared.config.poll)
             }
@@ -322,11 +323,12 @@ async fn run(
             _ = stop.changed() => {}
         }
     }
-    let _ = fresh_task.await;
-    let _ = heartbeat.await;
-    if let Some(l) = listener {
-        l.abort();
-    }
+    // Stopping: the sends in flight end (each holds a slot until its attempt is queued to the
+    // writer, which writes it before it stops); the caller bounds the wait by the grace.
+    let _ = permits
+        .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
+        .await;
+    helpers.shutdown().await;
 }
 
 /// How often a node writes its heartbeat.
@@ -375,16 +377,7 @@ fn fenced(shared: &Shared) -> bool {
 /// not they stay parked — no burst of sends to an endpoint still down. Returns how many
 /// endpoints.
 async fn open_parked_endpoints(shared: &Shared) -> Result<usize, StoreError> {
-    let parked: Vec<(String, String)> = on_pool!(&shared.store, |pool| {
-        sqlx::query_as(
-            "SELECT DISTINCT corp_id, action_id FROM deliveries \
-             WHERE status = 'pending' AND next_attempt_at > $1 AND last_error = $2",
-        )
-        .bind(now_ms())
-        .bind(HELD_BY_BREAKER)
-        .fetch_all(pool)
-        .await?
-    });
+    let parked = shared.store.parked(HELD_BY_BREAKER, now_ms()).await?;
     let mut endpoints = std::collections::HashSet::new();
     for (corp_id, action_id) in parked {
         endpoints.insert(target(shared, &corp_id, &action_id).await?.key.clone());
@@ -431,7 +424,7 @@ async fn send_probes(
 async fn send_claimed(
     shared: &Arc<Shared>,
     claimed: Vec<Claimed>,
-    events: Option<HashMap<String, StoredEvent>>,
+    events: Option<HashMap<String, DeliveryEvent>>,
     permits: &Arc<Semaphore>,
     records_tx: &mpsc::Sender<AttemptRecord>,
 ) {
@@ -440,7 +433,7 @@ async fn send_claimed(
     }
     let events = match events {
         Some(events) => events,
-        None => match load_events(shared, &claimed).await {
+        None => match shared.store.load_events(&claimed).await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "loading events failed; their leases will expire");
@@ -494,15 +487,15 @@ const SLOW_CLAIM: Duration = Duration::from_millis(100);
 /// scan and a sort of every due row — 300 ms a claim, measured, instead of an ordered index
 /// scan that stops after the batch (under 1 ms once analyzed).
 async fn refresh_statistics(store: &Store, last: &mut Option<Instant>) {
-    let Store::Postgres(pool) = store else {
+    if !store.has_planner_statistics() {
         return;
-    };
+    }
     if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
         return;
     }
     *last = Some(Instant::now());
     tracing::info!("claims are slow: refreshing the planner's statistics of the deliveries");
-    if let Err(e) = sqlx::query("ANALYZE deliveries").execute(pool).await {
+    if let Err(e) = store.analyze_deliveries().await {
         tracing::warn!(error = %e, "could not analyze the deliveries table");
     }
 }
@@ -510,160 +503,24 @@ async fn refresh_statistics(store: &Store, last: &mut Option<Instant>) {
 /// Attempt records waiting to be written, at most.
 pub const RECORDS_ROOM: usize = 4096;
 
-/// PostgreSQL: wakes this dispatcher when any node announces deliveries (`LISTEN`); reconnects
-/// after a lost connection. The poll still runs behind it.
-async fn listen(pool: sqlx::PgPool, notify: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    loop {
-        match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(crate::store::DELIVERIES_CHANNEL).await {
-                Ok(()) => loop {
-                    tokio::select! {
-                        n = listener.recv() => match n {
-                            Ok(_) => notify.notify_one(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "lost the notification connection; reconnecting");
-                                break;
-                            }
-                        },
-                        _ = stop.changed() => return,
-                    }
-                },
-                Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-            },
-            Err(e) => tracing::warn!(error = %e, "no notification connection; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Claimed deliveries and, on PostgreSQL, their events (read by the claim's own statement; on
-/// SQLite, whose `UPDATE … RETURNING` cannot feed a join, [`load_events`] reads them).
-type ClaimedBatch = (Vec<Claimed>, Option<HashMap<String, StoredEvent>>);
-
-/// Which deliveries a claim takes.
-#[derive(Clone, Copy)]
-enum Scope<'a> {
-    /// Up to this many due ones.
-    Due(usize),
-    /// One of this connector's pending ones, due or parked: the probe of its endpoint's open
-    /// breaker.
-    Probe(&'a str),
-}
-
+/// Claims for this node: the due deliveries (`free` at most, leaving out what would only come
+/// back busy) or the probe of a connector's endpoint.
 async fn claim(shared: &Shared, scope: Scope<'_>) -> Result<ClaimedBatch, StoreError> {
-    let now = now_ms();
-    let until = now + shared.config.lease.as_millis() as i64;
-    let postgres = matches!(shared.store, Store::Postgres(_));
-    let lock = if postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    // Ordered by due time only: within a lane only the head is claimable anyway, and a sort
-    // on (due, seq) would read every due row when a recovered endpoint makes its whole backlog
-    // due at the same instant.
-    // A probe: the connector's earliest pending delivery, whenever it is due (`$4` is the
-    // connector in place of the limit, so the parameters keep their order on SQLite too).
-    let (which, limit) = match scope {
-        Scope::Due(_) => ("d.next_attempt_at <= $3", "$4"),
-        Scope::Probe(_) => (
-            "d.action_id IN (SELECT a.id FROM actions a WHERE a.connector_id = $4)",
-            "1",
-        ),
-    };
-    // Left out: what would only come back busy — the actions of endpoints at their cap, and
-    // organisations at their share (both usually none: the statement is then the usual one).
     let (excluded_actions, excluded_orgs) = match scope {
         Scope::Due(_) => saturated(shared),
         Scope::Probe(_) => (Vec::new(), Vec::new()),
     };
-    let mut which = which.to_owned();
-    let db_now = crate::store::nodes::db_now_ms(&shared.store);
-    let mut n = 5;
-    for (column, ids) in [
-        ("action_id", &excluded_actions),
-        ("corp_id", &excluded_orgs),
-    ] {
-        if ids.is_empty() {
-            continue;
-        }
-        let list: Vec<String> = (0..ids.len())
-            .map(|_| {
-                n += 1;
-                format!("${n}")
-            })
-            .collect();
-        which.push_str(&format!(" AND d.{column} NOT IN ({})", list.join(", ")));
-    }
-    // A lease holds until it expires, and only while its owner's heartbeat is fresh: a dead
-    // node's leases are free within the node timeout (by the database's clock, like the beats).
-    let update = format!(
-        "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN ( \
-           SELECT d.id FROM deliveries d WHERE d.status = 'pending' AND {which} \
-           AND (d.lease_until IS NULL OR d.lease_until < $3 OR NOT EXISTS (SELECT 1 FROM nodes n \
-                WHERE n.id = d.lease_owner AND n.heartbeat_at >= {db_now} - $5)) \
-           AND (NOT d.ordered OR NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.instance_id = d.instance_id \
-                AND p.corp_id = d.corp_id AND p.status = 'pending' AND p.seq < d.seq)) \
-           ORDER BY d.next_attempt_at LIMIT {limit}{lock}) \
-         RETURNING id, corp_id, event_id, action_id, instance_id, ordered, attempts, backfill, created_at"
-    );
-    // PostgreSQL: the events in the same round trip — under load each round trip waits for
-    // the server's backend and this task to be scheduled, and the claim loop is serial.
-    let sql = if postgres {
-        format!(
-            "WITH c AS ({update}) SELECT c.*, e.kind, e.seq AS event_seq, e.app_type, e.params, e.source_event_id \
-             FROM c JOIN events e ON e.id = c.event_id"
-        )
-    } else {
-        update
-    };
-    let _gate = crate::store::write_gate(&shared.store).await;
-    let mut events = postgres.then(HashMap::new);
-    let rows = on_pool!(&shared.store, |pool| {
-        let q = sqlx::query(&sql).bind(&shared.owner).bind(until).bind(now);
-        let mut q = match scope {
-            Scope::Due(limit) => q.bind(limit as i64),
-            Scope::Probe(connector) => q.bind(connector),
-        };
-        q = q.bind(shared.config.node_timeout.as_millis() as i64);
-        for id in excluded_actions.iter().chain(&excluded_orgs) {
-            q = q.bind(id);
-        }
-        let rows = q.fetch_all(pool).await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for r in rows {
-            let c = Claimed {
-                id: r.try_get("id")?,
-                corp_id: r.try_get("corp_id")?,
-                event_id: r.try_get("event_id")?,
-                action_id: r.try_get("action_id")?,
-                lane: if r.try_get("ordered")? {
-                    Some(r.try_get("instance_id")?)
-                } else {
-                    None
-                },
-                attempts: i64::from(r.try_get::<i32, _>("attempts")?),
-                backfill: r.try_get("backfill")?,
-                created_at: r.try_get("created_at")?,
-            };
-            if let Some(events) = events.as_mut() {
-                let event = StoredEvent::parse(
-                    r.try_get("kind")?,
-                    r.try_get("event_seq")?,
-                    r.try_get("app_type")?,
-                    r.try_get("params")?,
-                    r.try_get("source_event_id")?,
-                )?;
-                events.insert(c.event_id.clone(), event);
-            }
-            claimed.push(c);
-        }
-        claimed
-    });
-    Ok((rows, events))
+    shared
+        .store
+        .claim(Claim {
+            owner: &shared.owner,
+            lease: shared.config.lease,
+            node_timeout: shared.config.node_timeout,
+            scope,
+            excluded_actions: &excluded_actions,
+            excluded_orgs: &excluded_orgs,
+        })
+        .await
 }
 
 /// The actions of the endpoints at their concurrency cap, and the organisations at their share.
@@ -681,72 +538,6 @@ fn saturated(shared: &Shared) -> (Vec<String>, Vec<String>) {
         .map(|t| t.action.id.clone())
         .collect();
     (actions, orgs)
-}
-
-/// The stored event of a delivery.
-#[derive(Clone)]
-struct StoredEvent {
-    kind: String,
-    seq: i64,
-    app_type: String,
-    params: Vec<(String, String)>,
-    /// An ingested event's id as its caller gave it (unique within its organisation): sent as
-    /// `X-Flowhook-Event-Id` in place of Flowhook's own id, which receivers never saw.
-    source_id: Option<String>,
-}
-
-impl StoredEvent {
-    /// From an `events` row; `params` is its stored JSON.
-    fn parse(
-        kind: String,
-        seq: i64,
-        app_type: String,
-        params: &str,
-        source_id: Option<String>,
-    ) -> Result<Self, StoreError> {
-        Ok(StoredEvent {
-            kind,
-            seq,
-            app_type,
-            params: serde_json::from_str(params)
-                .map_err(|e| StoreError::Corrupt(format!("event params: {e}")))?,
-            source_id,
-        })
-    }
-}
-
-/// `events` row: id, kind, seq, app type, params, source event id.
-type EventRow = (String, String, i64, String, String, Option<String>);
-
-async fn load_events(
-    shared: &Shared,
-    claimed: &[Claimed],
-) -> Result<HashMap<String, StoredEvent>, StoreError> {
-    let mut out = HashMap::new();
-    for chunk in claimed.chunks(500) {
-        let rows: Vec<EventRow> = on_pool!(&shared.store, |pool| {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT id, kind, seq, app_type, params, source_event_id FROM events WHERE id",
-            );
-            crate::store::push_in_list(&mut q, chunk.iter().map(|c| c.event_id.as_str()));
-            q.build_query_as().fetch_all(pool).await?
-        });
-        for (id, kind, seq, app_type, params, source_id) in rows {
-            out.insert(
-                id,
-                StoredEvent::parse(kind, seq, app_type, &params, source_id)?,
-            );
-        }
-    }
-    Ok(out)
-}
-
-async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
-    Ok(on_pool!(store, |pool| {
-        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
-            .fetch_one(pool)
-            .await?
-    }))
 }
 
 async fn target(
@@ -901,7 +692,7 @@ fn random_unit() -> f64 {
     (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }
 
-async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord {
+async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptRecord {
     let now = now_ms();
     let held = |until: i64, because: Option<&'static str>| AttemptRecord {
         delivery_id: c.id.clone(),
@@ -1087,7 +878,7 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
             number,
             started_at: now,
             duration_ms: duration.as_millis() as i64,
-            prepared,
+            request: prepared.logged(),
             response_status: status,
             response_headers: headers,
             response_body: body,
@@ -1103,127 +894,3 @@ async fn send(shared: &Shared, c: Claimed, event: &StoredEvent) -> AttemptRecord
         },
     }
 }
-
-/// Adds the statements writing attempt records to `$script` (the writer's [`Statements`] of
-/// either backend): the writer runs them inside its own group commit, so a command batch and
-/// the attempts finished meanwhile share one fsync.
-///
-/// `$owner` is this node's lease owner id: a delivery's state is written only while the lease
-/// is still this node's. Another node that took it over (this node's heartbeat went stale) owns
-/// its state from then on; this node's attempt stays in the log.
-///
-/// [`Statements`]: crate::store::writer
-macro_rules! write_records_in {
-    ($script:ident, $batch:expr, $owner:expr) => {{
-        let batch: &[$crate::delivery::dispatcher::AttemptRecord] = $batch;
-        let owner: Option<&str> = $owner;
-        let now = $crate::store::now_ms();
-        // The common case — an attempt that delivered — is written with multi-row statements:
-        // one INSERT of every attempt, one UPDATE of every delivered delivery. Failures and
-        // holds are rarer and carry their own schedule: one UPDATE each.
-        let attempts: Vec<(
-            &$crate::delivery::dispatcher::AttemptRecord,
-            &$crate::delivery::dispatcher::Attempt,
-        )> = batch
-            .iter()
-            .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
-            .collect();
-        let delivered: Vec<&str> = attempts
-            .iter()
-            .filter(|(r, _)| r.status == "delivered")
-            .map(|(r, _)| r.delivery_id.as_str())
-            .collect();
-        for chunk in attempts.chunks(200) {
-            let q = $script.start_with(
-                "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
-                 request_params, response_status, response_headers, response_body, error_kind, error) ",
-            );
-            q.push_values(chunk, |mut b, (r, a)| {
-                b.push_bind($crate::store::new_id("att"))
-                    .push_bind(&r.delivery_id)
-                    .push_bind(&r.corp_id)
-                    .push_bind(a.number as i32)
-                    .push_bind(a.started_at)
-                    .push_bind(a.duration_ms)
-                    .push_bind(&a.prepared.logged_url)
-                    .push_bind(serde_json::to_string(&a.prepared.logged_headers).unwrap_or_default())
-                    .push_bind(serde_json::to_string(&a.prepared.params).unwrap_or_default())
-                    .push_bind(a.response_status.map(i32::from))
-                    .push_bind(&a.response_headers)
-                    .push_bind(&a.response_body)
-                    .push_bind(a.error_kind)
-                    .push_bind(&a.error);
-            });
-        }
-        for chunk in delivered.chunks(500) {
-            // `attempts + 1`: the attempt just made (the delivery is leased to this node).
-            let q = $script.start_with(
-                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
-                 lease_owner = NULL, lease_until = NULL, updated_at = ",
-            );
-            q.push_bind(now).push(" WHERE id");
-            $crate::store::push_in_list(q, chunk.iter().copied());
-            if let Some(owner) = owner {
-                q.push(" AND lease_owner = ").push_bind(owner.to_owned());
-            }
-        }
-        // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
-        // by that time to the second, one UPDATE per group: during an outage every fresh
-        // delivery comes back this way.
-        let mut held: std::collections::BTreeMap<(i64, Option<&str>), Vec<&str>> =
-            Default::default();
-        for r in batch.iter().filter(|r| r.attempt.is_none()) {
-            let due = (r.next_attempt_at + 999) / 1000 * 1000;
-            held.entry((due, r.held_because))
-                .or_default()
-                .push(r.delivery_id.as_str());
-        }
-        for ((due, because), ids) in &held {
-            for chunk in ids.chunks(500) {
-                let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
-                q.push_bind(*due);
-                if let Some(because) = because {
-                    q.push(", last_error = ").push_bind(*because);
-                }
-                // `pending`: a delivery cancelled meanwhile (its connector deleted) stays so.
-                q.push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
-                    .push_bind(now)
-                    .push(" WHERE status = 'pending' AND id");
-                $crate::store::push_in_list(q, chunk.iter().copied());
-                if let Some(owner) = owner {
-                    q.push(" AND lease_owner = ").push_bind(owner.to_owned());
-                }
-            }
-        }
-        // Failed attempts: each with its own schedule and error.
-        for (r, a) in attempts.iter().filter(|(r, _)| r.status != "delivered") {
-            let q = $script.start("UPDATE deliveries SET status = ");
-            q.push_bind(r.status)
-                .push(", attempts = ")
-                .push_bind(a.number as i32)
-                .push(", next_attempt_at = ")
-                .push_bind(r.next_attempt_at)
-                .push(", last_error = ")
-                .push_bind(&a.error)
-                .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
-                .push_bind(now)
-                .push(" WHERE status = 'pending' AND id = ")
-                .push_bind(&r.delivery_id);
-            if let Some(owner) = owner {
-                q.push(" AND lease_owner = ").push_bind(owner.to_owned());
-            }
-        }
-        // Last, so nothing written above pushes them back: an endpoint that is back gets its
-        // backlog due now, not when each backoff expires.
-        for connector in batch.iter().flat_map(|r| &r.reopened_connectors) {
-            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
-            q.push_bind(now)
-                .push(" WHERE status = 'pending' AND next_attempt_at > ")
-                .push_bind(now)
-                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id = ")
-                .push_bind(connector)
-                .push(")");
-        }
-    }};
-}
-pub(crate) use write_records_in;

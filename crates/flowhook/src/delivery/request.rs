@@ -22,6 +22,17 @@ pub struct Prepared {
     pub logged_headers: Vec<(String, String)>,
 }
 
+impl Prepared {
+    /// The request as the delivery log keeps it (credentials masked).
+    pub fn logged(self) -> crate::store::attempts::LoggedRequest {
+        crate::store::attempts::LoggedRequest {
+            url: self.logged_url,
+            headers: self.logged_headers,
+            params: self.params,
+        }
+    }
+}
+
 /// Everything about the event that the request carries.
 pub struct EventInfo<'a> {
     pub event_id: &'a str,

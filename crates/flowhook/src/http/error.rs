@@ -105,6 +105,7 @@ impl From<crate::store::writer::WriteError> for ApiError {
             W::Engine(e) => e.into(),
             W::Store(e) => e.into(),
             W::Stopped => ApiError::Unavailable("the writer has stopped".into()),
+            W::Internal => ApiError::Internal(anyhow::anyhow!(W::Internal.to_string())),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers).
+//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers
+//! and every background task — writer, dispatcher, retention — runs).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -45,8 +46,11 @@ pub async fn healthz() -> Json<Health> {
 /// The database answers: this node can take traffic.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready", body = Ready),
-              (status = 503, description = "The database does not answer: the message says why; `Retry-After` says when to ask again", body = super::error::ErrorBody)))]
+              (status = 503, description = "The database does not answer, or a background task (writer, dispatcher, retention) is down and restarting: the message says which; `Retry-After` says when to ask again", body = super::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    if let Some(why) = state.tasks.down() {
+        return Err(ApiError::Unavailable(why));
+    }
     let version = state.store.schema_version().await.map_err(|e| {
         ApiError::Unavailable(e.outage().unwrap_or("the database does not answer").into())
     })?;

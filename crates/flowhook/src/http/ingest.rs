@@ -195,6 +195,7 @@ fn refused(e: IngestError, batch: bool) -> ApiError {
         ),
         IngestError::Store(e) => e.into(),
         IngestError::Stopped => ApiError::Unavailable("the writer has stopped".into()),
+        IngestError::Internal => ApiError::Internal(anyhow::anyhow!(e.to_string())),
     }
 }
 

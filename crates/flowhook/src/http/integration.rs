@@ -20,7 +20,6 @@ use super::AppState;
 use crate::integration::connectors::{
     Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, Strategy,
 };
-use crate::store::checks::StoredCheck;
 use crate::store::connectors::Deletion;
 use crate::store::deliveries::{AttemptView, ConnectorBacklog, Delivery, DeliveryFilter};
 use crate::store::jobs::{BackfillRequest, JobProgress};
@@ -1007,12 +1006,32 @@ pub async fn check_receiver(
         &probing,
     )
     .await;
-    Ok(Json(
-        state
-            .store
-            .record_check(&corp_id, &action_id, scorecard)
-            .await?,
-    ))
+    let counts = crate::store::checks::CheckCounts {
+        started_at: scorecard.started_at,
+        passed: scorecard.passed,
+        warned: scorecard.warned,
+        failed: scorecard.failed,
+    };
+    let json = serde_json::to_string(&scorecard).map_err(anyhow::Error::from)?;
+    let id = state
+        .store
+        .record_check(&corp_id, &action_id, counts, &json)
+        .await?;
+    Ok(Json(StoredCheck {
+        id,
+        action_id,
+        scorecard,
+    }))
+}
+
+/// A stored receiver check.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredCheck {
+    /// `chk_…`
+    pub id: String,
+    pub action_id: String,
+    pub scorecard: crate::delivery::check::Scorecard,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1040,7 +1059,20 @@ pub async fn list_checks(
         ));
     }
     // A deleted action's checks stay listed: its id is still known to the log.
-    let checks = state.store.checks(&corp_id, &action_id, limit).await?;
+    let checks: Vec<StoredCheck> = state
+        .store
+        .checks(&corp_id, &action_id, limit)
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            // A scorecard this version cannot read (written by a newer one) is left out.
+            Some(StoredCheck {
+                scorecard: serde_json::from_str(&row.scorecard).ok()?,
+                id: row.id,
+                action_id: row.action_id,
+            })
+        })
+        .collect();
     if checks.is_empty()
         && state
             .store

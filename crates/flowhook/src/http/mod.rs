@@ -49,6 +49,8 @@ pub struct SharedState {
     pub metrics: Metrics,
     /// The only path by which commands change state (group commit).
     pub writer: crate::store::writer::Writer,
+    /// The background tasks' states: `/readyz` answers 503 while one is down.
+    pub tasks: std::sync::Arc<crate::supervise::Tasks>,
     /// The bootstrap admin key, if configured.
     pub admin_key: Option<std::sync::Arc<str>>,
     /// The token `/metrics` asks for, if configured.

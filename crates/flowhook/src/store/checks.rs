@@ -2,35 +2,39 @@
 //! action and listed newest first. A scorecard holds no secret (the check masks URLs and scrubs
 //! answers as the delivery log does), so it is stored as it is shown.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use super::{new_id, on_pool, write_gate, Store, StoreError};
-use crate::delivery::check::Scorecard;
 
-/// A stored check.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredCheck {
+/// A stored check: its id, its action, and its scorecard as stored (JSON; the API reads it).
+#[derive(Debug, Clone)]
+pub struct CheckRow {
     /// `chk_…`
     pub id: String,
     pub action_id: String,
-    pub scorecard: Scorecard,
+    pub scorecard: String,
+}
+
+/// What a check is listed and counted by.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckCounts {
+    pub started_at: i64,
+    pub passed: u32,
+    pub warned: u32,
+    pub failed: u32,
 }
 
 /// Most checks one listing returns.
 pub const MAX_LISTED: u32 = 100;
 
 impl Store {
-    /// Keeps the scorecard of a check of `action_id`; returns it with its id.
+    /// Keeps the scorecard (JSON) of a check of `action_id`; returns its id.
     pub async fn record_check(
         &self,
         corp_id: &str,
         action_id: &str,
-        scorecard: Scorecard,
-    ) -> Result<StoredCheck, StoreError> {
+        counts: CheckCounts,
+        scorecard: &str,
+    ) -> Result<String, StoreError> {
         let id = new_id("chk");
-        let json = serde_json::to_string(&scorecard).expect("a scorecard serialises");
         let _gate = write_gate(self).await;
         on_pool!(self, |pool| {
             sqlx::query(
@@ -40,19 +44,15 @@ impl Store {
             .bind(&id)
             .bind(corp_id)
             .bind(action_id)
-            .bind(scorecard.started_at)
-            .bind(scorecard.passed as i32)
-            .bind(scorecard.warned as i32)
-            .bind(scorecard.failed as i32)
-            .bind(&json)
+            .bind(counts.started_at)
+            .bind(counts.passed as i32)
+            .bind(counts.warned as i32)
+            .bind(counts.failed as i32)
+            .bind(scorecard)
             .execute(pool)
             .await?;
         });
-        Ok(StoredCheck {
-            id,
-            action_id: action_id.to_owned(),
-            scorecard,
-        })
+        Ok(id)
     }
 
     /// The checks of `action_id`, newest first, at most `limit` (capped at [`MAX_LISTED`]).
@@ -61,7 +61,7 @@ impl Store {
         corp_id: &str,
         action_id: &str,
         limit: u32,
-    ) -> Result<Vec<StoredCheck>, StoreError> {
+    ) -> Result<Vec<CheckRow>, StoreError> {
         let limit = i64::from(limit.clamp(1, MAX_LISTED));
         let rows: Vec<(String, String, String)> = on_pool!(self, |pool| {
             sqlx::query_as(
@@ -76,14 +76,10 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .filter_map(|(id, action_id, json)| {
-                // A scorecard this version cannot read (written by a newer one) is left out.
-                let scorecard = serde_json::from_str(&json).ok()?;
-                Some(StoredCheck {
-                    id,
-                    action_id,
-                    scorecard,
-                })
+            .map(|(id, action_id, scorecard)| CheckRow {
+                id,
+                action_id,
+                scorecard,
             })
             .collect())
     }

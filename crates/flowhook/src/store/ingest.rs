@@ -72,6 +72,10 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("the writer has stopped")]
     Stopped,
+    /// The call broke an invariant of the writer (a bug, logged with its panic): nothing of it
+    /// was written.
+    #[error("the events could not be stored: an internal error (logged); nothing was written")]
+    Internal,
 }
 
 /// Where fresh deliveries may go: the local dispatcher as lease owner `owner` until `until`,

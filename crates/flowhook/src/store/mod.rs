@@ -8,7 +8,9 @@
 //! Migrations are applied at start (and by `flowhook migrate`); a database whose schema is newer
 //! than this binary knows is refused rather than written to.
 
+pub mod attempts;
 pub mod checks;
+pub mod claims;
 pub mod connectors;
 pub mod console;
 pub mod deliveries;
@@ -360,6 +362,17 @@ impl Store {
                     .map_err(connect_err)?,
             ),
         })
+    }
+
+    /// Opens the database the configuration names (`database_url`, its pool size and
+    /// connect timeout).
+    pub async fn from_config(config: &crate::config::Config) -> Result<Store, StoreError> {
+        Store::connect(
+            &config.database_url,
+            config.database_max_connections,
+            config.database_connect_timeout(),
+        )
+        .await
     }
 
     pub fn kind(&self) -> DatabaseKind {

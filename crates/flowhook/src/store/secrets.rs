@@ -303,8 +303,8 @@ pub fn seal_connector(
 /// A stored connector row with its sealed fields opened.
 pub(crate) fn open_connector(
     keyring: &Keyring,
-    mut row: crate::integration::connectors::ConnectorRow,
-) -> Result<crate::integration::connectors::ConnectorRow, StoreError> {
+    mut row: super::connectors::ConnectorRow,
+) -> Result<super::connectors::ConnectorRow, StoreError> {
     let (id, corp_id) = (row.0.clone(), row.1.clone());
     row.3 = read_base_url(keyring, &corp_id, &id, &row.3)?;
     row.5 = keyring.open(&row.5, &field::connector_auth(&corp_id, &id))?;
@@ -362,6 +362,24 @@ pub enum KeySource {
     Given(Zeroizing<String>),
     /// A key file, created on first start when absent.
     File(PathBuf),
+}
+
+impl KeySource {
+    /// Where the configuration says the master key is: `master_key`, else `master_key_file`,
+    /// else the default key file beside the database. Keys given are checked here.
+    pub fn from_config(c: &crate::config::Config) -> Result<Self, String> {
+        Ok(match &c.master_key {
+            Some(key) => {
+                Keyring::parse(&key.0).map_err(|e| format!("`master_key`: {e}"))?;
+                KeySource::Given(Zeroizing::new(key.0.clone()))
+            }
+            None => KeySource::File(
+                c.master_key_file
+                    .clone()
+                    .unwrap_or_else(|| default_key_file(&c.database_url)),
+            ),
+        })
+    }
 }
 
 impl std::fmt::Debug for KeySource {

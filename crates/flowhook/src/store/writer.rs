@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
 use super::{new_id, now_ms, Store, StoreError};
@@ -63,6 +63,10 @@ pub enum WriteError {
     Store(#[from] StoreError),
     #[error("the writer has stopped")]
     Stopped,
+    /// The command broke an invariant of the writer (a bug, logged with its panic): nothing of
+    /// it was written, and the commands batched with it were applied alone.
+    #[error("the command could not be applied: an internal error (logged); nothing was written")]
+    Internal,
 }
 
 /// A stored event, as the API shows it.
@@ -132,7 +136,7 @@ pub struct Handoff {
     pub tx: mpsc::Sender<FreshDelivery>,
     /// The dispatcher's attempt records, written in the writer's own transactions: a batch of
     /// commands and the attempts finished meanwhile share one commit (one fsync).
-    pub records: mpsc::Receiver<crate::delivery::dispatcher::AttemptRecord>,
+    pub records: mpsc::Receiver<super::attempts::AttemptRecord>,
 }
 
 /// Where the writer sends fresh deliveries (the rest of [`Handoff`]).
@@ -147,18 +151,52 @@ struct FreshLink {
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     ingests: mpsc::Sender<IngestJob>,
+    stop: Arc<watch::Sender<bool>>,
+    /// The supervised task, taken by [`Writer::stop`].
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    faults: mpsc::Sender<()>,
+}
+
+/// What the writer takes work from. It outlives a run of the writer: after a panic the run
+/// starts again on the same channels (`supervise`), and nothing queued is lost.
+struct Inputs {
+    jobs: Option<mpsc::Receiver<Job>>,
+    ingests: Option<mpsc::Receiver<IngestJob>>,
+    records: Option<mpsc::Receiver<super::attempts::AttemptRecord>>,
+    stop: watch::Receiver<bool>,
+    /// [`Writer::crash_for_test`].
+    faults: mpsc::Receiver<()>,
+}
+
+impl Inputs {
+    /// Takes nothing new; what is queued is still received, then each channel ends.
+    fn close(&mut self) {
+        if let Some(r) = self.jobs.as_mut() {
+            r.close();
+        }
+        if let Some(r) = self.ingests.as_mut() {
+            r.close();
+        }
+        if let Some(r) = self.records.as_mut() {
+            r.close();
+        }
+    }
 }
 
 impl Writer {
-    /// Starts the writer; it stops when every handle is dropped.
+    /// Starts the writer as the supervised task `writer` of `tasks`; it stops when every handle
+    /// is dropped, or at [`Writer::stop`].
     pub fn spawn(
         store: Store,
         public_base_url: String,
         dispatch: Arc<tokio::sync::Notify>,
         handoff: Option<Handoff>,
+        tasks: &Arc<crate::supervise::Tasks>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let (ingests, ingest_rx) = mpsc::channel(4 * MAX_BATCH);
+        let (stop, stop_rx) = watch::channel(false);
+        let (faults, faults_rx) = mpsc::channel(1);
         let (handoff, records) = match handoff {
             Some(h) => (
                 Some(FreshLink {
@@ -170,16 +208,53 @@ impl Writer {
             ),
             None => (None, None),
         };
-        let worker = Worker {
+        let worker = Arc::new(Worker {
             store,
             caches: Caches::default(),
             public_base_url,
             dispatch,
             handoff,
             carried: Mutex::new(None),
-        };
-        tokio::spawn(worker.run(rx, ingest_rx, records));
-        Self { jobs, ingests }
+        });
+        let inputs = Arc::new(tokio::sync::Mutex::new(Inputs {
+            jobs: Some(rx),
+            ingests: Some(ingest_rx),
+            records,
+            stop: stop_rx,
+            faults: faults_rx,
+        }));
+        let task = crate::supervise::supervise(tasks, "writer", move || {
+            let (worker, inputs) = (worker.clone(), inputs.clone());
+            async move { worker.run(&mut *inputs.lock().await).await }
+        });
+        Self {
+            jobs,
+            ingests,
+            stop: Arc::new(stop),
+            task: Arc::new(Mutex::new(Some(task))),
+            faults,
+        }
+    }
+
+    /// Stops taking commands, writes what is queued (commands, ingest calls, attempt records),
+    /// and returns when the writer has ended. Callers bound it with the shutdown grace.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Makes the writer's task panic between two batches, as a broken invariant would: for the
+    /// test of its supervision (`/readyz` names it while it restarts; nothing queued is lost).
+    #[doc(hidden)]
+    pub async fn crash_for_test(&self) {
+        let _ = self.faults.send(()).await;
     }
 
     /// Stores an ingest call (all its events or none); returns once it is durably committed
@@ -538,17 +613,25 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// Runs `work`, catching a panic as its message: a broken invariant becomes the error of the
+/// work that broke it, not the end of the writer.
+async fn guarded<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|p| crate::supervise::panic_message(&*p).to_owned())
+}
+
 impl Worker {
-    async fn run(
-        self,
-        rx: mpsc::Receiver<Job>,
-        ingest_rx: mpsc::Receiver<IngestJob>,
-        records: Option<mpsc::Receiver<crate::delivery::dispatcher::AttemptRecord>>,
-    ) {
+    /// One run of the writer: takes work from `inputs` until every channel has ended. A panic
+    /// in a batch is caught and fails only the command that caused it (the batch is retried one
+    /// command at a time); a panic anywhere else ends the run, and `supervise` starts another
+    /// on the same inputs.
+    async fn run(&self, inputs: &mut Inputs) {
         // The writer keeps one connection: its page cache stays warm (only the writer writes),
         // and its prepared statements stay prepared. Replaced after any database error.
         let mut conn: Option<Conn> = None;
-        let (mut rx, mut records, mut ingest_rx) = (Some(rx), records, Some(ingest_rx));
         /// The next item of a channel that may be gone (then: never).
         async fn next<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
             match rx {
@@ -556,25 +639,38 @@ impl Worker {
                 None => std::future::pending().await,
             }
         }
-        while rx.is_some() || records.is_some() || ingest_rx.is_some() {
+        let mut stopping = *inputs.stop.borrow();
+        if stopping {
+            inputs.close();
+        }
+        while inputs.jobs.is_some() || inputs.records.is_some() || inputs.ingests.is_some() {
             let mut batch = Vec::new();
             let mut recs = Vec::new();
             let mut ingests = Vec::new();
             tokio::select! {
-                job = next(&mut rx) => match job {
+                job = next(&mut inputs.jobs) => match job {
                     Some(j) => batch.push(j),
-                    None => { rx = None; continue; }
+                    None => { inputs.jobs = None; continue; }
                 },
-                job = next(&mut ingest_rx) => match job {
+                job = next(&mut inputs.ingests) => match job {
                     Some(j) => ingests.push(j),
-                    None => { ingest_rx = None; continue; }
+                    None => { inputs.ingests = None; continue; }
                 },
-                rec = next(&mut records) => match rec {
+                rec = next(&mut inputs.records) => match rec {
                     Some(r) => recs.push(r),
-                    None => { records = None; continue; }
+                    None => { inputs.records = None; continue; }
                 },
+                changed = inputs.stop.changed(), if !stopping => {
+                    // Stopped, or every handle gone: finish what is queued, then end.
+                    if changed.is_err() || *inputs.stop.borrow() {
+                        stopping = true;
+                        inputs.close();
+                    }
+                    continue;
+                }
+                Some(()) = inputs.faults.recv() => panic!("the writer was made to fail by a test"),
             }
-            if let Some(r) = rx.as_mut() {
+            if let Some(r) = inputs.jobs.as_mut() {
                 while batch.len() < MAX_BATCH {
                     match r.try_recv() {
                         Ok(job) => batch.push(job),
@@ -582,7 +678,7 @@ impl Worker {
                     }
                 }
             }
-            if let Some(r) = records.as_mut() {
+            if let Some(r) = inputs.records.as_mut() {
                 while recs.len() < MAX_RECORDS {
                     match r.try_recv() {
                         Ok(rec) => recs.push(rec),
@@ -590,7 +686,7 @@ impl Worker {
                     }
                 }
             }
-            if let Some(r) = ingest_rx.as_mut() {
+            if let Some(r) = inputs.ingests.as_mut() {
                 while ingests.len() < MAX_BATCH {
                     match r.try_recv() {
                         Ok(job) => ingests.push(job),
@@ -606,36 +702,65 @@ impl Worker {
             if batch.is_empty() && recs.is_empty() {
                 continue;
             }
-            match self.batch(&mut conn, &batch, &recs).await {
-                Ok(results) => {
+            match guarded(self.batch(&mut conn, &batch, &recs)).await {
+                Ok(Ok(results)) => {
                     for (job, result) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(result);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its commands one by one");
-                    conn = None;
-                    if !recs.is_empty() {
-                        // A record that cannot be written is not lost: the delivery's lease
-                        // expires and it is sent again (at-least-once).
-                        if let Err(e) = self.batch(&mut conn, &[], &recs).await {
-                            conn = None;
-                            tracing::error!(error = %e, size = recs.len(), "recording attempts failed; the leases will expire and the deliveries be retried");
+                failed => {
+                    match failed {
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its commands one by one")
                         }
+                        Err(panic) => {
+                            tracing::error!(%panic, size = batch.len(), "batch panicked; retrying its commands one by one")
+                        }
+                        Ok(Ok(_)) => {}
                     }
-                    for job in batch {
-                        let result =
-                            match self.batch(&mut conn, std::slice::from_ref(&job), &[]).await {
-                                Ok(mut r) => r.pop().expect("one result per job"),
-                                Err(e) => {
-                                    conn = None;
-                                    Err(WriteError::Store(e))
-                                }
-                            };
-                        let _ = job.reply.send(result);
-                    }
+                    conn = None;
+                    self.one_by_one(&mut conn, batch, &recs).await;
                 }
             }
+        }
+    }
+
+    /// After a failed batch: its attempt records in a transaction of their own, then each
+    /// command alone, so one bad command cannot fail its neighbours. A command that fails alone
+    /// gets the error; one that panics alone gets [`WriteError::Internal`].
+    async fn one_by_one(
+        &self,
+        conn: &mut Option<Conn>,
+        batch: Vec<Job>,
+        recs: &[super::attempts::AttemptRecord],
+    ) {
+        if !recs.is_empty() {
+            // A record that cannot be written is not lost: the delivery's lease expires and it
+            // is sent again (at-least-once).
+            let why = match guarded(self.batch(conn, &[], recs)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panic) => Some(panic),
+            };
+            if let Some(error) = why {
+                *conn = None;
+                tracing::error!(%error, size = recs.len(), "recording attempts failed; the leases will expire and the deliveries be retried");
+            }
+        }
+        for job in batch {
+            let result = match guarded(self.batch(conn, std::slice::from_ref(&job), &[])).await {
+                Ok(Ok(mut r)) => r.pop().unwrap_or(Err(WriteError::Internal)),
+                Ok(Err(e)) => {
+                    *conn = None;
+                    Err(WriteError::Store(e))
+                }
+                Err(panic) => {
+                    *conn = None;
+                    tracing::error!(%panic, "a command broke an invariant of the writer; it is refused, nothing of it written");
+                    Err(WriteError::Internal)
+                }
+            };
+            let _ = job.reply.send(result);
         }
     }
 
@@ -645,25 +770,37 @@ impl Worker {
     async fn ingest(&self, jobs: Vec<IngestJob>) {
         let (calls, replies): (Vec<IngestCall>, Vec<_>) =
             jobs.into_iter().map(|j| (j.call, j.reply)).unzip();
-        match self.ingest_batch(&calls).await {
-            Ok(results) => {
+        match guarded(self.ingest_batch(&calls)).await {
+            Ok(Ok(results)) => {
                 for (result, reply) in results.into_iter().zip(replies) {
                     let _ = reply.send(result);
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, size = calls.len(), "ingest batch failed; retrying its calls one by one");
+            failed => {
+                match failed {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, size = calls.len(), "ingest batch failed; retrying its calls one by one")
+                    }
+                    Err(panic) => {
+                        tracing::error!(%panic, size = calls.len(), "ingest batch panicked; retrying its calls one by one")
+                    }
+                    Ok(Ok(_)) => {}
+                }
                 for (call, reply) in calls.iter().zip(replies) {
                     let mut tries = 0;
                     let result = loop {
-                        match self.ingest_batch(std::slice::from_ref(call)).await {
-                            Ok(mut r) => break r.pop().expect("one result per call"),
-                            Err(StoreError::Sql(sqlx::Error::Database(db)))
+                        match guarded(self.ingest_batch(std::slice::from_ref(call))).await {
+                            Ok(Ok(mut r)) => break r.pop().unwrap_or(Err(IngestError::Internal)),
+                            Ok(Err(StoreError::Sql(sqlx::Error::Database(db))))
                                 if db.is_unique_violation() && tries < RACE_RETRIES =>
                             {
                                 tries += 1;
                             }
-                            Err(e) => break Err(IngestError::Store(e)),
+                            Ok(Err(e)) => break Err(IngestError::Store(e)),
+                            Err(panic) => {
+                                tracing::error!(%panic, "an ingest call broke an invariant of the writer; it is refused, nothing of it written");
+                                break Err(IngestError::Internal);
+                            }
                         }
                     };
                     let _ = reply.send(result);
@@ -707,7 +844,7 @@ impl Worker {
         &self,
         conn: &mut Option<Conn>,
         jobs: &[Job],
-        records: &[crate::delivery::dispatcher::AttemptRecord],
+        records: &[super::attempts::AttemptRecord],
     ) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
         let lock = if matches!(self.store, Store::Postgres(_)) {
             " FOR UPDATE"
@@ -991,7 +1128,7 @@ impl Worker {
                     super::push_in_list(q, chunk.iter().copied());
                 }
             }
-            crate::delivery::dispatcher::write_records_in!(
+            super::attempts::write_records_in!(
                 script,
                 records,
                 self.handoff.as_ref().map(|h| h.owner.as_str())
@@ -1183,7 +1320,7 @@ impl Worker {
             let carried = self
                 .carried
                 .lock()
-                .expect("carried lock")
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take()
                 .filter(|c| c.generation == generation && c.at.elapsed() < CARRY_FOR);
             let at = match carried {
@@ -1199,7 +1336,10 @@ impl Worker {
             if !corps.is_empty() || !started.is_empty() {
                 self.prefetch_sqlite(c, &corps, &started, ctx).await?;
             }
-            *self.carried.lock().expect("carried lock") = Some(Carried {
+            *self
+                .carried
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Carried {
                 generation,
                 at,
                 reads: ctx.clone(),
@@ -1239,7 +1379,7 @@ impl Worker {
         started: &[(&str, &str)],
         ctx: &mut BatchContext,
     ) -> Result<(), StoreError> {
-        use crate::integration::connectors::{strategy_from_row, StrategyRow, STRATEGY_COLUMNS};
+        use super::connectors::{strategy_from_row, StrategyRow, STRATEGY_COLUMNS};
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT 'd', corp_id, directory_version FROM organisations WHERE corp_id",
         );
@@ -1422,7 +1562,7 @@ impl Worker {
             .caches
             .definitions
             .lock()
-            .expect("cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
         {
             return Ok(hit.clone());
@@ -1438,7 +1578,7 @@ impl Worker {
         self.caches
             .definitions
             .lock()
-            .expect("cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, entry.clone());
         Ok(entry)
     }
@@ -1472,7 +1612,7 @@ impl Worker {
             .caches
             .directories
             .lock()
-            .expect("cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(corp_id)
         {
             if *v == version {
@@ -1484,7 +1624,7 @@ impl Worker {
         self.caches
             .directories
             .lock()
-            .expect("cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(corp_id.to_owned(), (v, snap.clone()));
         Ok(snap)
     }

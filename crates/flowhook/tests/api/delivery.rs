@@ -1478,6 +1478,97 @@ async fn a_lane_moves_on_as_soon_as_its_head_is_delivered(db: TestDb) {
     org.app.stop().await;
 }
 
+mod stopping_waits_for_the_requests_in_flight {
+    crate::on_both_backends!(super::stopping_waits_for_the_requests_in_flight);
+}
+
+/// A node told to stop while a slow receiver holds a request: the stop waits for the answer
+/// (within the grace) and the attempt is written before the node ends — not cut off and sent
+/// again by the next node. What was still queued goes after the restart, each once.
+async fn stopping_waits_for_the_requests_in_flight(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| {
+        fast(c, 600_000);
+        c.shutdown_grace_secs = 10;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let in_flight = Arc::new(AtomicBool::new(false));
+    let first = in_flight.clone();
+    // The first request takes 1.5 s; the rest are answered at once.
+    receiver.delay_when(move |_| {
+        if first.swap(true, Ordering::SeqCst) {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_millis(1500)
+        }
+    });
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    for _ in 0..500 {
+        if in_flight.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(in_flight.load(Ordering::SeqCst), "a request is in flight");
+    let stopping = std::time::Instant::now();
+    org.app.shut_down().await;
+    assert!(
+        stopping.elapsed() >= std::time::Duration::from_millis(1000),
+        "the stop waited for the answer ({:?})",
+        stopping.elapsed()
+    );
+    let answered = receiver.accepted();
+    assert_eq!(
+        answered.len(),
+        1,
+        "the slow request was answered, not cut off"
+    );
+
+    // Read with a connection of its own, before any node runs again.
+    let config = db.config();
+    let store =
+        flowhook::store::Store::connect(&config.database_url, 2, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    let all = store
+        .deliveries(&org.corp, &Default::default(), None, None, 100)
+        .await
+        .unwrap();
+    let event = answered[0]
+        .header("x-flowhook-event-id")
+        .unwrap()
+        .to_owned();
+    let sent: Vec<_> = all.iter().filter(|d| d.event_id == event).collect();
+    assert_eq!(sent.len(), 1, "{all:#?}");
+    assert_eq!(sent[0].status, "delivered", "{all:#?}");
+    assert_eq!(sent[0].attempts, 1, "{all:#?}");
+    let attempts = store
+        .delivery_attempts(&org.corp, &sent[0].id)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].response_status, Some(200));
+    store.close().await;
+
+    // The next node sends the rest, and nothing twice.
+    org.restart_with(&db, |c| fast(c, 600_000)).await;
+    let all = all_delivered(&org).await;
+    let events: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .map(|c| c.header("x-flowhook-event-id").unwrap().to_owned())
+        .collect();
+    let distinct: BTreeSet<&String> = events.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        events.len(),
+        "no event sent twice: {events:?}"
+    );
+    assert_eq!(events.len(), all.len());
+    org.app.stop().await;
+}
+
 mod a_busy_dispatcher_claims_again_as_its_sends_finish {
     crate::on_both_backends!(super::a_busy_dispatcher_claims_again_as_its_sends_finish);
 }

@@ -144,6 +144,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub store: flowhook::store::Store,
+    /// The command writer (its supervision test makes it fail).
+    pub writer: flowhook::store::writer::Writer,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -155,6 +157,7 @@ impl TestApp {
             .expect("the application builds");
         let addr = app.local_addr();
         let store = app.store().clone();
+        let writer = app.writer().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -163,6 +166,7 @@ impl TestApp {
             addr,
             client: reqwest::Client::new(),
             store,
+            writer,
             stop: Some(stop),
             task: Some(task),
         }
@@ -185,14 +189,13 @@ impl TestApp {
         self.shut_down().await;
     }
 
-    /// [`TestApp::stop`] in place, for a restart: the caller replaces it.
+    /// [`TestApp::stop`] in place, for a restart: the caller replaces it. Once stopped, it
+    /// does nothing.
     pub async fn shut_down(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task
-            .take()
-            .unwrap()
-            .await
-            .expect("server task")
-            .expect("clean stop");
+        let (Some(stop), Some(task)) = (self.stop.take(), self.task.take()) else {
+            return;
+        };
+        let _ = stop.send(());
+        task.await.expect("server task").expect("clean stop");
     }
 }

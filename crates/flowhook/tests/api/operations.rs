@@ -56,6 +56,52 @@ async fn endpoints_answer(db: TestDb) {
     app.stop().await;
 }
 
+mod a_failed_writer_is_named_by_readyz_and_restarts {
+    crate::on_both_backends!(super::a_failed_writer_is_named_by_readyz_and_restarts);
+}
+
+/// The writer panics (as a broken invariant would): `/readyz` answers 503 naming it while it
+/// pauses, then it runs again on the same queue — a command sent meanwhile waits and commits.
+async fn a_failed_writer_is_named_by_readyz_and_restarts(db: TestDb) {
+    let mut org = crate::task_center::Org::setup(&db, "acme").await;
+    org.start("alice", "leave", "before", serde_json::json!({"days": "1"}))
+        .await;
+    assert_eq!(org.app.get("/readyz").await.status(), StatusCode::OK);
+
+    org.app.writer.crash_for_test().await;
+    let mut seen = None;
+    for _ in 0..200 {
+        let r = org.app.get("/readyz").await;
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(r.headers().contains_key("retry-after"));
+            seen = Some(r.json::<ErrorBody>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let body = seen.expect("/readyz answered 503 while the writer restarted");
+    assert_eq!(body.code, "unavailable", "{body:?}");
+    assert!(
+        body.message
+            .starts_with("the writer failed and is restarting"),
+        "{body:?}"
+    );
+
+    // Sent while it pauses: queued, then committed by the restarted writer.
+    let during = org
+        .start("bob", "leave", "during", serde_json::json!({"days": "2"}))
+        .await;
+    assert!(!during.is_empty());
+    let r = org.app.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::OK, "ready again once it runs");
+    let (s, page) = org
+        .send("GET", &org.path("/instances?limit=10"), None, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2, "{page}");
+    org.app.stop().await;
+}
+
 mod errors_are_json {
     crate::on_both_backends!(super::errors_are_json);
 }

@@ -1,0 +1,166 @@
+//! Attempt records: what the dispatcher did with each delivery it held (an attempt made, or
+//! held back), written by the command writer inside its group commit ([`write_records_in!`]):
+//! a batch of commands and the attempts finished meanwhile share one fsync.
+
+/// The request of an attempt as the delivery log keeps it: credentials masked.
+#[derive(Debug, Clone, Default)]
+pub struct LoggedRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub params: Vec<(String, String)>,
+}
+
+/// What happened to one claimed delivery.
+pub struct AttemptRecord {
+    pub(crate) delivery_id: String,
+    pub(crate) corp_id: String,
+    /// The ordered delivery's instance: when it ends, the lane's next delivery may go.
+    pub(crate) lane: Option<String>,
+    /// None: held back — by the breaker, a pause, or a target not ready — with no attempt made
+    /// nor counted.
+    pub(crate) attempt: Option<Attempt>,
+    /// Why it is held, shown as the delivery's `lastError` (None: left as it was).
+    pub(crate) held_because: Option<&'static str>,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) status: &'static str,
+    /// The connectors of the endpoint whose breaker this success closed: their waiting
+    /// deliveries become due now.
+    pub(crate) reopened_connectors: Vec<String>,
+}
+
+pub struct Attempt {
+    pub(crate) number: i64,
+    pub(crate) started_at: i64,
+    pub(crate) duration_ms: i64,
+    /// The request as the log keeps it (credentials masked).
+    pub(crate) request: LoggedRequest,
+    pub(crate) response_status: Option<u16>,
+    pub(crate) response_headers: Option<String>,
+    pub(crate) response_body: Option<String>,
+    pub(crate) error_kind: Option<&'static str>,
+    pub(crate) error: Option<String>,
+}
+
+/// Adds the statements writing attempt records to `$script` (the writer's [`Statements`] of
+/// either backend): the writer runs them inside its own group commit, so a command batch and
+/// the attempts finished meanwhile share one fsync.
+///
+/// `$owner` is this node's lease owner id: a delivery's state is written only while the lease
+/// is still this node's. Another node that took it over (this node's heartbeat went stale) owns
+/// its state from then on; this node's attempt stays in the log.
+///
+/// [`Statements`]: crate::store::writer
+macro_rules! write_records_in {
+    ($script:ident, $batch:expr, $owner:expr) => {{
+        let batch: &[$crate::store::attempts::AttemptRecord] = $batch;
+        let owner: Option<&str> = $owner;
+        let now = $crate::store::now_ms();
+        // The common case — an attempt that delivered — is written with multi-row statements:
+        // one INSERT of every attempt, one UPDATE of every delivered delivery. Failures and
+        // holds are rarer and carry their own schedule: one UPDATE each.
+        let attempts: Vec<(
+            &$crate::store::attempts::AttemptRecord,
+            &$crate::store::attempts::Attempt,
+        )> = batch
+            .iter()
+            .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
+            .collect();
+        let delivered: Vec<&str> = attempts
+            .iter()
+            .filter(|(r, _)| r.status == "delivered")
+            .map(|(r, _)| r.delivery_id.as_str())
+            .collect();
+        for chunk in attempts.chunks(200) {
+            let q = $script.start_with(
+                "INSERT INTO attempts (id, delivery_id, corp_id, attempt, started_at, duration_ms, url, request_headers, \
+                 request_params, response_status, response_headers, response_body, error_kind, error) ",
+            );
+            q.push_values(chunk, |mut b, (r, a)| {
+                b.push_bind($crate::store::new_id("att"))
+                    .push_bind(&r.delivery_id)
+                    .push_bind(&r.corp_id)
+                    .push_bind(a.number as i32)
+                    .push_bind(a.started_at)
+                    .push_bind(a.duration_ms)
+                    .push_bind(&a.request.url)
+                    .push_bind(serde_json::to_string(&a.request.headers).unwrap_or_default())
+                    .push_bind(serde_json::to_string(&a.request.params).unwrap_or_default())
+                    .push_bind(a.response_status.map(i32::from))
+                    .push_bind(&a.response_headers)
+                    .push_bind(&a.response_body)
+                    .push_bind(a.error_kind)
+                    .push_bind(&a.error);
+            });
+        }
+        for chunk in delivered.chunks(500) {
+            // `attempts + 1`: the attempt just made (the delivery is leased to this node).
+            let q = $script.start_with(
+                "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = ",
+            );
+            q.push_bind(now).push(" WHERE id");
+            $crate::store::push_in_list(q, chunk.iter().copied());
+            if let Some(owner) = owner {
+                q.push(" AND lease_owner = ").push_bind(owner.to_owned());
+            }
+        }
+        // Held back (an open breaker) or not prepared: no attempt, only a new due time. Grouped
+        // by that time to the second, one UPDATE per group: during an outage every fresh
+        // delivery comes back this way.
+        let mut held: std::collections::BTreeMap<(i64, Option<&str>), Vec<&str>> =
+            Default::default();
+        for r in batch.iter().filter(|r| r.attempt.is_none()) {
+            let due = (r.next_attempt_at + 999) / 1000 * 1000;
+            held.entry((due, r.held_because))
+                .or_default()
+                .push(r.delivery_id.as_str());
+        }
+        for ((due, because), ids) in &held {
+            for chunk in ids.chunks(500) {
+                let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
+                q.push_bind(*due);
+                if let Some(because) = because {
+                    q.push(", last_error = ").push_bind(*because);
+                }
+                // `pending`: a delivery cancelled meanwhile (its connector deleted) stays so.
+                q.push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE status = 'pending' AND id");
+                $crate::store::push_in_list(q, chunk.iter().copied());
+                if let Some(owner) = owner {
+                    q.push(" AND lease_owner = ").push_bind(owner.to_owned());
+                }
+            }
+        }
+        // Failed attempts: each with its own schedule and error.
+        for (r, a) in attempts.iter().filter(|(r, _)| r.status != "delivered") {
+            let q = $script.start("UPDATE deliveries SET status = ");
+            q.push_bind(r.status)
+                .push(", attempts = ")
+                .push_bind(a.number as i32)
+                .push(", next_attempt_at = ")
+                .push_bind(r.next_attempt_at)
+                .push(", last_error = ")
+                .push_bind(&a.error)
+                .push(", lease_owner = NULL, lease_until = NULL, updated_at = ")
+                .push_bind(now)
+                .push(" WHERE status = 'pending' AND id = ")
+                .push_bind(&r.delivery_id);
+            if let Some(owner) = owner {
+                q.push(" AND lease_owner = ").push_bind(owner.to_owned());
+            }
+        }
+        // Last, so nothing written above pushes them back: an endpoint that is back gets its
+        // backlog due now, not when each backoff expires.
+        for connector in batch.iter().flat_map(|r| &r.reopened_connectors) {
+            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
+            q.push_bind(now)
+                .push(" WHERE status = 'pending' AND next_attempt_at > ")
+                .push_bind(now)
+                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id = ")
+                .push_bind(connector)
+                .push(")");
+        }
+    }};
+}
+pub(crate) use write_records_in;
