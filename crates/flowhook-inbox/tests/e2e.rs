@@ -798,7 +798,7 @@ async fn run(postgres: bool, faults: bool) {
     let Some(setup) = Setup::new(postgres).await else {
         eprintln!(
             "not run: set {} to run this on PostgreSQL",
-            common::POSTGRES_ENV
+            flowhook_testkit::POSTGRES_ENV
         );
         return;
     };

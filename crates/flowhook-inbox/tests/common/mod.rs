@@ -1,6 +1,7 @@
-//! Test harness shared by the inbox's test binaries: a fresh database per test (a SQLite file,
-//! or a new PostgreSQL database when `FLOWHOOK_TEST_POSTGRES` names a server), the real
-//! application on 127.0.0.1:0, and signed callback bodies built with `flowhook-sign`.
+//! Test harness shared by the inbox's test binaries: a fresh database per test (the test kit's
+//! [`TestDb`]: a SQLite file, or a new PostgreSQL database when `FLOWHOOK_TEST_POSTGRES` names a
+//! server), the real application on 127.0.0.1:0, and signed callback bodies built with
+//! `flowhook-sign`.
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::BTreeMap;
@@ -11,10 +12,9 @@ use flowhook_inbox::store::Store;
 use flowhook_inbox::Application;
 use flowhook_sign::event::{CcRecord, InstanceDeleted, TaskEnded, TaskEvent, TaskRecord};
 use flowhook_sign::wire::{encode, BodyEncoding};
-use sqlx::Connection;
 use tokio::sync::oneshot;
 
-pub const POSTGRES_ENV: &str = "FLOWHOOK_TEST_POSTGRES";
+pub use flowhook_testkit::TestDb;
 
 /// Runs one async check on SQLite and, when enabled, on PostgreSQL, as two tests.
 #[macro_export]
@@ -30,72 +30,11 @@ macro_rules! on_both_backends {
                 Some(db) => $check(db).await,
                 None => eprintln!(
                     "not run: set {} to run this on PostgreSQL",
-                    common::POSTGRES_ENV
+                    flowhook_testkit::POSTGRES_ENV
                 ),
             }
         }
     };
-}
-
-pub struct TestDb {
-    pub url: String,
-    pub dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
-}
-
-impl TestDb {
-    pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
-        Self {
-            url,
-            dir: Some(dir),
-            postgres: None,
-        }
-    }
-
-    /// A fresh database; `None` when the variable is unset, a panic when set but unusable.
-    pub async fn postgres() -> Option<Self> {
-        let admin = std::env::var(POSTGRES_ENV).ok()?;
-        let name = format!("inbox_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin} is set but unusable: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("CREATE DATABASE");
-        conn.close().await.ok();
-        let mut url = url::Url::parse(&admin).expect("a URL");
-        url.set_path(&format!("/{name}"));
-        Some(Self {
-            url: url.to_string(),
-            dir: None,
-            postgres: Some((admin, name)),
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.postgres.take() else {
-            return;
-        };
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 pub const YIDA_TOKEN: &str = "YIDA-TOKEN-0123456789";

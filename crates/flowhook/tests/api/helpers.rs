@@ -1,18 +1,15 @@
-//! Test harness: a fresh database per test (a SQLite file in a temporary directory, or a new
-//! PostgreSQL database when `FLOWHOOK_TEST_POSTGRES` names a server) and the real application
-//! spawned on port 0.
+//! Test harness: a fresh database per test (the test kit's [`TestDb`]: a SQLite file in a
+//! temporary directory, or a new PostgreSQL database when `FLOWHOOK_TEST_POSTGRES` names a
+//! server), Flowhook's configuration for it, and the real application spawned on port 0.
 
 use std::net::SocketAddr;
 
 use flowhook::config::Config;
 use flowhook::Application;
-use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The variable that enables the PostgreSQL runs: a URL of a server where databases may be
-/// created, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
-pub const POSTGRES_ENV: &str = "FLOWHOOK_TEST_POSTGRES";
+pub use flowhook_testkit::{TestDb, POSTGRES_ENV};
 
 /// The longest one check may run: a check that hangs fails with its name instead of holding
 /// the whole run until CI's own limit.
@@ -49,59 +46,14 @@ macro_rules! on_both_backends {
 /// The master key of the PostgreSQL tests (base64 of 32 bytes; a test value, nothing else).
 pub const TEST_MASTER_KEY: &str = "dGVzdC1vbmx5LW1hc3Rlci1rZXktMzItYnl0ZXMtISE=";
 
-/// A database of its own for one test; dropped with it.
-pub struct TestDb {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
+/// Flowhook's configuration for a test database: what the test kit's [`TestDb`] cannot know.
+pub trait AppConfig {
+    /// A configuration for this database, listening on an ephemeral port.
+    fn config(&self) -> Config;
 }
 
-impl TestDb {
-    pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("flowhook.db").display());
-        Self {
-            url,
-            _dir: Some(dir),
-            postgres: None,
-        }
-    }
-
-    /// A fresh database on the server named by `FLOWHOOK_TEST_POSTGRES`; `None` when unset.
-    /// Panics when set but unusable: a misbehaving PostgreSQL must fail the run, not skip it.
-    pub async fn postgres() -> Option<Self> {
-        let admin = std::env::var(POSTGRES_ENV).ok()?;
-        let name = format!("flowhook_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin} is set but unusable: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("CREATE DATABASE");
-        conn.close().await.ok();
-        let mut url = url::Url::parse(&admin).expect("FLOWHOOK_TEST_POSTGRES is a URL");
-        url.set_path(&format!("/{name}"));
-        Some(Self {
-            url: url.to_string(),
-            _dir: None,
-            postgres: Some((admin, name)),
-        })
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
-    }
-
-    /// On PostgreSQL, the server's admin URL and this test's database name.
-    pub fn postgres_admin(&self) -> Option<(&str, &str)> {
-        self.postgres
-            .as_ref()
-            .map(|(a, n)| (a.as_str(), n.as_str()))
-    }
-
-    /// A configuration for this database, listening on an ephemeral port.
-    pub fn config(&self) -> Config {
+impl AppConfig for TestDb {
+    fn config(&self) -> Config {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database_url = self.url.clone();
@@ -113,29 +65,6 @@ impl TestDb {
             config.master_key = Some(flowhook::config::Secret(TEST_MASTER_KEY.into()));
         }
         config
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((admin, name)) = self.postgres.take() else {
-            return;
-        };
-        // Drop is synchronous and may run inside a runtime: clean up on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

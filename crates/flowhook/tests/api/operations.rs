@@ -4,7 +4,7 @@ use flowhook::http::error::ErrorBody;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{AppConfig, TestApp, TestDb};
 
 mod endpoints_answer {
     crate::on_both_backends!(super::endpoints_answer);

@@ -13,7 +13,7 @@ use serde_json::json;
 use flowhook::store::Store;
 
 use crate::delivery::{connect, fast, kind_of};
-use crate::helpers::TestDb;
+use crate::helpers::{AppConfig, TestDb};
 use crate::receiver::{Captured, Receiver};
 use crate::task_center::Org;
 

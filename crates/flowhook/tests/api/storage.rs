@@ -4,7 +4,7 @@ use flowhook::store::{Store, StoreError};
 use flowhook::Application;
 use std::time::Duration;
 
-use crate::helpers::TestDb;
+use crate::helpers::{AppConfig, TestDb};
 
 async fn open(db: &TestDb) -> Store {
     Store::connect(&db.url, 2, Duration::from_secs(5))

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{AppConfig, TestApp, TestDb};
 
 pub(crate) const BOOTSTRAP: &str = "test-bootstrap-key-0123456789";
 

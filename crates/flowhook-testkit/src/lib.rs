@@ -1,0 +1,17 @@
+//! Test kit of the Flowhook workspace: what the test suites of `flowhook` and `flowhook-inbox`
+//! share, so that neither keeps a copy. A dev-dependency only; nothing here ships.
+//!
+//! - [`db`]: a database of its own for each test — a SQLite file in a temporary directory, or a
+//!   fresh PostgreSQL database on the server that `FLOWHOOK_TEST_POSTGRES` names — dropped with
+//!   the test.
+//! - [`eventually`](mod@eventually): waits, within a bound, for what the system under test
+//!   reaches on its own time, and fails naming what it waited for and what it last saw.
+//!
+//! It knows neither crate's configuration or application: each suite builds those from the
+//! database URL itself.
+
+pub mod db;
+pub mod eventually;
+
+pub use db::{TestDb, POSTGRES_ENV};
+pub use eventually::{eventually, Outcome};
