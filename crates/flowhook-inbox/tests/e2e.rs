@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use flowhook_testkit::eventually;
 use serde_json::{json, Value};
 
 use common::TestDb;
@@ -371,17 +372,15 @@ impl Api {
         user: Option<&str>,
         body: Option<Value>,
     ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let what = format!("{method} {path} to be answered (flowhook is down)");
+        eventually(&what, Duration::from_secs(60), async || {
             match self.call(method, path, user, body.clone()).await {
-                Answer::Ok(v) => return v,
+                Answer::Ok(v) => Some(v),
                 Answer::Refused(s) => panic!("{method} {path}: {s}"),
-                Answer::Down if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Answer::Down => panic!("{method} {path}: flowhook is down"),
+                Answer::Down => None,
             }
-        }
+        })
+        .await
     }
 
     fn org(path: &str) -> String {

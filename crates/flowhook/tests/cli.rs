@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use flowhook_testkit::eventually;
+
 const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 
 fn flowhook(dir: &Path, args: &[&str]) -> Command {
@@ -538,24 +540,24 @@ async fn a_proxy_in_the_environment_is_never_used() {
             "processCode": "p", "dataMap": {}}}),
     )
     .await;
-    let mut attempt = serde_json::Value::Null;
-    for _ in 0..500 {
+    let attempt = eventually("an attempt", Duration::from_secs(20), async || {
         let page = call(Method::GET, "/orgs/acme/deliveries", &key, json!(null)).await;
-        if let Some(id) = page["items"][0]["id"].as_str() {
-            let detail = call(
-                Method::GET,
-                &format!("/orgs/acme/deliveries/{id}"),
-                &key,
-                json!(null),
-            )
-            .await;
-            if !detail["attempts"][0].is_null() {
-                attempt = detail["attempts"][0].clone();
-                break;
-            }
+        let id = page["items"][0]["id"]
+            .as_str()
+            .ok_or_else(|| page.clone())?;
+        let detail = call(
+            Method::GET,
+            &format!("/orgs/acme/deliveries/{id}"),
+            &key,
+            json!(null),
+        )
+        .await;
+        match &detail["attempts"][0] {
+            serde_json::Value::Null => Err(detail),
+            attempt => Ok(attempt.clone()),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(
         attempt["errorKind"], "egress",
         "the delivery was refused: {attempt}"

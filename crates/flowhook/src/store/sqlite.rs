@@ -123,6 +123,7 @@ pub(super) async fn meta(pool: &SqlitePool, key: &str) -> Result<String, sqlx::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowhook_testkit::eventually;
     use std::time::Instant;
 
     async fn open(dir: &tempfile::TempDir) -> SqlitePool {
@@ -155,15 +156,16 @@ mod tests {
         let pool = open(&dir).await;
         // 1 MiB: under SQLite's automatic threshold (1,000 pages), which is off here anyway.
         write(&pool, 1 << 20).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while size(dir.path().join("t.db")) < 1 << 20 {
-            assert!(
-                Instant::now() < deadline,
-                "the database file still holds {} bytes after 10 s",
-                size(dir.path().join("t.db"))
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let within = Duration::from_secs(10);
+        eventually("1 MiB in the database file", within, async || {
+            let bytes = size(dir.path().join("t.db"));
+            if bytes >= 1 << 20 {
+                Ok(())
+            } else {
+                Err(bytes)
+            }
+        })
+        .await;
         pool.close().await;
     }
 

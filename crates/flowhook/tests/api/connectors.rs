@@ -3,6 +3,7 @@
 //! events); a deletion cancels the pending deliveries with the reason in the log, and nothing
 //! is sent to the deleted target again; another organisation's connectors answer 404.
 
+use flowhook_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -99,12 +100,13 @@ async fn an_edited_base_url_takes_the_next_delivery(db: TestDb) {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["auth"]["token"], "***", "auth left out is kept");
     let waiting = org.start("alice", "purchase", "chair", json!({})).await;
-    for _ in 0..250 {
-        if down.requests().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let wait = std::time::Duration::from_secs(10);
+    eventually(
+        "two requests to the address that is down",
+        wait,
+        async || down.requests().len() >= 2,
+    )
+    .await;
     assert!(
         down.requests().len() >= 2,
         "retrying against the address that is down"
@@ -405,12 +407,11 @@ async fn deleting_a_connector_cancels_its_pending_deliveries(db: TestDb) {
     org.start("alice", "purchase", "laptop", json!({})).await;
     org.start("dave", "leave", "2 days", json!({"days": "2"}))
         .await;
-    for _ in 0..250 {
-        if receiver.requests().len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let wait = std::time::Duration::from_secs(10);
+    eventually("three requests", wait, async || {
+        receiver.requests().len() >= 3
+    })
+    .await;
     let pending = deliveries(&org, "&status=pending").await;
     assert!(pending.len() >= 2, "{pending:#?}");
     assert!(pending.iter().any(|d| d["attempts"].as_i64().unwrap() >= 1));
@@ -558,8 +559,8 @@ async fn a_delivery_made_for_a_deleted_action_is_cancelled_when_claimed(db: Test
             sqlx::query(sql).bind(&victim).execute(pool).await.unwrap();
         }
     }
-    let mut status = Value::Null;
-    for _ in 0..250 {
+    let wait = std::time::Duration::from_secs(10);
+    let status = eventually("the victim cancelled", wait, async || {
         let d = deliveries(&org, "").await;
         let v = d
             .iter()
@@ -567,11 +568,12 @@ async fn a_delivery_made_for_a_deleted_action_is_cancelled_when_claimed(db: Test
             .unwrap()
             .clone();
         if v["status"] == "cancelled" {
-            status = v;
-            break;
+            Ok(v)
+        } else {
+            Err(v)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(status["status"], "cancelled", "cancelled when claimed");
     assert!(status["lastError"]
         .as_str()

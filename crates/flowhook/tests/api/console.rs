@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use flowhook_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -743,19 +744,17 @@ async fn approval_links_in_deliveries(db: TestDb) {
     );
 
     // The attempt log shows the link with its signature masked.
-    let mut logged = String::new();
-    for _ in 0..200 {
+    let wait = std::time::Duration::from_secs(20);
+    let logged = eventually("a delivered delivery", wait, async || {
         let (s, list) = org
             .send("GET", &org.path("/deliveries?status=delivered"), None, None)
             .await;
         assert_eq!(s, StatusCode::OK);
-        if let Some(dlv) = list["items"][0]["id"].as_str() {
-            let path = org.path(&format!("/deliveries/{dlv}"));
-            logged = org.send("GET", &path, None, None).await.1.to_string();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let dlv = list["items"][0]["id"].as_str()?;
+        let path = org.path(&format!("/deliveries/{dlv}"));
+        Some(org.send("GET", &path, None, None).await.1.to_string())
+    })
+    .await;
     let signature = first.rsplit("s=").next().unwrap();
     assert!(
         !logged.contains(signature),
@@ -1248,18 +1247,18 @@ async fn integration_pages_drive_deliveries(db: TestDb) {
     );
 
     // The delivery log: both deliveries of Bob's task, each with its attempt, token masked.
-    let mut log = op
-        .get(&format!("/console/integration/deliveries?task={task}"))
-        .await;
-    for _ in 0..100 {
-        if log.body.matches("badge d-delivered").count() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        log = op
+    let wait = std::time::Duration::from_secs(10);
+    let log = eventually("two delivered badges", wait, async || {
+        let log = op
             .get(&format!("/console/integration/deliveries?task={task}"))
             .await;
-    }
+        if log.body.matches("badge d-delivered").count() == 2 {
+            Ok(log)
+        } else {
+            Err(log.body)
+        }
+    })
+    .await;
     assert!(log.body.contains("task.created") && log.body.contains("task.finished"));
     assert_eq!(
         log.body.matches("badge d-delivered").count(),
@@ -1326,17 +1325,18 @@ async fn integration_pages_drive_deliveries(db: TestDb) {
         job_page.starts_with("/console/integration/jobs/job_"),
         "{job_page}"
     );
-    let mut job = op.get(&job_page).await;
-    for _ in 0..200 {
+    let wait = std::time::Duration::from_secs(20);
+    let job = eventually("the job at 100 %", wait, async || {
+        let job = op.get(&job_page).await;
         if job.body.contains("100 %") {
-            break;
+            return Ok(job);
         }
         assert!(job
             .body
             .contains(r#"<meta http-equiv="refresh" content="1">"#));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        job = op.get(&job_page).await;
-    }
+        Err(job.body)
+    })
+    .await;
     assert!(job.body.contains("100 %"), "{}", job.body);
     assert!(!job.body.contains("http-equiv"), "done: no more refreshing");
 

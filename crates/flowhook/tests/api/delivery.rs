@@ -11,9 +11,11 @@ use flowhook_sign::receive::{RawRequest, VerifiedEvent, Verifier};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::TestDb;
+use crate::helpers::{AppConfig, TestDb};
 use crate::receiver::{Captured, Receiver};
 use crate::task_center::Org;
+use flowhook_testkit::eventually;
+use std::time::Duration;
 
 pub(crate) const KINDS: [&str; 5] = ["created", "finished", "cancelled", "deleted", "cc"];
 
@@ -100,28 +102,32 @@ pub(crate) async fn deliveries(org: &Org, query: &str) -> Vec<Value> {
 
 /// Waits until every delivery of the organisation is `delivered`.
 pub(crate) async fn all_delivered(org: &Org) -> Vec<Value> {
-    for _ in 0..500 {
-        let all = deliveries(org, "").await;
-        if !all.is_empty() && all.iter().all(|d| d["status"] == "delivered") {
-            return all;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("not all delivered: {:#?}", deliveries(org, "").await);
+    eventually(
+        "every delivery delivered",
+        Duration::from_secs(20),
+        async || {
+            let all = deliveries(org, "").await;
+            if !all.is_empty() && all.iter().all(|d| d["status"] == "delivered") {
+                Ok(all)
+            } else {
+                Err(all)
+            }
+        },
+    )
+    .await
 }
 
-/// Polls a job's progress (`path` under the organisation) until it is `done`, or gives up
-/// after 10 s; returns the last progress seen.
+/// Polls a job's progress (`path` under the organisation) until it is `done`; returns it.
 pub(crate) async fn job_done(org: &Org, path: &str) -> Value {
-    let mut progress = Value::Null;
-    for _ in 0..500 {
-        progress = org.send("GET", &org.path(path), None, None).await.1;
+    eventually("the job done", Duration::from_secs(20), async || {
+        let progress = org.send("GET", &org.path(path), None, None).await.1;
         if progress["state"] == "done" {
-            break;
+            Ok(progress)
+        } else {
+            Err(progress)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    progress
+    })
+    .await
 }
 
 /// The `X-Flowhook-Seq` of a request.
@@ -267,14 +273,10 @@ async fn retries_then_dead_then_redelivered(db: TestDb) {
         }
     });
     org.act(&buy, "fin1", "agree", json!({})).await;
-    let mut dead = Vec::new();
-    for _ in 0..300 {
-        dead = deliveries(&org, "&status=dead").await;
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let dead = eventually("a dead delivery", Duration::from_secs(12), async || {
+        Some(deliveries(&org, "&status=dead").await).filter(|dead| !dead.is_empty())
+    })
+    .await;
     assert_eq!(dead.len(), 1, "the finished delivery died");
     assert_eq!(dead[0]["eventType"], "task.finished");
     assert!(dead[0]["attempts"].as_i64().unwrap() >= 3);
@@ -374,16 +376,19 @@ async fn a_failing_instance_holds_back_only_itself(db: TestDb) {
             .cloned()
             .collect::<Vec<_>>()
     };
-    for _ in 0..500 {
-        let all = deliveries(&org, "").await;
-        if b_deliveries(&all)
-            .iter()
-            .all(|d| d["status"] == "delivered")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        "B's deliveries delivered",
+        Duration::from_secs(20),
+        async || {
+            let all = deliveries(&org, "").await;
+            let b = b_deliveries(&all);
+            b.iter()
+                .all(|d| d["status"] == "delivered")
+                .then_some(())
+                .ok_or(b)
+        },
+    )
+    .await;
     let all = deliveries(&org, "").await;
     assert!(
         b_deliveries(&all)
@@ -618,19 +623,20 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
         org.start("alice", "purchase", &format!("p{i}"), json!({}))
             .await;
     }
-    let open = format!("flowhook_breaker_state{{endpoint=\"{}\"}} 2", down.url);
-    for _ in 0..250 {
+    // The gauge is labelled by connector (by endpoint once: the hand-written loop that waited
+    // for that label never matched, and only ran out its 5 s).
+    let (_, connectors) = org.send("GET", &org.path("/connectors"), None, None).await;
+    let con = connectors[0]["id"].as_str().unwrap();
+    let open = format!("flowhook_breaker_state{{connector=\"{con}\"}} 2");
+    eventually(&open, Duration::from_secs(10), async || {
         let (_, metrics) = org.send("GET", "/metrics", None, None).await;
-        if metrics
+        metrics
             .as_str()
             .unwrap_or_default()
             .lines()
             .any(|l| l == open)
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     // Let every head be tried or held once, then watch six cooldowns.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let touched = |all: Vec<Value>| -> HashMap<String, Value> {
@@ -739,12 +745,19 @@ async fn a_restarted_node_probes_what_open_breakers_parked(db: TestDb) {
             .map(|d| d["id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
     };
-    for _ in 0..250 {
-        if parked().await.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        "four parked deliveries",
+        Duration::from_secs(10),
+        async || {
+            let parked = parked().await;
+            if parked.len() >= 4 {
+                Ok(())
+            } else {
+                Err(parked)
+            }
+        },
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (parked, sent) = (parked().await, down.requests().len());
     assert!(parked.len() >= 4, "parked and marked: {parked:?}");
@@ -757,12 +770,12 @@ async fn a_restarted_node_probes_what_open_breakers_parked(db: TestDb) {
 
     // Restarted while the endpoint is still down: one probe, the park holds.
     org.restart_with(&db, tune).await;
-    for _ in 0..250 {
-        if down.requests().len() > sent {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        "a probe after the restart",
+        Duration::from_secs(10),
+        async || down.requests().len() > sent,
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
         down.requests().len(),
@@ -782,16 +795,22 @@ async fn a_restarted_node_probes_what_open_breakers_parked(db: TestDb) {
     down.answer(|_, _| 200);
     org.restart_with(&db, tune).await;
     let restarted = std::time::Instant::now();
-    for _ in 0..250 {
-        let all = deliveries(&org, "").await;
-        if parked.iter().all(|id| {
-            all.iter()
-                .any(|d| d["id"] == id.as_str() && d["status"] == "delivered")
-        }) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the parked deliveries delivered",
+        Duration::from_secs(10),
+        async || {
+            let all = deliveries(&org, "").await;
+            parked
+                .iter()
+                .all(|id| {
+                    all.iter()
+                        .any(|d| d["id"] == id.as_str() && d["status"] == "delivered")
+                })
+                .then_some(())
+                .ok_or(all)
+        },
+    )
+    .await;
     let all = deliveries(&org, "").await;
     for id in &parked {
         let d = all.iter().find(|d| d["id"] == id.as_str()).unwrap();
@@ -997,9 +1016,8 @@ async fn the_egress_policy_refuses_private_targets_when_asked(db: TestDb) {
     .await;
     let buy = org.start("alice", "purchase", "laptop", json!({})).await;
     org.act(&buy, "fin1", "agree", json!({})).await;
-    let mut kinds = BTreeSet::new();
-    for _ in 0..500 {
-        kinds.clear();
+    let kinds = eventually("both events refused", Duration::from_secs(20), async || {
+        let mut kinds = BTreeSet::new();
         for d in deliveries(&org, "").await {
             let (_, detail) = org
                 .send(
@@ -1022,10 +1040,12 @@ async fn the_egress_policy_refuses_private_targets_when_asked(db: TestDb) {
             }
         }
         if kinds.len() == 2 {
-            break;
+            Ok(kinds)
+        } else {
+            Err(kinds)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(
         kinds,
         BTreeSet::from(["task.created".to_string(), "task.finished".to_string()]),
@@ -1344,16 +1364,21 @@ async fn gone_pauses_the_connector_until_resumed(db: TestDb) {
     connect(&org, &receiver, json!({"type": "none"})).await;
     org.start("alice", "purchase", "laptop", json!({})).await;
     // The 410 is answered, and the connector paused.
-    let mut connector = Value::Null;
-    for _ in 0..250 {
-        let (s, list) = org.send("GET", &org.path("/connectors"), None, None).await;
-        assert_eq!(s, StatusCode::OK);
-        connector = list[0].clone();
-        if connector["pausedAt"].is_i64() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let connector = eventually(
+        "the connector paused",
+        Duration::from_secs(10),
+        async || {
+            let (s, list) = org.send("GET", &org.path("/connectors"), None, None).await;
+            assert_eq!(s, StatusCode::OK);
+            let connector = list[0].clone();
+            if connector["pausedAt"].is_i64() {
+                Ok(connector)
+            } else {
+                Err(connector)
+            }
+        },
+    )
+    .await;
     assert_eq!(receiver.requests().len(), 1);
     assert!(connector["pausedAt"].is_i64(), "paused: {connector}");
     assert!(connector["pausedReason"].as_str().unwrap().contains("410"));
@@ -1504,12 +1529,10 @@ async fn stopping_waits_for_the_requests_in_flight(db: TestDb) {
     });
     connect(&org, &receiver, json!({"type": "none"})).await;
     org.start("alice", "purchase", "laptop", json!({})).await;
-    for _ in 0..500 {
-        if in_flight.load(Ordering::SeqCst) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually("a request in flight", Duration::from_secs(10), async || {
+        in_flight.load(Ordering::SeqCst)
+    })
+    .await;
     assert!(in_flight.load(Ordering::SeqCst), "a request is in flight");
     let stopping = std::time::Instant::now();
     org.app.shut_down().await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use base64::Engine;
+use flowhook_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,7 +75,8 @@ async fn test_fire(org: &Org, action: &str) -> Value {
 /// Waits (bounded) until the delivery log holds at least `n` delivered deliveries of `action`;
 /// returns them with their attempts.
 async fn delivered(org: &Org, action: &str, n: usize) -> Vec<Value> {
-    for _ in 0..500 {
+    let what = format!("{n} deliveries of {action} delivered");
+    eventually(&what, Duration::from_secs(20), async || {
         let (s, page) = org
             .send(
                 "GET",
@@ -102,11 +104,12 @@ async fn delivered(org: &Org, action: &str, n: usize) -> Vec<Value> {
             }
         }
         if details.len() >= n {
-            return details;
+            Ok(details)
+        } else {
+            Err(details)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} deliveries of {action} were delivered within 10 s");
+    })
+    .await
 }
 
 /// What the endless server saw of one connection.
@@ -207,14 +210,15 @@ async fn an_endless_answer_is_cut_after_what_the_log_keeps(db: TestDb) {
         assert_eq!(a["responseBody"].as_str().unwrap().len(), 4096);
     }
     // Each connection was cut: the server's write failed well before the whole body.
-    let mut streams = Vec::new();
-    for _ in 0..500 {
-        streams = seen.lock().unwrap().clone();
+    let streams = eventually("three exchanges", Duration::from_secs(20), async || {
+        let streams = seen.lock().unwrap().clone();
         if streams.len() >= 3 {
-            break;
+            Ok(streams)
+        } else {
+            Err(streams)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert!(streams.len() >= 3, "three exchanges: {streams:?}");
     for s in &streams {
         assert!(

@@ -3,6 +3,7 @@
 //! type; list items name their node; commands that would give someone a second open task at a
 //! node are refused; bad query parameters are named.
 
+use flowhook_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -264,23 +265,21 @@ async fn delivery_errors_say_what_happened(db: TestDb) {
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     org.start("alice", "purchase", "laptop", json!({})).await;
-    let mut last = Value::Null;
-    for _ in 0..500 {
+    let wait = std::time::Duration::from_secs(20);
+    let last = eventually("a delivery with an error", wait, async || {
         let (_, page) = org
             .send("GET", &org.path("/deliveries?limit=10"), None, None)
             .await;
         // The lane's head (seq 1) is the one tried; the rest wait behind it.
-        if let Some(d) = page["items"]
+        page["items"]
             .as_array()
             .unwrap()
             .iter()
             .find(|d| d["lastError"].is_string())
-        {
-            last = d.clone();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+            .cloned()
+            .ok_or(page)
+    })
+    .await;
     assert_eq!(last["lastError"], "connection refused", "{last}");
 
     // An unknown host, in a test fire.

@@ -1,6 +1,7 @@
 //! `/healthz`, `/readyz`, `/metrics`, the OpenAPI document and the error shape.
 
 use flowhook::http::error::ErrorBody;
+use flowhook_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -69,17 +70,21 @@ async fn a_failed_writer_is_named_by_readyz_and_restarts(db: TestDb) {
     assert_eq!(org.app.get("/readyz").await.status(), StatusCode::OK);
 
     org.app.writer.crash_for_test().await;
-    let mut seen = None;
-    for _ in 0..200 {
-        let r = org.app.get("/readyz").await;
-        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+    // The writer pauses 250 ms before it restarts: polled every 20 ms, the 503 is seen.
+    let wait = std::time::Duration::from_secs(2);
+    let body = eventually(
+        "/readyz answering 503 while the writer restarts",
+        wait,
+        async || {
+            let r = org.app.get("/readyz").await;
+            if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+                return Err(r.status());
+            }
             assert!(r.headers().contains_key("retry-after"));
-            seen = Some(r.json::<ErrorBody>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let body = seen.expect("/readyz answered 503 while the writer restarted");
+            Ok(r.json::<ErrorBody>().await.unwrap())
+        },
+    )
+    .await;
     assert_eq!(body.code, "unavailable", "{body:?}");
     assert!(
         body.message
@@ -230,14 +235,16 @@ async fn a_database_outage_answers_503_then_recovers() {
             .execute(&mut admin)
             .await
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while org.app.get("/readyz").await.status() != StatusCode::OK {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "ready again once the database is back"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let wait = std::time::Duration::from_secs(30);
+        eventually("ready again once the database is back", wait, async || {
+            let status = org.app.get("/readyz").await.status();
+            if status == StatusCode::OK {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        })
+        .await;
         org.start("alice", "leave", "after", serde_json::json!({"days": "1"}))
             .await;
         admin.close().await.ok();

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Router;
+use flowhook_testkit::eventually;
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -108,20 +109,19 @@ impl Receiver {
     }
 
     async fn wait(&self, secs: u64, what: &str, done: impl Fn(&Receiver) -> bool) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
+        let wait = std::time::Duration::from_secs(secs);
+        eventually(what, wait, async || {
             if done(self) {
-                return;
-            }
-            if std::time::Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; received {} requests ({} accepted)",
+                Ok(())
+            } else {
+                Err(format!(
+                    "received {} requests ({} accepted)",
                     self.requests().len(),
                     self.accepted().len()
-                );
+                ))
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 

@@ -2,6 +2,7 @@
 //! and event ids; what one does — its endpoint down, its ids colliding with the other's — never
 //! blocks, renumbers, breaks or reveals the other's.
 
+use flowhook_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -194,6 +195,21 @@ async fn health(org: &Org, connector: &str) -> Value {
     h
 }
 
+/// Waits (10 s at most) until the connector's breaker is open; `each` checks every health
+/// report seen on the way.
+async fn breaker_opens(org: &Org, connector: &str, what: &str, each: impl Fn(&Value)) {
+    eventually(what, std::time::Duration::from_secs(10), async || {
+        let h = health(org, connector).await;
+        each(&h);
+        if h["breaker"]["state"] == "open" {
+            Ok(())
+        } else {
+            Err(h)
+        }
+    })
+    .await
+}
+
 mod one_organisations_failures_never_open_anothers_breaker {
     crate::on_both_backends!(super::one_organisations_failures_never_open_anothers_breaker);
 }
@@ -220,11 +236,7 @@ async fn one_organisations_failures_never_open_anothers_breaker(db: TestDb) {
     shared
         .wait_for_requests(10, "A's failures", |got| got.len() >= 2)
         .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while health(&a, &a_con).await["breaker"]["state"] != "open" {
-        assert!(std::time::Instant::now() < deadline, "A's breaker opens");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    breaker_opens(&a, &a_con, "A's breaker open", |_| ()).await;
 
     let mut b = a;
     b.become_tenant(&b_tenant);
@@ -275,19 +287,16 @@ async fn a_request_that_never_left_is_dead_at_once(db: TestDb) {
         org.start("alice", "leave", &format!("l{i}"), json!({"days": "1"}))
             .await;
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let dead = loop {
+    let wait = std::time::Duration::from_secs(10);
+    let dead = eventually("refused deliveries dead at once", wait, async || {
         let dead = crate::delivery::deliveries(&org, "&status=dead").await;
         if dead.len() >= 3 {
-            break dead;
+            Ok(dead)
+        } else {
+            Err(crate::delivery::deliveries(&org, "").await)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "refused deliveries are dead at once: {:#}",
-            Value::Array(crate::delivery::deliveries(&org, "").await)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     for d in &dead {
         assert_eq!(d["attempts"], 1, "{d}");
         assert!(
@@ -415,19 +424,10 @@ async fn a_hanging_endpoint_holds_only_its_cap(db: TestDb) {
         a.start("alice", "leave", &format!("a{i}"), json!({"days": "1"}))
             .await;
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let h = health(&a, &a_con).await;
+    breaker_opens(&a, &a_con, "the hanging requests open the breaker", |h| {
         assert!(h["breaker"]["inFlight"].as_u64().unwrap() <= 2, "{h}");
-        if h["breaker"]["state"] == "open" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hanging requests open the breaker: {h}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     let mut c = a;
     c.become_tenant(&c_tenant);
