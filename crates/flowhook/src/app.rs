@@ -86,7 +86,7 @@ impl Application {
             tx: fresh_tx,
             records,
         };
-        let links = std::sync::Arc::new(crate::console::link::Links::new(
+        let links = std::sync::Arc::new(crate::delivery::links::Links::new(
             store.clone(),
             &config.public_base_url,
             config.console_link_valid_days,

@@ -18,7 +18,8 @@
 //!   engine and integration types; it must not reach `delivery`, `http` or `console`.
 //! - [`telemetry`]: `tracing` logs and the Prometheus registry.
 //! - [`delivery`]: policy and sending: the dispatcher loop, lanes, retries, breakers, egress,
-//!   request building and the exchange. Asks the store for what it needs; holds no SQL.
+//!   request building, the exchange, the signed approval links (`taskUrl`). Asks the store for
+//!   what it needs; holds no SQL.
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document; validates
 //!   input once for both backends.
 //! - [`console`]: the web pages under `/console` (task center, task pages, integration center).
@@ -26,9 +27,6 @@
 //!   in flight); tests use it to run the real thing on port 0.
 //! - [`demo`], [`bench`], [`cli`]: the demo organisation, `flowhook bench`, and the binary's
 //!   commands (`serve`, `migrate`, `sign`, `verify`, `check-receiver`, …).
-//!
-//! Known exception, kept small: `delivery` reaches `console::link` to sign each `taskUrl` at
-//! send time.
 //!
 //! Signing and payloads live in the `flowhook-sign` crate, which receivers use on their own.
 #![forbid(unsafe_code)]

@@ -62,7 +62,8 @@ pub mod diagram;
 pub mod directory;
 pub mod i18n;
 pub mod integration;
-pub mod link;
+/// The signed approval links the pages open (made at send time by `delivery::links`).
+pub use crate::delivery::links as link;
 pub mod page;
 pub mod processes;
 pub mod session;

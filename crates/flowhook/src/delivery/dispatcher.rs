@@ -44,9 +44,9 @@ pub struct DispatcherConfig {
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
     pub egress: super::egress::EgressPolicy,
-    /// Signs each `task.created`'s `taskUrl` at send time (`console::link`); `None` sends the
+    /// Signs each `task.created`'s `taskUrl` at send time (`delivery::links`); `None` sends the
     /// stored parameters as they are.
-    pub task_links: Option<Arc<crate::console::link::Links>>,
+    pub task_links: Option<Arc<crate::delivery::links::Links>>,
 }
 
 impl DispatcherConfig {
@@ -733,7 +733,7 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         params: &event.params,
         backfill: c.backfill,
     };
-    // The approval link in `task` is signed now, valid from this attempt (see `console::link`).
+    // The approval link in `task` is signed now, valid from this attempt (see `delivery::links`).
     let refreshed = match &shared.config.task_links {
         Some(links) => match links.refresh(&event.kind, &event.params, now).await {
             Ok(r) => r,

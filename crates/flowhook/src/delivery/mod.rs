@@ -15,6 +15,7 @@ pub mod check;
 pub mod dispatcher;
 pub mod egress;
 pub mod exchange;
+pub mod links;
 pub mod request;
 pub mod retention;
 pub mod retry;

@@ -153,15 +153,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// The database outage somewhere in `e`'s chain of causes, if any.
 fn outage_in(e: &anyhow::Error) -> Option<&'static str> {
-    e.chain().find_map(|cause| {
-        if let Some(s) = cause.downcast_ref::<crate::store::StoreError>() {
-            s.outage()
-        } else {
-            cause
-                .downcast_ref::<sqlx::Error>()
-                .and_then(crate::store::outage)
-        }
-    })
+    e.chain().find_map(crate::store::outage_of)
 }
 
 /// 503 with `Retry-After`: the node or its database cannot answer now; the request may be

@@ -71,7 +71,7 @@ pub struct SharedState {
     /// The console's sessions and single sign-on.
     pub console: crate::console::session::Settings,
     /// Signs approval links (the console checks them; the dispatcher signs each `taskUrl`).
-    pub links: std::sync::Arc<crate::console::link::Links>,
+    pub links: std::sync::Arc<crate::delivery::links::Links>,
 }
 
 impl AppState {

@@ -265,6 +265,15 @@ impl StoreError {
     }
 }
 
+/// [`outage`] of an error of any type: a [`StoreError`] or a driver error (`None` for others).
+pub fn outage_of(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if let Some(s) = e.downcast_ref::<StoreError>() {
+        s.outage()
+    } else {
+        e.downcast_ref::<sqlx::Error>().and_then(outage)
+    }
+}
+
 /// Why the database cannot answer right now, when `e` says it is out of reach: a fixed phrase,
 /// never the driver's text (which may name hosts or files).
 pub fn outage(e: &sqlx::Error) -> Option<&'static str> {

@@ -1,4 +1,5 @@
-//! Signed approval links: the `taskUrl` every `task.created` carries.
+//! Signed approval links: the `taskUrl` every `task.created` carries, signed here at send time;
+//! the console's task page checks them (`console::tasks`).
 //!
 //! `{public_base_url}/console/tasks/{taskId}?u={assignee}&e={expiry, epoch seconds}&s={mac}`,
 //! where `mac` is the unpadded base64url HMAC-SHA256, under the installation's link secret
@@ -86,7 +87,7 @@ pub fn signed_url(
     format!(
         "{}?u={}&e={expires}&s={}",
         plain_url(base, task_id),
-        super::page::q(user),
+        query_value(user),
         mac(secret, corp_id, task_id, user, expires)
     )
 }
@@ -166,7 +167,7 @@ impl Links {
         let secret = self.secret().await?;
         let expires = now_ms / 1000 + self.valid_for_secs;
         let signed = signed_url(&self.base, &secret, corp, task, user, expires);
-        let masked = format!("{}?u={}&e={expires}&s=***", plain, super::page::q(user));
+        let masked = format!("{}?u={}&e={expires}&s=***", plain, query_value(user));
         let with = |url: &str| {
             let mut p = params.to_vec();
             p[i].1 = json.replacen(
@@ -181,6 +182,11 @@ impl Links {
         };
         Ok(Some((with(&signed), with(&masked))))
     }
+}
+
+/// `s` encoded as a query value.
+fn query_value(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]
