@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 
 use super::egress::EgressPolicy;
 use super::exchange::{exchange, Exchange};
-use super::request::{prepare, EventInfo, Prepared};
+use super::request::{prepare, EventInfo, Prepared, Signing};
 use crate::integration::connectors::{Action, Auth, Connector, Encoding};
 
 /// The header every probe carries, so a receiver (or its logs) can tell a check from real work.
@@ -373,13 +373,20 @@ impl<'a> Checker<'a> {
             kind: kind.event_type(),
             seq: shot.seq,
             params: &params,
+            logged_params: None,
             backfill: false,
+        };
+        // The check grades Yida's signature; it sends no Standard Webhooks headers (a spoiled
+        // body would carry a signature that no longer matches it).
+        let signing = Signing {
+            system_token: &shot.token,
+            webhook_secrets: &[],
         };
         let mut prepared = prepare(
             &info,
             shot.attempt,
             shot.date_ms,
-            &shot.token,
+            signing,
             &self.target.connector,
             &self.target.auth,
             &action,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use super::breaker::{Breakers, Cap, EndpointKey, Permit};
-use super::request::{prepare, EventInfo};
+use super::request::{prepare, EventInfo, Signing};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
 use crate::store::attempts::{Attempt, AttemptRecord};
@@ -723,15 +723,10 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         Ok(true) => return held(now + PAUSED_RECHECK_MS, Some(HELD_PAUSED)),
         Err(e) => return failed(e.to_string()),
     }
-    let number = c.attempts + 1;
-    // What the receiver de-duplicates on: the caller's id of an ingested event, else ours.
-    let event_id = event.source_id.as_deref().unwrap_or(&c.event_id);
-    let info = EventInfo {
-        event_id,
-        kind: &event.kind,
-        seq: event.seq,
-        params: &event.params,
-        backfill: c.backfill,
+    // Standard Webhooks, when the strategy asks for it (empty otherwise).
+    let webhook_secrets = match webhook_secrets(shared, &c.corp_id, now).await {
+        Ok(secrets) => secrets,
+        Err(e) => return failed(e.to_string()),
     };
     // The approval link in `task` is signed now, valid from this attempt (see `delivery::links`).
     let refreshed = match &shared.config.task_links {
@@ -741,42 +736,24 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         },
         None => None,
     };
+    let number = c.attempts + 1;
     let info = EventInfo {
+        // What the receiver de-duplicates on: the caller's id of an ingested event, else ours.
+        event_id: event.source_id.as_deref().unwrap_or(&c.event_id),
+        kind: &event.kind,
+        seq: event.seq,
         params: refreshed
             .as_ref()
             .map_or(&event.params, |(signed, _)| signed),
-        ..info
-    };
-    let mut prepared = prepare(&info, number as u32, now, &token, connector, auth, action);
-    if let Some((_, masked)) = refreshed {
         // The log shows the link with its signature masked (it is an approver's credential).
-        let sign = prepared.params.iter().find(|(k, _)| k == "sign").cloned();
-        prepared.params = masked;
-        prepared.params.push(("dateTime".into(), now.to_string()));
-        prepared.params.extend(sign);
-    }
-    // Standard Webhooks, when the strategy asks for it: signed over the exact body sent.
-    match webhook_secrets(shared, &c.corp_id, now).await {
-        Ok(secrets) if !secrets.is_empty() => {
-            let ts = now / 1000;
-            let signature = flowhook_sign::webhooks::signature_header(
-                &secrets,
-                event_id,
-                ts,
-                prepared.body.as_bytes(),
-            );
-            for (k, v) in [
-                (flowhook_sign::webhooks::HEADER_ID, event_id.to_owned()),
-                (flowhook_sign::webhooks::HEADER_TIMESTAMP, ts.to_string()),
-                (flowhook_sign::webhooks::HEADER_SIGNATURE, signature),
-            ] {
-                prepared.headers.push((k.into(), v.clone()));
-                prepared.logged_headers.push((k.into(), v));
-            }
-        }
-        Ok(_) => {}
-        Err(e) => return failed(e.to_string()),
-    }
+        logged_params: refreshed.as_ref().map(|(_, masked)| masked.as_slice()),
+        backfill: c.backfill,
+    };
+    let signing = Signing {
+        system_token: &token,
+        webhook_secrets: &webhook_secrets,
+    };
+    let prepared = prepare(&info, number as u32, now, signing, connector, auth, action);
     if fenced(shared) {
         // Another node may hold this delivery by now: sending it could only duplicate.
         return held(now, Some(HELD_FENCED));

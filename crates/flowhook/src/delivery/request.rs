@@ -1,7 +1,13 @@
 //! The request of one attempt: the stored Yida parameters plus this attempt's `dateTime`,
-//! signed with the app's systemToken; the Flowhook headers; the connector's authentication. And
-//! its loggable twin, with every credential masked.
+//! signed with the app's systemToken; the Flowhook headers; the connector's authentication; the
+//! Standard Webhooks headers when the organisation has them on. And its loggable twin, with
+//! every credential masked.
+//!
+//! [`prepare`] is the one place a request is built: the dispatcher's deliveries, the test fire
+//! and the receiver check's probes all start from it, so what a test fire shows is what a
+//! delivery sends. It is pure: the caller reads the tokens and secrets.
 
+use flowhook_sign::webhooks::{self, WebhookSecret};
 use flowhook_sign::wire::{self, BodyEncoding};
 use flowhook_sign::yida;
 
@@ -40,7 +46,20 @@ pub struct EventInfo<'a> {
     pub seq: i64,
     /// The stored parameters (all but `dateTime` and `sign`), in wire order.
     pub params: &'a [(String, String)],
+    /// The same parameters as the attempt log shows them, when one holds a credential (a signed
+    /// approval link, masked); `None`: [`params`](Self::params) as they are.
+    pub logged_params: Option<&'a [(String, String)]>,
     pub backfill: bool,
+}
+
+/// What signs a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    /// The app's systemToken: Yida's MD5 `sign`.
+    pub system_token: &'a str,
+    /// The organisation's active Standard Webhooks secrets, newest first; empty when its
+    /// strategy has Standard Webhooks off (no `webhook-*` headers).
+    pub webhook_secrets: &'a [WebhookSecret],
 }
 
 /// Builds the request of attempt `attempt` at `now_ms`.
@@ -48,20 +67,27 @@ pub fn prepare(
     event: &EventInfo<'_>,
     attempt: u32,
     now_ms: i64,
-    system_token: &str,
+    signing: Signing<'_>,
     connector: &Connector,
     auth: &Auth,
     action: &Action,
 ) -> Prepared {
     let mut params: Vec<(String, String)> = event.params.to_vec();
     params.push(("dateTime".into(), now_ms.to_string()));
-    let sign = yida::sign(&params, system_token).expect("stored parameter names are distinct");
+    let sign =
+        yida::sign(&params, signing.system_token).expect("stored parameter names are distinct");
     params.push(("sign".into(), sign));
     let encoding = match action.encoding {
         Encoding::Form => BodyEncoding::Form,
         Encoding::Json => BodyEncoding::Json,
     };
     let body = wire::encode(&params, encoding);
+    if let Some(logged) = event.logged_params {
+        // The log keeps this attempt's `dateTime` and `sign`, not the credential.
+        let signed = params.split_off(params.len() - 2);
+        params = logged.to_vec();
+        params.extend(signed);
+    }
 
     // Credentials in the base URL become the Basic authentication the HTTP client would make
     // of them, sent first as it would: so the request log shows that header (masked) and the URL
@@ -148,6 +174,25 @@ pub fn prepare(
             ..
         } => {}
     }
+    // Standard Webhooks: signed over the exact body sent, the event id as the message id (stable
+    // across retries). The signature is shown in the log: it is no credential.
+    if !signing.webhook_secrets.is_empty() {
+        let ts = now_ms / 1000;
+        let signature = webhooks::signature_header(
+            signing.webhook_secrets,
+            event.event_id,
+            ts,
+            body.as_bytes(),
+        );
+        for (k, v) in [
+            (webhooks::HEADER_ID, event.event_id.to_owned()),
+            (webhooks::HEADER_TIMESTAMP, ts.to_string()),
+            (webhooks::HEADER_SIGNATURE, signature),
+        ] {
+            headers.push((k.into(), v.clone()));
+            logged_headers.push((k.into(), v));
+        }
+    }
     Prepared {
         url,
         headers,
@@ -198,6 +243,13 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    fn yida_only(system_token: &str) -> Signing<'_> {
+        Signing {
+            system_token,
+            webhook_secrets: &[],
+        }
+    }
+
     #[test]
     fn signed_with_headers_and_masked_for_the_log() {
         let connector = Connector {
@@ -237,6 +289,7 @@ mod tests {
             kind: "task.finished",
             seq: 3,
             params: &params,
+            logged_params: None,
             backfill: true,
         };
         let auth = Auth::ApiKey {
@@ -248,7 +301,7 @@ mod tests {
             &event,
             2,
             1_700_000_000_000,
-            "TOKEN",
+            yida_only("TOKEN"),
             &connector,
             &auth,
             &action,
@@ -272,11 +325,123 @@ mod tests {
         let bearer = Auth::Bearer {
             token: "tok-0123456789".into(),
         };
-        let p = prepare(&event, 1, 1, "TOKEN", &connector, &bearer, &action);
+        let p = prepare(
+            &event,
+            1,
+            1,
+            yida_only("TOKEN"),
+            &connector,
+            &bearer,
+            &action,
+        );
         assert!(p
             .headers
             .contains(&("authorization".into(), "Bearer tok-0123456789".into())));
         assert!(!format!("{:?}", p.logged_headers).contains("tok-0123456789"));
+    }
+
+    #[test]
+    fn standard_webhooks_headers_sign_the_body_sent_and_the_log_shows_the_masked_params() {
+        let connector = Connector {
+            id: "con_1".into(),
+            corp_id: "c".into(),
+            name: "n".into(),
+            base_url: "http://127.0.0.1:9/".into(),
+            auth: Auth::None,
+            default_headers: BTreeMap::new(),
+            timeout_ms: 1000,
+            max_concurrency: 8,
+            created_at: 0,
+            paused_at: None,
+            paused_reason: None,
+        };
+        let action = Action {
+            id: "act_1".into(),
+            corp_id: "c".into(),
+            connector_id: "con_1".into(),
+            name: "created".into(),
+            method: "POST".into(),
+            path: "/created".into(),
+            encoding: Encoding::Json,
+            created_at: 0,
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let sent = [pair("appType", "APP"), pair("task", "link?s=SIGNED")];
+        let masked = [pair("appType", "APP"), pair("task", "link?s=***")];
+        let event = EventInfo {
+            event_id: "evt_1",
+            kind: "task.created",
+            seq: 1,
+            params: &sent,
+            logged_params: Some(&masked),
+            backfill: false,
+        };
+        let old = WebhookSecret::from_bytes([1u8; 24]).unwrap();
+        let new = WebhookSecret::from_bytes([2u8; 24]).unwrap();
+        let secrets = [new.clone(), old.clone()];
+        let now = 1_700_000_000_123;
+        let signing = Signing {
+            system_token: "TOKEN",
+            webhook_secrets: &secrets,
+        };
+        let p = prepare(&event, 1, now, signing, &connector, &Auth::None, &action);
+
+        let names: Vec<&str> = p.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names[names.len() - 3..],
+            [
+                webhooks::HEADER_ID,
+                webhooks::HEADER_TIMESTAMP,
+                webhooks::HEADER_SIGNATURE
+            ],
+            "after the Flowhook headers"
+        );
+        assert_eq!(p.logged_headers, p.headers, "no credential among them");
+        let h = |name: &str| {
+            p.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h(webhooks::HEADER_ID), Some("evt_1"));
+        assert_eq!(h(webhooks::HEADER_TIMESTAMP), Some("1700000000"));
+        for secret in [&old, &new] {
+            assert_eq!(
+                webhooks::verify(
+                    std::slice::from_ref(secret),
+                    h,
+                    p.body.as_bytes(),
+                    now / 1000,
+                    webhooks::DEFAULT_TOLERANCE
+                ),
+                Ok(()),
+                "each active secret verifies"
+            );
+        }
+
+        assert!(p.body.contains("SIGNED"), "the body carries the real link");
+        let logged: Vec<&str> = p.params.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(logged, ["appType", "task", "dateTime", "sign"]);
+        assert_eq!(p.params[1].1, "link?s=***");
+        let log = format!("{} {:?} {:?}", p.logged_url, p.logged_headers, p.params);
+        assert!(!log.contains("SIGNED"), "{log}");
+        let mut signed = sent.to_vec();
+        signed.extend(p.params[2..].iter().cloned());
+        assert_eq!(yida::verify(&signed, "TOKEN"), Ok(()), "signed as sent");
+
+        let plain = prepare(
+            &event,
+            1,
+            now,
+            yida_only("TOKEN"),
+            &connector,
+            &Auth::None,
+            &action,
+        );
+        assert!(
+            !plain.headers.iter().any(|(k, _)| k.starts_with("webhook-")),
+            "no secrets: Standard Webhooks off"
+        );
     }
 
     #[test]
@@ -309,9 +474,18 @@ mod tests {
             kind: "task.finished",
             seq: 1,
             params: &[],
+            logged_params: None,
             backfill: false,
         };
-        let p = prepare(&event, 1, 1, "TOKEN", &connector, &Auth::None, &action);
+        let p = prepare(
+            &event,
+            1,
+            1,
+            yida_only("TOKEN"),
+            &connector,
+            &Auth::None,
+            &action,
+        );
         assert_eq!(p.url, "http://127.0.0.1:9/base/finished");
         assert_eq!(p.logged_url, p.url);
         assert_eq!(

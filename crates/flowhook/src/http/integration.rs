@@ -820,8 +820,10 @@ pub struct Fired {
     pub duration_ms: u64,
 }
 
-/// Test fire: send a sample of each event (signed with the app's systemToken) to an action now,
-/// and show each exchange. Nothing is stored. An empty body (any content type) sends all five.
+/// Test fire: send a sample of each event to an action now, built as a delivery is (signed with
+/// the app's systemToken, and with the Standard Webhooks headers when the sync strategy has them
+/// on), and show each exchange. Nothing is stored. An empty body (any content type) sends all
+/// five.
 #[utoipa::path(post, path = "/api/v1/orgs/{corp_id}/actions/{id}/test", tag = "integration", request_body = TestFire,
     responses((status = 200, body = Vec<Fired>), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn test_fire(
@@ -830,6 +832,7 @@ pub async fn test_fire(
     Path((corp_id, action_id)): Path<(String, String)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<TestFire>,
 ) -> Result<Json<Vec<Fired>>, ApiError> {
+    use crate::delivery::request::{prepare, EventInfo, Signing};
     use flowhook_sign::event::EventKind;
     caller.check(&corp_id, Scope::Integration)?;
     let action = state
@@ -846,6 +849,12 @@ pub async fn test_fire(
         .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
     let (app_type, token) = signing_app(&state, &corp_id, body.app_type.as_deref()).await?;
     let now = crate::store::now_ms();
+    // Signed as the dispatcher signs: Standard Webhooks too when the strategy has it on.
+    let webhook_secrets = state.store.webhook_secrets(&corp_id, now).await?;
+    let signing = Signing {
+        system_token: &token,
+        webhook_secrets: &webhook_secrets,
+    };
     let kinds: Vec<EventKind> = match &body.events {
         None => EventKind::ALL.to_vec(),
         Some(names) => names
@@ -867,15 +876,15 @@ pub async fn test_fire(
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         let event_id = crate::store::new_id("evt_test");
-        let info = crate::delivery::request::EventInfo {
+        let info = EventInfo {
             event_id: &event_id,
             kind: kind.event_type(),
             seq: 0,
             params: &params,
+            logged_params: None,
             backfill: false,
         };
-        let prepared =
-            crate::delivery::request::prepare(&info, 1, now, &token, &connector, &auth, &action);
+        let prepared = prepare(&info, 1, now, signing, &connector, &auth, &action);
         let ex = crate::delivery::exchange::exchange(
             &state.delivery_client,
             &state.egress,

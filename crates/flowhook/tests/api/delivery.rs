@@ -1351,6 +1351,118 @@ async fn test_fire_shows_each_exchange(db: TestDb) {
     org.app.stop().await;
 }
 
+mod test_fire_sends_what_a_delivery_sends {
+    crate::on_both_backends!(super::test_fire_sends_what_a_delivery_sends);
+}
+
+/// With Standard Webhooks on, a test fire carries the `webhook-*` headers, signed over the body
+/// it sent with the organisation's secret; it sends, and shows, the same headers as a real
+/// delivery of the same action (the delivery log's attempt).
+async fn test_fire_sends_what_a_delivery_sends(db: TestDb) {
+    use flowhook_sign::webhooks::{verify as verify_webhook, WebhookSecret, DEFAULT_TOLERANCE};
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    let actions = connect(
+        &org,
+        &receiver,
+        json!({"type": "bearer", "token": "tok-0123456789"}),
+    )
+    .await;
+    let (s, saved) = org
+        .send(
+            "PUT",
+            &org.path("/sync-strategy"),
+            None,
+            Some(json!({"actions": actions, "standardWebhooks": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    let secret = WebhookSecret::parse(saved["webhookSecret"].as_str().unwrap()).unwrap();
+    let names = |headers: &Value| -> BTreeSet<String> {
+        headers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (s, fired) = org
+        .send(
+            "POST",
+            &org.path(&format!("/actions/{}/test", actions["created"])),
+            None,
+            Some(json!({"events": ["task.created"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{fired}");
+    let shown = &fired[0]["requestHeaders"];
+    let test = receiver.requests().pop().expect("the test fire's request");
+    assert_eq!(
+        verify_webhook(
+            std::slice::from_ref(&secret),
+            |name| test.header(name),
+            &test.body,
+            flowhook::store::now_ms() / 1000,
+            DEFAULT_TOLERANCE,
+        ),
+        Ok(()),
+        "the test fire is signed with the organisation's secret"
+    );
+    assert_eq!(
+        test.header("webhook-id"),
+        test.header("x-flowhook-event-id")
+    );
+    verify(&test, "APP_ACME", &org.system_token);
+    let shown_signature = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "webhook-signature")
+        .map(|h| h[1].as_str().unwrap());
+    assert_eq!(shown_signature, test.header("webhook-signature"), "{fired}");
+
+    org.start("alice", "purchase", "laptop", json!({})).await;
+    receiver
+        .wait_until(10, "a delivered task.created", |got| {
+            got.iter().skip(1).any(|c| kind_of(c) == EventKind::Created)
+        })
+        .await;
+    let real = receiver.accepted()[1..]
+        .iter()
+        .find(|c| kind_of(c) == EventKind::Created)
+        .cloned()
+        .expect("a delivered task.created");
+    let sent =
+        |c: &Captured| -> BTreeSet<String> { c.headers.iter().map(|(k, _)| k.clone()).collect() };
+    assert_eq!(
+        sent(&test),
+        sent(&real),
+        "the same headers reach the receiver"
+    );
+    let delivered = all_delivered(&org).await;
+    let created = delivered
+        .iter()
+        .find(|d| d["eventType"] == "task.created")
+        .unwrap();
+    let (_, detail) = org
+        .send(
+            "GET",
+            &org.path(&format!("/deliveries/{}", created["id"].as_str().unwrap())),
+            None,
+            None,
+        )
+        .await;
+    let logged = &detail["attempts"][0]["requestHeaders"];
+    assert!(names(logged).contains("webhook-signature"), "{detail:#}");
+    assert_eq!(names(shown), names(logged), "the same headers are shown");
+    for log in [fired.to_string(), detail.to_string()] {
+        assert!(!log.contains("tok-0123456789"), "{log}");
+        assert!(!log.contains(&secret.expose()), "{log}");
+    }
+    org.app.stop().await;
+}
+
 mod gone_pauses_the_connector_until_resumed {
     crate::on_both_backends!(super::gone_pauses_the_connector_until_resumed);
 }
