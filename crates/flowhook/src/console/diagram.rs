@@ -110,7 +110,10 @@ fn branches_of(n: &Node) -> Option<Vec<BranchView<'_>>> {
                 .map(|b| {
                     (
                         b.name.as_str(),
-                        b.condition.clone().or(b.default.then(String::new)),
+                        b.condition
+                            .as_ref()
+                            .map(|c| c.source().to_owned())
+                            .or(b.default.then(String::new)),
                         b.nodes.as_slice(),
                     )
                 })

@@ -13,9 +13,14 @@
 //! stay within [`MAX_COST`] — a few milliseconds. Validation refuses a condition over a bound;
 //! at run time one (saved before these bounds existed) does not match. The engine stays pure:
 //! no clock, no thread, only arithmetic on the tree.
+//!
+//! Compiled once: a [`Condition`] keeps its program after its first evaluation, and lives in the
+//! [`Definition`](super::definition::Definition) that holds it — which the writer caches per
+//! (organisation, process, version). So a process version's conditions are compiled once per
+//! process, and no organisation's programs are shared with, or evicted by, another's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cel::common::ast::{operators, ComprehensionExpr, EntryExpr, Expr, LiteralValue};
 use cel::{Context, IdedExpr, Program, Value};
@@ -112,6 +117,8 @@ pub fn check(source: &str) -> Result<Checked, String> {
 }
 
 fn compile(source: &str) -> Result<Program, String> {
+    #[cfg(test)]
+    tests::COMPILED.with(|n| n.set(n.get() + 1));
     if source.len() > MAX_CONDITION_BYTES {
         return Err(format!(
             "the condition is {} bytes long; at most {MAX_CONDITION_BYTES}",
@@ -126,13 +133,75 @@ fn compile(source: &str) -> Result<Program, String> {
     })
 }
 
+/// A route condition: its CEL source, and its program once compiled.
+///
+/// Serialized as the source alone; equal when the sources are. Clones share the program.
+#[derive(Clone)]
+pub struct Condition {
+    source: String,
+    /// Compiled at the first evaluation; `None`: it does not compile (saved before a bound
+    /// existed), so it never matches.
+    program: Arc<OnceLock<Option<Program>>>,
+}
+
+impl Condition {
+    pub fn new(source: impl Into<String>) -> Self {
+        Condition {
+            source: source.into(),
+            program: Arc::default(),
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The program, compiled on the first call only.
+    fn program(&self) -> Option<&Program> {
+        self.program
+            .get_or_init(|| compile(&self.source).ok())
+            .as_ref()
+    }
+}
+
+impl From<&str> for Condition {
+    fn from(source: &str) -> Self {
+        Condition::new(source)
+    }
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl serde::Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Condition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Condition::new)
+    }
+}
+
 /// Evaluates a condition; anything but `true` (false, an error such as a missing field, a
 /// non-boolean, a program over the bounds for this form) does not match, so the route falls
 /// through to later branches or the default.
-pub fn holds(source: &str, form: &BTreeMap<String, Option<String>>) -> bool {
-    let Ok(program) = compile(source) else {
+pub fn holds(condition: &Condition, form: &BTreeMap<String, Option<String>>) -> bool {
+    let Some(program) = condition.program() else {
         return false;
     };
+    // Measured against this form at each evaluation: the bound depends on its data.
     if !estimate(program.expression(), FormBounds::of(form)).is_ok_and(|c| c <= MAX_COST) {
         return false;
     }
@@ -514,6 +583,48 @@ fn sum(values: impl Iterator<Item = u64>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Programs compiled on this thread (each test runs on its own).
+        pub(super) static COMPILED: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Evaluates `source` as a fresh condition.
+    fn holds(source: &str, form: &BTreeMap<String, Option<String>>) -> bool {
+        super::holds(&Condition::from(source), form)
+    }
+
+    #[test]
+    fn a_condition_is_compiled_once_whatever_it_is_evaluated_on() {
+        let condition = Condition::from("days > 3 && kind == 'sick'");
+        let copy = condition.clone();
+        let before = COMPILED.with(Cell::get);
+        for days in 0..10 {
+            let f = form(&[("days", Some(&days.to_string())), ("kind", Some("sick"))]);
+            assert_eq!(super::holds(&condition, &f), days > 3);
+            assert_eq!(super::holds(&copy, &f), days > 3);
+        }
+        assert_eq!(
+            COMPILED.with(Cell::get) - before,
+            1,
+            "compiled once, shared by clones"
+        );
+
+        let broken = Condition::from("days >");
+        assert!(!super::holds(&broken, &form(&[("days", Some("5"))])));
+        assert!(!super::holds(&broken, &form(&[("days", Some("5"))])));
+        assert_eq!(
+            COMPILED.with(Cell::get) - before,
+            2,
+            "a failure is kept too"
+        );
+
+        let json = serde_json::to_string(&condition).unwrap();
+        assert_eq!(json, r#""days > 3 && kind == 'sick'""#);
+        let back: Condition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, condition);
+    }
 
     fn form(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
         pairs

@@ -73,7 +73,7 @@ pub struct RouteBranch {
     pub name: String,
     /// A CEL expression over the form data; absent on the default branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
+    pub condition: Option<condition::Condition>,
     #[serde(default)]
     pub default: bool,
     #[serde(default)]

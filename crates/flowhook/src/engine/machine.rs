@@ -338,7 +338,7 @@ fn check_when_empty(
                 let chosen = r.branches.iter().find(|b| {
                     b.default
                         || b.condition
-                            .as_deref()
+                            .as_ref()
                             .is_some_and(|c| condition::holds(c, &inst.form_data))
                 });
                 if let Some(b) = chosen {
@@ -662,7 +662,7 @@ impl Run<'_> {
                         .position(|b| {
                             b.default
                                 || b.condition
-                                    .as_deref()
+                                    .as_ref()
                                     .is_some_and(|c| condition::holds(c, form))
                         })
                         .ok_or_else(|| {
