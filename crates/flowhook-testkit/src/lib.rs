@@ -6,12 +6,15 @@
 //!   the test.
 //! - [`eventually`](mod@eventually): waits, within a bound, for what the system under test
 //!   reaches on its own time, and fails naming what it waited for and what it last saw.
+//! - [`serve`]: a server under test on a task of its own, stopped when the test says.
 //!
 //! It knows neither crate's configuration or application: each suite builds those from the
-//! database URL itself.
+//! database URL itself, and hands [`Serving`] its application's `run_until_stopped`.
 
 pub mod db;
 pub mod eventually;
+pub mod serve;
 
 pub use db::{TestDb, POSTGRES_ENV};
 pub use eventually::{eventually, Outcome};
+pub use serve::{Serving, Shutdown};

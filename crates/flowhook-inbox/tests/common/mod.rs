@@ -12,8 +12,8 @@ use flowhook_inbox::store::Store;
 use flowhook_inbox::Application;
 use flowhook_sign::event::{CcRecord, InstanceDeleted, TaskEnded, TaskEvent, TaskRecord};
 use flowhook_sign::wire::{encode, BodyEncoding};
-use tokio::sync::oneshot;
 
+use flowhook_testkit::Serving;
 pub use flowhook_testkit::TestDb;
 
 /// Runs one async check on SQLite and, when enabled, on PostgreSQL, as two tests.
@@ -62,8 +62,7 @@ pub struct TestInbox {
     pub addr: SocketAddr,
     pub store: Store,
     pub client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Serving<anyhow::Error>,
 }
 
 impl TestInbox {
@@ -77,16 +76,12 @@ impl TestInbox {
         let app = Application::build(config).await.expect("the inbox builds");
         let addr = app.local_addr();
         let store = app.store().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let server = Serving::spawn(|shutdown| app.run_until_stopped(shutdown));
         Self {
             addr,
             store,
             client: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
@@ -171,8 +166,7 @@ impl TestInbox {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
+        self.server.stop().await;
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use flowhook_testkit::Serving;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -18,18 +19,17 @@ use crate::task_center::Org;
 /// `app_type`'s token.
 struct Inbox {
     url: String,
-    _dir: tempfile::TempDir,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _db: TestDb,
+    server: Serving<anyhow::Error>,
 }
 
 impl Inbox {
     async fn start(app_type: &str, token: &str, max_skew_secs: u64) -> Inbox {
         use flowhook_inbox::config::{Config, Source, Token, Tokens};
-        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::sqlite().await;
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
-        config.database_url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+        config.database_url = db.url.clone();
         config.max_skew_secs = max_skew_secs;
         config.sources = vec![Source {
             name: "flowhook".into(),
@@ -40,15 +40,11 @@ impl Inbox {
             .await
             .expect("the inbox builds");
         let url = format!("http://{}", app.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let server = Serving::spawn(|shutdown| app.run_until_stopped(shutdown));
         Inbox {
             url,
-            _dir: dir,
-            stop,
-            task,
+            _db: db,
+            server,
         }
     }
 
@@ -70,9 +66,8 @@ impl Inbox {
         all
     }
 
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+    async fn stop(mut self) {
+        self.server.stop().await;
     }
 }
 

@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 
 use flowhook::config::Config;
 use flowhook::Application;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
+use flowhook_testkit::Serving;
 pub use flowhook_testkit::{TestDb, POSTGRES_ENV};
 
 /// The longest one check may run: a check that hangs fails with its name instead of holding
@@ -75,8 +74,7 @@ pub struct TestApp {
     pub store: flowhook::store::Store,
     /// The command writer (its supervision test makes it fail).
     pub writer: flowhook::store::writer::Writer,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    server: Serving<anyhow::Error>,
 }
 
 impl TestApp {
@@ -87,17 +85,13 @@ impl TestApp {
         let addr = app.local_addr();
         let store = app.store().clone();
         let writer = app.writer().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let server = Serving::spawn(|shutdown| app.run_until_stopped(shutdown));
         Self {
             addr,
             client: reqwest::Client::new(),
             store,
             writer,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
@@ -121,10 +115,6 @@ impl TestApp {
     /// [`TestApp::stop`] in place, for a restart: the caller replaces it. Once stopped, it
     /// does nothing.
     pub async fn shut_down(&mut self) {
-        let (Some(stop), Some(task)) = (self.stop.take(), self.task.take()) else {
-            return;
-        };
-        let _ = stop.send(());
-        task.await.expect("server task").expect("clean stop");
+        self.server.stop().await;
     }
 }
