@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
-use super::breaker::{Breakers, Cap, EndpointKey, Permit};
-use super::request::{prepare, EventInfo, Signing};
+use super::breaker::{Breakers, Cap, EndpointKey, Permit, Ticket};
+use super::request::{prepare, EventInfo, Prepared, Signing};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
 use crate::store::attempts::{Attempt, AttemptRecord};
@@ -692,51 +692,96 @@ fn random_unit() -> f64 {
     (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }
 
+/// Sends one delivery, in phases: prepare its request, pass the gates (fence, breaker, caps),
+/// exchange it, and settle the outcome into its attempt record (breaker, retry schedule, 410).
+/// A delivery held back at any phase before the exchange is put back with no attempt counted.
 async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptRecord {
     let now = now_ms();
-    let held = |until: i64, because: Option<&'static str>| AttemptRecord {
-        delivery_id: c.id.clone(),
-        corp_id: c.corp_id.clone(),
-        lane: c.lane.clone(),
-        attempt: None,
-        held_because: because,
-        next_attempt_at: until,
-        status: "pending",
-        reopened_connectors: Vec::new(),
+    let (target, prepared) = match prepare_request(shared, &c, event, now).await {
+        Ok(ready) => ready,
+        Err(hold) => return hold.record(&c),
     };
+    let ticket = match admit(shared, &target, now) {
+        Ok(ticket) => ticket,
+        Err(hold) => return hold.record(&c),
+    };
+    let exchange = exchange(shared, &target, &prepared).await;
+    settle(shared, &c, &target, ticket, prepared, exchange, now).await
+}
+
+/// Why a delivery goes back without an attempt, and until when.
+struct Hold {
+    until: i64,
+    /// Shown as the delivery's `lastError` (None: left as it was).
+    because: Option<&'static str>,
+}
+
+impl Hold {
+    fn record(self, c: &Claimed) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id: c.id.clone(),
+            corp_id: c.corp_id.clone(),
+            lane: c.lane.clone(),
+            attempt: None,
+            held_because: self.because,
+            next_attempt_at: self.until,
+            status: "pending",
+            reopened_connectors: Vec::new(),
+        }
+    }
+}
+
+/// Prepare: the delivery's target, its app's token, whether its connector is paused, the
+/// Standard Webhooks secrets, the approval link signed now — and the request, built as test
+/// fire builds it ([`prepare`]).
+async fn prepare_request(
+    shared: &Shared,
+    c: &Claimed,
+    event: &DeliveryEvent,
+    now: i64,
+) -> Result<(Arc<Target>, Prepared), Hold> {
     let failed = |why: String| {
         tracing::warn!(delivery = %c.id, %why, "delivery could not be prepared; retrying later");
-        held(now + shared.config.poll.as_millis() as i64, None)
+        Hold {
+            until: now + shared.config.poll.as_millis() as i64,
+            because: None,
+        }
     };
-    let target = match target(shared, &c.corp_id, &c.action_id).await {
-        Ok(t) => t,
-        Err(e) => return failed(e.to_string()),
-    };
+    let target = target(shared, &c.corp_id, &c.action_id)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     let (action, connector, auth) = (&target.action, &target.connector, &target.auth);
     let token = match app_token(shared, &event.app_type, now).await {
         Ok(Some(t)) => t,
-        Ok(None) => return failed(format!("application {} has no token", event.app_type)),
-        Err(e) => return failed(e.to_string()),
+        Ok(None) => {
+            return Err(failed(format!(
+                "application {} has no token",
+                event.app_type
+            )))
+        }
+        Err(e) => return Err(failed(e.to_string())),
     };
-    match is_paused(shared, &c.corp_id, &connector.id).await {
-        Ok(false) => {}
-        Ok(true) => return held(now + PAUSED_RECHECK_MS, Some(HELD_PAUSED)),
-        Err(e) => return failed(e.to_string()),
+    if is_paused(shared, &c.corp_id, &connector.id)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+    {
+        return Err(Hold {
+            until: now + PAUSED_RECHECK_MS,
+            because: Some(HELD_PAUSED),
+        });
     }
     // Standard Webhooks, when the strategy asks for it (empty otherwise).
-    let webhook_secrets = match webhook_secrets(shared, &c.corp_id, now).await {
-        Ok(secrets) => secrets,
-        Err(e) => return failed(e.to_string()),
-    };
+    let webhook_secrets = webhook_secrets(shared, &c.corp_id, now)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     // The approval link in `task` is signed now, valid from this attempt (see `delivery::links`).
     let refreshed = match &shared.config.task_links {
-        Some(links) => match links.refresh(&event.kind, &event.params, now).await {
-            Ok(r) => r,
-            Err(e) => return failed(e.to_string()),
-        },
+        Some(links) => links
+            .refresh(&event.kind, &event.params, now)
+            .await
+            .map_err(|e| failed(e.to_string()))?,
         None => None,
     };
-    let number = c.attempts + 1;
     let info = EventInfo {
         // What the receiver de-duplicates on: the caller's id of an ingested event, else ours.
         event_id: event.source_id.as_deref().unwrap_or(&c.event_id),
@@ -753,58 +798,85 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         system_token: &token,
         webhook_secrets: &webhook_secrets,
     };
-    let prepared = prepare(&info, number as u32, now, signing, connector, auth, action);
+    let number = (c.attempts + 1) as u32;
+    let prepared = prepare(&info, number, now, signing, connector, auth, action);
+    Ok((target, prepared))
+}
+
+/// The gates: this node still holds its leases (else another may send it), and the endpoint's
+/// breaker and the caps (the endpoint's, the organisation's share) let one more request go.
+fn admit(shared: &Shared, target: &Target, now: i64) -> Result<Ticket, Hold> {
+    let hold = |until, because| {
+        Err(Hold {
+            until,
+            because: Some(because),
+        })
+    };
     if fenced(shared) {
         // Another node may hold this delivery by now: sending it could only duplicate.
-        return held(now, Some(HELD_FENCED));
+        return hold(now, HELD_FENCED);
     }
-    let key = &target.key;
-    let cap = connector.max_concurrency as usize;
-    let ticket = match shared.breakers.permit(key, cap, Instant::now()) {
-        Permit::Send(t) | Permit::Probe(t) => t,
+    let cap = target.connector.max_concurrency as usize;
+    match shared.breakers.permit(&target.key, cap, Instant::now()) {
+        Permit::Send(t) | Permit::Probe(t) => Ok(t),
         // Parked (see `PARK_MS`): the breaker's probes are claimed apart, whatever their due
         // time, and the probe that closes it makes every parked delivery due at once.
-        Permit::Hold => return held(now + park_ms(&shared.config), Some(HELD_BY_BREAKER)),
+        Permit::Hold => hold(now + park_ms(&shared.config), HELD_BY_BREAKER),
         // Back for a moment; claims leave the saturated key out until a request of it ends.
-        Permit::Busy(Cap::Endpoint) => return held(now + BUSY_MS, Some(HELD_ENDPOINT_BUSY)),
-        Permit::Busy(Cap::Organisation) => return held(now + BUSY_MS, Some(HELD_ORG_BUSY)),
-    };
-    let super::exchange::Exchange {
-        outcome,
-        status,
-        headers,
-        body,
-        error_kind,
-        error,
-        duration,
-        ..
-    } = super::exchange::exchange(
+        Permit::Busy(Cap::Endpoint) => hold(now + BUSY_MS, HELD_ENDPOINT_BUSY),
+        Permit::Busy(Cap::Organisation) => hold(now + BUSY_MS, HELD_ORG_BUSY),
+    }
+}
+
+/// Exchange: the request and its answer (or failure), counted in the metrics.
+async fn exchange(
+    shared: &Shared,
+    target: &Target,
+    prepared: &Prepared,
+) -> super::exchange::Exchange {
+    let exchange = super::exchange::exchange(
         &shared.client,
         &shared.config.egress,
-        connector,
-        auth,
-        &prepared,
+        &target.connector,
+        &target.auth,
+        prepared,
     )
     .await;
-    let success = outcome == Outcome::Delivered;
+    let outcome = if exchange.outcome == Outcome::Delivered {
+        "delivered"
+    } else {
+        exchange.error_kind.unwrap_or("other")
+    };
     shared
         .metrics
         .delivery_attempts
         .get_or_create(&crate::telemetry::OutcomeLabels {
-            outcome: if success {
-                "delivered".into()
-            } else {
-                error_kind.unwrap_or("other").into()
-            },
+            outcome: outcome.into(),
         })
         .inc();
     shared
         .metrics
         .delivery_latency
-        .observe(duration.as_secs_f64());
+        .observe(exchange.duration.as_secs_f64());
+    exchange
+}
+
+/// Settle: the breaker learns the outcome, the retry policy says what next (a 410 pauses the
+/// connector), and the attempt becomes its record.
+async fn settle(
+    shared: &Shared,
+    c: &Claimed,
+    target: &Target,
+    ticket: Ticket,
+    prepared: Prepared,
+    exchange: super::exchange::Exchange,
+    now: i64,
+) -> AttemptRecord {
+    let key = &target.key;
+    let success = exchange.outcome == Outcome::Delivered;
     // A request that never left this machine (refused by the egress policy, impossible to
     // build) says nothing of the endpoint: not its failure, and no retry would go otherwise.
-    let local = matches!(error_kind, Some(LOCAL_EGRESS | LOCAL_REQUEST));
+    let local = matches!(exchange.error_kind, Some(LOCAL_EGRESS | LOCAL_REQUEST));
     let reopened = if local {
         shared.breakers.release(key, ticket);
         false
@@ -814,6 +886,7 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
     if shared.breakers.take_freed() {
         shared.notify.notify_one(); // what claims left out may go now
     }
+    let number = c.attempts + 1;
     let since_first = Duration::from_millis((now - c.created_at).max(0) as u64);
     let next = if local {
         Next::Dead
@@ -821,7 +894,7 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         shared
             .config
             .policy
-            .next(number as u32, outcome, since_first, random_unit())
+            .next(number as u32, exchange.outcome, since_first, random_unit())
     };
     let (status_after, next_at) = match next {
         Next::Done => ("delivered", now),
@@ -831,18 +904,7 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         // 410: the connector is paused until an operator resumes it; this delivery waits
         // with the others (resuming makes them all due at once).
         Next::PauseEndpoint => {
-            let reason = format!("the endpoint answered 410 Gone to delivery {}", c.id);
-            match shared
-                .store
-                .pause_connector(&c.corp_id, &connector.id, &reason)
-                .await
-            {
-                Ok(true) => {
-                    tracing::warn!(connector = %connector.id, "endpoint answered 410 Gone: connector paused until resumed")
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "could not pause the connector after 410"),
-            }
+            pause_after_gone(shared, c, &target.connector.id).await;
             ("pending", now + PAUSED_RECHECK_MS)
         }
     };
@@ -854,13 +916,13 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         attempt: Some(Attempt {
             number,
             started_at: now,
-            duration_ms: duration.as_millis() as i64,
+            duration_ms: exchange.duration.as_millis() as i64,
             request: prepared.logged(),
-            response_status: status,
-            response_headers: headers,
-            response_body: body,
-            error_kind,
-            error,
+            response_status: exchange.status,
+            response_headers: exchange.headers,
+            response_body: exchange.body,
+            error_kind: exchange.error_kind,
+            error: exchange.error,
         }),
         next_attempt_at: next_at,
         status: status_after,
@@ -869,5 +931,21 @@ async fn send(shared: &Shared, c: Claimed, event: &DeliveryEvent) -> AttemptReco
         } else {
             Vec::new()
         },
+    }
+}
+
+/// Pauses the connector whose endpoint answered 410 Gone to delivery `c`.
+async fn pause_after_gone(shared: &Shared, c: &Claimed, connector: &str) {
+    let reason = format!("the endpoint answered 410 Gone to delivery {}", c.id);
+    match shared
+        .store
+        .pause_connector(&c.corp_id, connector, &reason)
+        .await
+    {
+        Ok(true) => {
+            tracing::warn!(%connector, "endpoint answered 410 Gone: connector paused until resumed")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not pause the connector after 410"),
     }
 }
