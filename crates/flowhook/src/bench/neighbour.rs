@@ -62,14 +62,13 @@ impl Neighbour {
 /// First arrival of each event id at the healthy endpoint.
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// A neighbour's organisation and API key.
-fn noisy(n: Neighbour) -> (String, &'static str) {
-    let key = match n {
-        Neighbour::Hang => "fhk_bench_noisy_hang_not_secret",
-        Neighbour::Down => "fhk_bench_noisy_down_not_secret",
-        Neighbour::Ok => "fhk_bench_noisy_ok_not_secret",
-    };
-    (format!("noisy-{}", n.name()), key)
+/// The organisation and API key of neighbour number `i` (several of one kind may run: `ok,ok`
+/// offers the load of `hang,down` from well-behaved neighbours).
+fn noisy(i: usize, n: Neighbour) -> (String, String) {
+    (
+        format!("noisy-{i}-{}", n.name()),
+        format!("fhk_bench_noisy_{i}_{}_not_secret", n.name()),
+    )
 }
 
 pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Result<()> {
@@ -115,8 +114,8 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
     let addr = app.local_addr();
     let store = app.store().clone();
     connect(&store, CORP, &receiver_url, DEFAULT_MAX_CONCURRENCY).await?;
-    for n in &opts.neighbours {
-        let (corp, key) = noisy(*n);
+    for (i, n) in opts.neighbours.iter().enumerate() {
+        let (corp, key) = noisy(i, *n);
         let corp = corp.as_str();
         let path = format!("/{}", n.name());
         store.create_org(corp, corp).await?;
@@ -124,7 +123,7 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
             .create_api_key(
                 corp,
                 "noisy clients",
-                &crate::http::auth::hash_key(key),
+                &crate::http::auth::hash_key(&key),
                 &["tasks".to_owned()],
             )
             .await?;
@@ -169,8 +168,9 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
         let noisy: Vec<_> = if with_neighbours {
             opts.neighbours
                 .iter()
-                .map(|n| {
-                    let (corp, key) = noisy(*n);
+                .enumerate()
+                .map(|(i, n)| {
+                    let (corp, key) = noisy(i, *n);
                     tokio::spawn(offer(
                         client.clone(),
                         url(&corp),
@@ -187,7 +187,7 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
         let started = offer(
             client.clone(),
             url(CORP),
-            KEY,
+            KEY.to_owned(),
             opts.events,
             opts.rate,
             opts.clients,
@@ -291,7 +291,7 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
 async fn offer(
     client: reqwest::Client,
     url: String,
-    key: &'static str,
+    key: String,
     total: usize,
     rate: u32,
     clients: usize,
@@ -301,7 +301,7 @@ async fn offer(
     let began = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..clients {
-        let (client, url, next) = (client.clone(), url.clone(), next.clone());
+        let (client, url, next, key) = (client.clone(), url.clone(), next.clone(), key.clone());
         workers.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
             loop {
@@ -314,7 +314,7 @@ async fn offer(
                 if let Ok(body) = post_as::<Started>(
                     &client,
                     &url,
-                    key,
+                    &key,
                     "u0",
                     json!({"processCode": "one", "title": "bench"}),
                 )
