@@ -440,6 +440,32 @@ fn empty_approver_policies() {
 // ---------------------------------------------------------------------------------------------
 // Properties
 
+/// The form field `formField` approvers name in the properties.
+const WHO: &str = "who";
+
+/// The `who` field of the form: left out, null, a known user, an unknown one, or a list of both.
+fn who_strategy() -> impl Strategy<Value = Option<Option<String>>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(None)),
+        prop_oneof![Just("u3"), Just("u4"), Just("admin")].prop_map(|u| Some(Some(u.to_string()))),
+        Just(Some(Some("ghost".to_string()))),
+        Just(Some(Some(r#"["ghost","u5"]"#.to_string()))),
+    ]
+}
+
+/// The `whenEmpty: error` task node `id` of `d`, if there is one.
+fn error_node<'d>(nodes: &'d [definition::Node], id: &str) -> Option<&'d definition::TaskNode> {
+    nodes.iter().find_map(|node| match node {
+        definition::Node::Approval(n) | definition::Node::Operator(n) => {
+            (n.id == id && n.when_empty == definition::EmptyPolicy::Error).then_some(n)
+        }
+        definition::Node::Carbon(_) => None,
+        definition::Node::Route(r) => r.branches.iter().find_map(|b| error_node(&b.nodes, id)),
+        definition::Node::Parallel(p) => p.branches.iter().find_map(|b| error_node(&b.nodes, id)),
+    })
+}
+
 /// A random node tree (ids assigned afterwards).
 fn node_strategy() -> impl Strategy<Value = serde_json::Value> {
     let source = prop_oneof![
@@ -448,10 +474,11 @@ fn node_strategy() -> impl Strategy<Value = serde_json::Value> {
         Just(json!({"type": "role", "role": "hr"})),
         (1u32..3).prop_map(|l| json!({"type": "leader", "level": l})),
         Just(json!({"type": "originator"})),
+        Just(json!({"type": "formField", "field": WHO})),
     ];
     let sources = proptest::collection::vec(source, 1..3);
     let leaf = prop_oneof![
-        (sources.clone(), prop_oneof![Just("or"), Just("all"), Just("oneByOne")], prop_oneof![Just("autoApprove"), Just("admin")], any::<bool>())
+        (sources.clone(), prop_oneof![Just("or"), Just("all"), Just("oneByOne")], prop_oneof![Just("autoApprove"), Just("admin"), Just("error")], any::<bool>())
             .prop_map(|(s, mode, empty, op)| json!({"type": if op { "operator" } else { "approval" }, "name": "n",
                 "approvers": s, "mode": mode, "whenEmpty": empty})),
         sources.prop_map(|s| json!({"type": "carbon", "name": "cc", "recipients": s})),
@@ -713,14 +740,33 @@ proptest! {
         d in definition_strategy(),
         originator in prop_oneof![Just("u0"), Just("u1"), Just("u3")],
         n in 0..10i32,
+        who in who_strategy(),
         choices in proptest::collection::vec(any::<proptest::sample::Index>(), 1..60),
     ) {
         let dir = directory();
-        let form: DataMap = [("n".to_string(), Some(n.to_string()))].into();
-        let (mut inst, mut log) = start(&d, Start {
+        let mut form: DataMap = [("n".to_string(), Some(n.to_string()))].into();
+        if let Some(who) = who {
+            form.insert(WHO.to_string(), who);
+        }
+        let started = start(&d, Start {
             id: "i".into(), corp_id: "c".into(), app_type: "A".into(), process_version: 1,
-            form_instance_id: "f".into(), title: "t".into(), originator_id: originator.into(), form_data: form,
-        }, &dir, 0).expect("random definitions resolve (no `error` policy)");
+            form_instance_id: "f".into(), title: "t".into(), originator_id: originator.into(),
+            form_data: form.clone(),
+        }, &dir, 0);
+        let (mut inst, mut log) = match started {
+            Ok(started) => started,
+            // Refused: only for a `whenEmpty: error` node that has nobody, and nothing exists.
+            Err(EngineError::NoApprover(id)) => {
+                let n = error_node(&d.nodes, &id);
+                prop_assert!(n.is_some(), "refused for `{}`, not a `whenEmpty: error` node", id);
+                prop_assert!(
+                    super::resolve::resolve(&n.unwrap().approvers, originator, &form, &dir).is_empty(),
+                    "refused for `{}`, which has approvers", id
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(format!("start refused: {e}"))),
+        };
         check_invariants(&inst, &log)?;
         let users = ["u0", "u1", "u2", "u3", "u4", "u5"];
         for (step, choice) in choices.iter().enumerate() {
@@ -737,6 +783,13 @@ proptest! {
                 Err(_) => {} // refused; `inst` is untouched by construction
             }
             check_invariants(&inst, &log)?;
+            // The directory never changes here, and the start checked every `whenEmpty: error`
+            // node the form leads to: none is ever handed to the admins with a note.
+            prop_assert!(
+                inst.tasks.values().all(|t| t.note.is_none()),
+                "a task with a note, the directory unchanged: {:?}",
+                inst.tasks.values().find(|t| t.note.is_some())
+            );
         }
     }
 
