@@ -108,7 +108,7 @@ impl Application {
                 tasks,
                 store,
                 known_orgs: Default::default(),
-                known_keys: crate::store::Recent::new(crate::http::auth::KEY_TTL),
+                known_keys: crate::support::Recent::new(crate::http::auth::KEY_TTL),
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),
                 metrics_token: config.metrics_token.as_deref().map(std::sync::Arc::from),

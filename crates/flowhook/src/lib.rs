@@ -8,6 +8,8 @@
 //! - [`config`]: plain settings — defaults < file < `FLOWHOOK_*` environment < flags. Imports
 //!   no other module: each layer builds its typed settings from it (`DispatcherConfig`,
 //!   `KeySource`, `Store::from_config`), and [`app::check_config`] runs those checks at start.
+//! - [`support`]: the one clock (`now_ms`), fresh ids (`new_id`) and the [`support::Recent`]
+//!   cache of settings read on hot paths. Imports no other module.
 //! - [`supervise`]: restarts a background task that panicked; `/readyz` names one that is down.
 //! - [`engine`]: the pure approval state machine: definitions, approvers, conditions (CEL),
 //!   transitions, events. No I/O, no clock, no database: it must not reach any module below.
@@ -43,6 +45,7 @@ pub mod http;
 pub mod integration;
 pub mod store;
 pub mod supervise;
+pub mod support;
 pub mod telemetry;
 
 pub use app::Application;

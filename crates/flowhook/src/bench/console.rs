@@ -69,7 +69,7 @@ pub async fn console(database_url: &str, opts: &ConsoleBench) -> anyhow::Result<
         .await?;
     // An operator's session, as signing in with that key makes one.
     let token = crate::store::console::new_secret();
-    let now = crate::store::now_ms();
+    let now = crate::support::now_ms();
     store
         .create_session(&crate::store::console::Session {
             id_hash: crate::http::auth::hash_key(&token),

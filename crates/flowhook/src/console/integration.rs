@@ -1673,7 +1673,7 @@ async fn render_backfill(
     let corp = ctx.corp()?.to_owned();
     let v = ctx.operator()?;
     let has_strategy = state.store.strategy(&corp).await?.is_some();
-    let today = page::date(crate::store::now_ms());
+    let today = page::date(crate::support::now_ms());
     let body = html! {
         (tabs(ctx))
         (notice(ctx, &n))
@@ -1716,7 +1716,7 @@ pub async fn start_backfill(
         let from = page::parse_date(&f.from);
         // The end date is included: the range ends at the next midnight.
         let to = match f.to.trim() {
-            "" => Some(crate::store::now_ms() + 1),
+            "" => Some(crate::support::now_ms() + 1),
             s => page::parse_date(s).map(|t| t + 86_400_000),
         };
         match (from, to) {
@@ -1820,7 +1820,7 @@ pub async fn health_page(State(state): State<AppState>, ctx: Ctx) -> Result<Resp
             }
         }
     }
-    let now = crate::store::now_ms();
+    let now = crate::support::now_ms();
     let since = (now / 60_000 - 59) * 60_000;
     let rate = state.store.delivery_rate(&corp, since).await?;
     let depth = state.store.queue_depth(&corp).await?;

@@ -29,7 +29,7 @@ use super::page::{self, page, see_other, CsrfForm, Ctx, PageError};
 use crate::http::auth::{hash_key, Scope};
 use crate::http::AppState;
 use crate::store::console::{new_secret, Session, SessionKind};
-use crate::store::now_ms;
+use crate::support::now_ms;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "fh_session";
@@ -283,7 +283,7 @@ async fn still_valid(
     let owner = match state.known_keys.get(key_hash) {
         Some(o) => Some(o),
         None => {
-            let generation = crate::store::settings_generation();
+            let generation = crate::support::settings_generation();
             let o = state.store.key_owner(key_hash).await?;
             if let Some(o) = &o {
                 state.known_keys.put(key_hash, generation, o.clone());

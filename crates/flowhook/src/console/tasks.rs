@@ -27,9 +27,9 @@ use crate::engine::resolve::{Directory, DirectorySnapshot};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::store::console::SessionKind;
-use crate::store::now_ms;
 use crate::store::taskcenter::{decode_cursor, Filter, List};
 use crate::store::writer::Op;
+use crate::support::now_ms;
 
 /// Task ids are `{processInstanceId}-t{n}`.
 pub fn instance_of(task_id: &str) -> Option<&str> {

@@ -263,7 +263,7 @@ impl Breakers {
         let Some(e) = end(&mut inner, key, ticket) else {
             return false;
         };
-        let at = Some(crate::store::now_ms());
+        let at = Some(crate::support::now_ms());
         if success {
             e.last_success_at = at;
             let reopened = e.state != State::Closed;

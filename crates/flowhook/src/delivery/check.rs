@@ -818,7 +818,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 fn now_ms() -> i64 {
-    crate::store::now_ms()
+    crate::support::now_ms()
 }
 
 fn is_2xx(ex: &Exchange) -> bool {

@@ -25,7 +25,8 @@ use crate::integration::connectors::{Action, Auth, Connector};
 use crate::store::attempts::{Attempt, AttemptRecord};
 use crate::store::claims::{Claim, Claimed, ClaimedBatch, DeliveryEvent, Scope};
 use crate::store::writer::FreshDelivery;
-use crate::store::{new_id, now_ms, Recent, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::support::{new_id, now_ms, Recent};
 use crate::telemetry::Metrics;
 
 /// Tuning of the dispatcher.
@@ -545,7 +546,7 @@ async fn target(
     corp_id: &str,
     action_id: &str,
 ) -> Result<Arc<Target>, StoreError> {
-    let generation = crate::store::settings_generation();
+    let generation = crate::support::settings_generation();
     if let Some(t) = shared.targets.lock().expect("cache lock").get(action_id) {
         if t.loaded.1 == generation && t.loaded.0.elapsed() < TARGET_TTL {
             return Ok(t.clone());

@@ -24,7 +24,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::store::{Recent, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::support::Recent;
 
 /// How long this node reuses the secret it read (a rotation by another process applies within
 /// this time; by this process at once).

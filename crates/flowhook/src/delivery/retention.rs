@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::{now_ms, Store};
+use crate::store::Store;
+use crate::support::now_ms;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 

@@ -135,7 +135,7 @@ impl FromRequestParts<AppState> for Caller {
         let owner = match state.known_keys.get(&hash) {
             Some(owner) => Some(owner),
             None => {
-                let generation = crate::store::settings_generation();
+                let generation = crate::support::settings_generation();
                 let owner = state.store.key_owner(&hash).await?;
                 if let Some(o) = &owner {
                     state.known_keys.put(&hash, generation, o.clone());

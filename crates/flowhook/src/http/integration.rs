@@ -848,7 +848,7 @@ pub async fn test_fire(
         .pop()
         .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
     let (app_type, token) = signing_app(&state, &corp_id, body.app_type.as_deref()).await?;
-    let now = crate::store::now_ms();
+    let now = crate::support::now_ms();
     // Signed as the dispatcher signs: Standard Webhooks too when the strategy has it on.
     let webhook_secrets = state.store.webhook_secrets(&corp_id, now).await?;
     let signing = Signing {
@@ -875,7 +875,7 @@ pub async fn test_fire(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        let event_id = crate::store::new_id("evt_test");
+        let event_id = crate::support::new_id("evt_test");
         let info = EventInfo {
             event_id: &event_id,
             kind: kind.event_type(),
@@ -932,7 +932,7 @@ async fn signing_app(
     };
     let token = state
         .store
-        .app_tokens(&app.app_type, crate::store::now_ms())
+        .app_tokens(&app.app_type, crate::support::now_ms())
         .await?
         .into_iter()
         .next()

@@ -67,7 +67,7 @@ pub struct SharedState {
     pub known_orgs: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Organisation API keys found, by hash, for [`auth::KEY_TTL`]: a request with a known key
     /// reads no database.
-    pub known_keys: crate::store::Recent<crate::store::directory::KeyOwner>,
+    pub known_keys: crate::support::Recent<crate::store::directory::KeyOwner>,
     /// The console's sessions and single sign-on.
     pub console: crate::console::session::Settings,
     /// Signs approval links (the console checks them; the dispatcher signs each `taskUrl`).

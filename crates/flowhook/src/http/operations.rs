@@ -40,7 +40,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }
     }
     // Gauges read at scrape time: the delivery queue and the breakers.
-    match state.store.delivery_stats(crate::store::now_ms()).await {
+    match state.store.delivery_stats(crate::support::now_ms()).await {
         Ok(stats) => {
             for status in ["pending", "dead", "cancelled"] {
                 let n = stats

@@ -14,7 +14,7 @@ use super::json::ApiJson;
 use super::validate;
 use super::AppState;
 use crate::store::directory::{ApiKey, App, Org};
-use crate::store::now_ms;
+use crate::support::now_ms;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -54,7 +54,7 @@ macro_rules! write_records_in {
     ($script:ident, $batch:expr, $owner:expr) => {{
         let batch: &[$crate::store::attempts::AttemptRecord] = $batch;
         let owner: Option<&str> = $owner;
-        let now = $crate::store::now_ms();
+        let now = $crate::support::now_ms();
         // The common case — an attempt that delivered — is written with multi-row statements:
         // one INSERT of every attempt, one UPDATE of every delivered delivery. Failures and
         // holds are rarer and carry their own schedule: one UPDATE each.
@@ -76,7 +76,7 @@ macro_rules! write_records_in {
                  request_params, response_status, response_headers, response_body, error_kind, error) ",
             );
             q.push_values(chunk, |mut b, (r, a)| {
-                b.push_bind($crate::store::new_id("att"))
+                b.push_bind($crate::support::new_id("att"))
                     .push_bind(&r.delivery_id)
                     .push_bind(&r.corp_id)
                     .push_bind(a.number as i32)

@@ -2,7 +2,8 @@
 //! action and listed newest first. A scorecard holds no secret (the check masks URLs and scrubs
 //! answers as the delivery log does), so it is stored as it is shown.
 
-use super::{new_id, on_pool, write_gate, Store, StoreError};
+use super::{on_pool, write_gate, Store, StoreError};
+use crate::support::new_id;
 
 /// A stored check: its id, its action, and its scorecard as stored (JSON; the API reads it).
 #[derive(Debug, Clone)]

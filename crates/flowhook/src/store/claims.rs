@@ -10,7 +10,8 @@ use std::time::Duration;
 use sqlx::Row;
 use tokio::sync::{watch, Notify};
 
-use super::{now_ms, on_pool, Store, StoreError};
+use super::{on_pool, Store, StoreError};
+use crate::support::now_ms;
 
 /// One claimed delivery.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! Connectors, actions and sync strategies in the database: their rows, creation, reads, edits
 //! and deletions (their types and rules live in `integration::connectors`, which knows no SQL).
 //!
-//! An edit applies from the next delivery: it announces itself ([`super::settings_changed`]),
-//! which voids the dispatcher's cached targets on this node at once (other nodes reload theirs
+//! An edit applies from the next delivery: it announces itself
+//! ([`crate::support::settings_changed`]), which voids the dispatcher's cached targets on this node at once (other nodes reload theirs
 //! within a second).
 //!
 //! A deletion never makes a delivery vanish. The deleted connector or action stays, marked
@@ -17,10 +17,11 @@ use flowhook_sign::event::EventKind;
 
 use serde::{Deserialize, Serialize};
 
-use super::{new_id, now_ms, on_pool, push_in_list, BeginWrite, Store, StoreError};
+use super::{on_pool, push_in_list, BeginWrite, Store, StoreError};
 use crate::integration::connectors::{
     Action, ActionInput, Auth, Connector, ConnectorInput, Encoding, EventActions, Strategy,
 };
+use crate::support::{new_id, now_ms};
 
 /// What a deletion did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,7 @@ impl Store {
             .await?
             .rows_affected()
         });
-        super::settings_changed();
+        crate::support::settings_changed();
         if changed == 0 {
             return Ok(None);
         }
@@ -107,7 +108,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        super::settings_changed();
+        crate::support::settings_changed();
         Ok(row.map(action_from))
     }
 
@@ -213,7 +214,7 @@ impl Store {
         });
         drop(gate);
         if matches!(outcome, Deletion::Deleted { .. }) {
-            super::settings_changed();
+            crate::support::settings_changed();
         }
         Ok(outcome)
     }
@@ -445,7 +446,7 @@ impl Store {
         .execute(pool)
         .await?
         .rows_affected());
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(changed == 1)
     }
 
@@ -484,7 +485,7 @@ impl Store {
             tx.commit().await?;
             due
         });
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(Some(due))
     }
 
@@ -550,7 +551,7 @@ impl Store {
         s: &Strategy,
     ) -> Result<Result<Option<String>, String>, StoreError> {
         let result = self.put_strategy_unannounced(corp_id, s).await;
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         result
     }
 
@@ -641,7 +642,7 @@ impl Store {
         let result = self
             .rotate_webhook_secret_unannounced(corp_id, grace_ms)
             .await;
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         result
     }
 

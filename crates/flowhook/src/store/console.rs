@@ -12,7 +12,8 @@
 //!
 //! Sessions are found by the SHA-256 of their cookie value; the value itself is never stored.
 
-use super::{now_ms, on_pool, write_gate, Store, StoreError};
+use super::{on_pool, write_gate, Store, StoreError};
+use crate::support::now_ms;
 
 /// The `flowhook_meta` key of the approval-link secret.
 const LINK_SECRET_KEY: &str = "approval_link_secret";
@@ -287,7 +288,7 @@ impl Store {
                 .rows_affected()
             });
         }
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(())
     }
 }

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{now_ms, on_pool, Store, StoreError};
+use super::{on_pool, Store, StoreError};
+use crate::support::now_ms;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -200,7 +201,7 @@ impl Store {
         corp_id: &str,
         f: &DeliveryFilter,
     ) -> Result<super::jobs::JobProgress, StoreError> {
-        let id = super::new_id("job");
+        let id = crate::support::new_id("job");
         self.redeliver_as(corp_id, f, None, Some(&id)).await?;
         self.job(corp_id, &id)
             .await?

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{conflict_on_unique, new_id, now_ms, on_pool, Store, StoreError};
+use super::{conflict_on_unique, on_pool, Store, StoreError};
 use crate::engine::resolve::{DirectorySnapshot, Person};
+use crate::support::{new_id, now_ms};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -224,7 +225,7 @@ impl Store {
                 .rows_affected()
         });
         if deleted > 0 {
-            crate::store::settings_changed();
+            crate::support::settings_changed();
         }
         Ok(deleted > 0)
     }
@@ -335,7 +336,7 @@ impl Store {
         let result = self
             .rotate_app_token_unannounced(corp_id, app_type, new_token, grace_until)
             .await;
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         result
     }
 
@@ -398,7 +399,7 @@ impl Store {
             .rows_affected()
         });
         if done > 0 {
-            crate::store::settings_changed();
+            crate::support::settings_changed();
         }
         Ok(self
             .app(corp_id, app_type)
@@ -489,7 +490,7 @@ impl Store {
             .await?;
             tx.commit().await?;
         });
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(())
     }
 
@@ -514,7 +515,7 @@ impl Store {
             tx.commit().await?;
             n
         });
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(n > 0)
     }
 
@@ -558,7 +559,7 @@ impl Store {
             }
             tx.commit().await?;
         });
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(())
     }
 
@@ -583,7 +584,7 @@ impl Store {
             tx.commit().await?;
             n
         });
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(n > 0)
     }
 

@@ -25,9 +25,10 @@ use std::collections::{HashMap, HashSet};
 use flowhook_sign::event::TaskEvent;
 
 use super::writer::{FreshDelivery, StoredEvent};
-use super::{new_id, now_ms, on_pool, push_in_list, BeginWrite, Store, StoreError};
+use super::{on_pool, push_in_list, BeginWrite, Store, StoreError};
 use crate::integration::connectors::Strategy;
 use crate::integration::render::stored_params;
+use crate::support::{new_id, now_ms};
 
 /// Rows per multi-row statement (well under both backends' bind-parameter limits).
 const CHUNK: usize = 500;

@@ -10,7 +10,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{new_id, now_ms, on_pool, Store, StoreError};
+use super::{on_pool, Store, StoreError};
+use crate::support::{new_id, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(

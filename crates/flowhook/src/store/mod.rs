@@ -89,78 +89,6 @@ pub async fn write_gate(store: &Store) -> Option<tokio::sync::OwnedMutexGuard<()
     Some(gate.lock_owned().await)
 }
 
-static SETTINGS_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Called after a change of what this process caches: app tokens, webhook secrets, a
-/// connector's pause or an API key's revocation ([`Recent`] caches reload at once; other
-/// nodes' expire within a second, and a rotated secret stays valid far longer), and the
-/// directory, sync strategy or process versions that the SQLite writer carries from batch to
-/// batch (see `writer::Worker::prefetch`). Called after the change commits, before it is answered.
-pub fn settings_changed() {
-    SETTINGS_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Changes with every [`settings_changed`].
-pub fn settings_generation() -> u64 {
-    SETTINGS_GENERATION.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// Settings read on a hot path, by key, and reused: for at most `ttl`, and not at all once this
-/// process has announced a change ([`settings_changed`]) — so this node applies its own changes
-/// at once and other nodes' within `ttl`. Used for the dispatcher's tokens, secrets and pauses
-/// and for API keys.
-pub struct Recent<T> {
-    ttl: Duration,
-    /// Per key: when it was read, at which generation, and the value.
-    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64, T)>>,
-}
-
-/// Entries a [`Recent`] keeps at most; it starts over when full.
-const RECENT_ROOM: usize = 10_000;
-
-impl<T: Clone> Recent<T> {
-    pub fn new(ttl: Duration) -> Self {
-        Recent {
-            ttl,
-            entries: Default::default(),
-        }
-    }
-
-    /// The value kept for `key`, if still good.
-    pub fn get(&self, key: &str) -> Option<T> {
-        let entries = self.entries.lock().expect("cache lock");
-        let (at, generation, value) = entries.get(key)?;
-        (at.elapsed() < self.ttl && *generation == settings_generation()).then(|| value.clone())
-    }
-
-    /// Keeps `value`, read at `generation` — taken before the read, so that a change announced
-    /// during the read voids it.
-    pub fn put(&self, key: &str, generation: u64, value: T) {
-        let mut entries = self.entries.lock().expect("cache lock");
-        if entries.len() >= RECENT_ROOM {
-            entries.clear();
-        }
-        entries.insert(
-            key.to_owned(),
-            (std::time::Instant::now(), generation, value),
-        );
-    }
-
-    /// The kept value, or else `load`'s, kept.
-    pub async fn get_or_load<F>(&self, key: &str, load: F) -> Result<T, StoreError>
-    where
-        F: std::future::Future<Output = Result<T, StoreError>>,
-    {
-        if let Some(v) = self.get(key) {
-            return Ok(v);
-        }
-        let generation = settings_generation();
-        let v = load.await?;
-        self.put(key, generation, v.clone());
-        Ok(v)
-    }
-}
-
 /// The PostgreSQL channel on which nodes announce deliveries to claim.
 pub const DELIVERIES_CHANNEL: &str = "flowhook_deliveries";
 
@@ -192,20 +120,6 @@ pub(crate) fn push_in_list<'a, DB: sqlx::Database>(
         list.push_bind(id);
     }
     q.push(")");
-}
-
-/// Wall-clock epoch milliseconds: the one clock the service reads (the engine takes it as input).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A fresh id with a type prefix (`evt_…`, `dlv_…`): a UUIDv7, so ids created later sort later
-/// and new rows land at the right edge of their B-tree instead of on random pages.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 use std::time::Duration;

@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use super::{conflict_on_unique, now_ms, on_pool, Store, StoreError};
+use super::{conflict_on_unique, on_pool, Store, StoreError};
 use crate::engine::definition::Definition;
+use crate::support::now_ms;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -56,7 +57,7 @@ impl Store {
             tx.commit().await?;
             version
         });
-        crate::store::settings_changed();
+        crate::support::settings_changed();
         Ok(StoredDefinition {
             process_code: definition.process_code.clone(),
             version,

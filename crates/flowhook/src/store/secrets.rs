@@ -30,7 +30,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{now_ms, on_pool, Store, StoreError};
+use super::{on_pool, Store, StoreError};
+use crate::support::now_ms;
 
 /// The envelope format this code writes.
 const VERSION: &str = "v1";
@@ -699,7 +700,7 @@ pub async fn reseal(store: &Store, keyring: &Keyring, rekey: bool) -> Result<Res
         });
     }
     if done != Resealed::default() {
-        super::settings_changed();
+        crate::support::settings_changed();
     }
     Ok(done)
 }

@@ -19,13 +19,14 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
-use super::{new_id, now_ms, Store, StoreError};
+use super::{Store, StoreError};
 use crate::engine::definition::Definition;
 use crate::engine::machine::{self, Cc, Command, DataMap, Event, EventKind, Instance, Start, Task};
 use crate::engine::resolve::DirectorySnapshot;
 use crate::engine::EngineError;
 use crate::integration::connectors::Strategy;
 use crate::integration::render::{render, stored_params, RenderContext};
+use crate::support::{new_id, now_ms};
 
 /// Most commands in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -291,8 +292,8 @@ struct Worker {
     carried: Mutex<Option<Carried>>,
 }
 
-/// Reads carried from batch to batch: taken at `generation` of [`super::settings_generation`],
-/// read at `at`.
+/// Reads carried from batch to batch: taken at `generation` of
+/// [`crate::support::settings_generation`], read at `at`.
 struct Carried {
     generation: u64,
     at: std::time::Instant,
@@ -1421,7 +1422,7 @@ impl Worker {
             // earlier batches hold while the generation has not moved — taken before reading,
             // so a change during the read is seen by the next batch — and a command sent after
             // a change was answered still sees the change. Only what is missing is read.
-            let generation = super::settings_generation();
+            let generation = crate::support::settings_generation();
             let carried = self
                 .carried
                 .lock()

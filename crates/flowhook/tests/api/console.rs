@@ -185,7 +185,7 @@ async fn link(org: &Org, task: &str, user: &str, expires: i64) -> String {
 }
 
 fn in_a_day() -> i64 {
-    flowhook::store::now_ms() / 1000 + 86_400
+    flowhook::support::now_ms() / 1000 + 86_400
 }
 
 async fn security(db: TestDb) {
@@ -419,7 +419,7 @@ async fn security(db: TestDb) {
         &good[..good.len() - 1],
         if good.ends_with('A') { 'B' } else { 'A' }
     );
-    let expired = link(&org, &t2, "bob", flowhook::store::now_ms() / 1000 - 1).await;
+    let expired = link(&org, &t2, "bob", flowhook::support::now_ms() / 1000 - 1).await;
     let other_task = good.replace(&t2, &t1);
     let other_user = good.replace("u=bob", "u=dave");
     let later = good.replace(

@@ -78,7 +78,7 @@ pub(crate) fn verify(c: &Captured, app_type: &str, token: &str) -> VerifiedEvent
         headers: &headers,
     };
     let v = Verifier::new(&tokens)
-        .verify(kind_of(c), &req, flowhook::store::now_ms())
+        .verify(kind_of(c), &req, flowhook::support::now_ms())
         .unwrap_or_else(|e| panic!("{} does not verify: {e}", c.path));
     let names: BTreeSet<&str> = v.params.iter().map(|(k, _)| k.as_str()).collect();
     let mut expected: BTreeSet<&str> = kind_of(c).param_names().iter().copied().collect();
@@ -316,7 +316,7 @@ async fn retries_then_dead_then_redelivered(db: TestDb) {
     let purged = org
         .app
         .store
-        .purge_attempt_bodies(flowhook::store::now_ms() + 1)
+        .purge_attempt_bodies(flowhook::support::now_ms() + 1)
         .await
         .unwrap();
     assert!(purged >= 3, "every attempt so far: {purged}");
@@ -331,7 +331,7 @@ async fn retries_then_dead_then_redelivered(db: TestDb) {
     assert_eq!(
         org.app
             .store
-            .purge_attempt_bodies(flowhook::store::now_ms() + 1)
+            .purge_attempt_bodies(flowhook::support::now_ms() + 1)
             .await
             .unwrap(),
         0,
@@ -676,7 +676,7 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
     assert_eq!(health["deliveries"]["pending"], 24, "{health}");
     assert_eq!(health["deliveries"]["dead"], 0, "{health}");
     assert!(
-        health["deliveries"]["oldestPendingAt"].as_i64().unwrap() <= flowhook::store::now_ms(),
+        health["deliveries"]["oldestPendingAt"].as_i64().unwrap() <= flowhook::support::now_ms(),
         "{health}"
     );
     let (s, _) = org
@@ -1103,7 +1103,7 @@ async fn standard_webhooks_signing_with_rotation(db: TestDb) {
             secrets,
             header,
             &c.body,
-            flowhook::store::now_ms() / 1000,
+            flowhook::support::now_ms() / 1000,
             DEFAULT_TOLERANCE,
         )
     };
@@ -1332,7 +1332,7 @@ async fn test_fire_shows_each_exchange(db: TestDb) {
             headers: &headers,
         };
         Verifier::new(&tokens)
-            .verify(kind, &req, flowhook::store::now_ms())
+            .verify(kind, &req, flowhook::support::now_ms())
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
     }
     assert!(
@@ -1403,7 +1403,7 @@ async fn test_fire_sends_what_a_delivery_sends(db: TestDb) {
             std::slice::from_ref(&secret),
             |name| test.header(name),
             &test.body,
-            flowhook::store::now_ms() / 1000,
+            flowhook::support::now_ms() / 1000,
             DEFAULT_TOLERANCE,
         ),
         Ok(()),

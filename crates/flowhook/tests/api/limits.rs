@@ -168,7 +168,7 @@ async fn manager_cycles_are_refused_and_old_ones_end_the_chain(db: TestDb) {
             sqlx::query(bump).execute(pool).await.unwrap();
         }
     }
-    flowhook::store::settings_changed();
+    flowhook::support::settings_changed();
     for (level, approver) in [(2, "carol"), (3, "admin"), (20, "admin")] {
         let (s, r) = org
             .send(

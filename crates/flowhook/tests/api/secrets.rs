@@ -31,7 +31,7 @@ fn signed_with(c: &Captured, app_type: &str, token: &str) -> bool {
         headers: &headers,
     };
     Verifier::new(&tokens)
-        .verify(kind_of(c), &req, flowhook::store::now_ms())
+        .verify(kind_of(c), &req, flowhook::support::now_ms())
         .is_ok()
 }
 
@@ -323,7 +323,7 @@ async fn no_secret_is_stored_in_plaintext(db: TestDb) {
         key_id(&v);
     }
     // They still serve: the tokens sign, the credentials authenticate.
-    let now = flowhook::store::now_ms();
+    let now = flowhook::support::now_ms();
     assert_eq!(
         store.app_tokens("APP_ACME", now).await.unwrap(),
         std::slice::from_ref(&org.system_token)
@@ -399,7 +399,7 @@ async fn plaintext_from_an_older_flowhook_is_sealed_at_start(db: TestDb) {
     for v in raw_secret_columns(&store).await {
         key_id(&v);
     }
-    let now = flowhook::store::now_ms();
+    let now = flowhook::support::now_ms();
     assert_eq!(
         store.app_tokens("APP_ACME", now).await.unwrap(),
         [old_token.to_owned()],
@@ -475,7 +475,7 @@ async fn a_wrong_master_key_is_refused_loudly(db: TestDb) {
     let err = org
         .app
         .store
-        .app_tokens("APP_TWO", flowhook::store::now_ms())
+        .app_tokens("APP_TWO", flowhook::support::now_ms())
         .await
         .unwrap_err()
         .to_string();
@@ -597,7 +597,7 @@ async fn rotate_master_key_reseals_every_secret(db: TestDb) {
             .count();
         assert_eq!(keys, 1, "the key file holds the new key alone");
     }
-    let now = flowhook::store::now_ms();
+    let now = flowhook::support::now_ms();
     assert_eq!(
         org.app.store.app_tokens("APP_ACME", now).await.unwrap(),
         [org.system_token.clone()]

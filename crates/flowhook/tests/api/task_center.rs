@@ -866,7 +866,7 @@ async fn system_token_rotation_keeps_the_old_token_for_its_grace(db: TestDb) {
     let new = rotated["systemToken"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
     assert_eq!(rotated["rotationPending"], true);
-    let now = flowhook::store::now_ms();
+    let now = flowhook::support::now_ms();
     assert_eq!(
         org.app.store.app_tokens(&app_type, now).await.unwrap(),
         [old.clone(), new.clone()],
@@ -889,7 +889,7 @@ async fn system_token_rotation_keeps_the_old_token_for_its_grace(db: TestDb) {
         !committed.to_string().contains(&new[4..]),
         "the commit shows the token masked"
     );
-    let now = flowhook::store::now_ms();
+    let now = flowhook::support::now_ms();
     assert_eq!(
         org.app.store.app_tokens(&app_type, now).await.unwrap(),
         [new.clone(), old.clone()],
