@@ -83,6 +83,7 @@ impl Application {
         let handoff = crate::store::writer::Handoff {
             owner: owner.clone(),
             lease: dispatcher.lease,
+            poll: dispatcher.poll,
             tx: fresh_tx,
             records,
         };

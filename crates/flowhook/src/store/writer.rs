@@ -134,6 +134,9 @@ pub struct FreshDelivery {
 pub struct Handoff {
     pub owner: String,
     pub lease: std::time::Duration,
+    /// The dispatcher's longest sleep: a recorded delivery due later than this from now is
+    /// found by its poll, and wakes nobody.
+    pub poll: std::time::Duration,
     pub tx: mpsc::Sender<FreshDelivery>,
     /// The dispatcher's attempt records, written in the writer's own transactions: a batch of
     /// commands and the attempts finished meanwhile share one commit (one fsync).
@@ -144,6 +147,7 @@ pub struct Handoff {
 struct FreshLink {
     owner: String,
     lease: std::time::Duration,
+    poll: std::time::Duration,
     tx: mpsc::Sender<FreshDelivery>,
 }
 
@@ -203,6 +207,7 @@ impl Writer {
                 Some(FreshLink {
                     owner: h.owner,
                     lease: h.lease,
+                    poll: h.poll,
                     tx: h.tx,
                 }),
                 Some(h.records),
@@ -788,8 +793,8 @@ macro_rules! write_rows_in {
 /// (`$unhanded` deliveries, or work behind the records), and commits. Returns whether this node's
 /// dispatcher must look (work behind the recorded attempts).
 macro_rules! commit_batch {
-    ($tx:ident, $script:ident, $records:expr, $unhanded:expr, $size:expr) => {{
-        let (mut records_wake, ended) = record_wake($records);
+    ($tx:ident, $script:ident, $records:expr, $soon:expr, $unhanded:expr, $size:expr) => {{
+        let (mut records_wake, ended) = record_wake($records, $soon);
         // PostgreSQL: the WITH statement's own SELECT answers whether a recorded lane has
         // another pending delivery and sends the notification (delivered at commit) when
         // other nodes have something to claim — one round trip for the whole batch. Its
@@ -935,15 +940,17 @@ fn choose_handoff(
 }
 
 /// Plan: whether the recorded attempts give the dispatchers something to look at at once — a
-/// retry scheduled (their sleep may end too late) or an endpoint back — else the lanes whose
+/// delivery due again before `soon` (a retry, or one held back for a moment: their sleep may
+/// end too late; one parked behind an open breaker for minutes is found by their poll) or an
+/// endpoint back — else the lanes whose
 /// head just ended, to be asked (after the writes, in the same transaction) whether a later
 /// delivery waits in them. Most often none: waking them for nothing costs an empty claim, which
 /// takes the write lock. Lanes by instance id alone: another organisation's lane of the same
 /// (ingested) id can only cause a needless wake-up, never a missed one.
-fn record_wake(records: &[super::attempts::AttemptRecord]) -> (bool, Vec<&str>) {
-    let wake = records
-        .iter()
-        .any(|r| r.status == "pending" || !r.reopened_connectors.is_empty());
+fn record_wake(records: &[super::attempts::AttemptRecord], soon: i64) -> (bool, Vec<&str>) {
+    let wake = records.iter().any(|r| {
+        (r.status == "pending" && r.next_attempt_at <= soon) || !r.reopened_connectors.is_empty()
+    });
     let mut ended: Vec<&str> = if wake {
         Vec::new()
     } else {
@@ -1236,8 +1243,13 @@ impl Worker {
             let owner = self.handoff.as_ref().map(|h| h.owner.as_str());
             super::attempts::write_records_in!(script, records, owner);
             let unhanded = fresh.contains(&false);
-            let records_wake =
-                commit_batch!(tx, script, records, unhanded, jobs.len() + records.len());
+            let soon = now_ms()
+                + self
+                    .handoff
+                    .as_ref()
+                    .map_or(0, |h| h.poll.as_millis() as i64);
+            let size = jobs.len() + records.len();
+            let records_wake = commit_batch!(tx, script, records, soon, unhanded, size);
             // Announce: handed-over deliveries to the dispatcher; the rest wake it.
             let handed = self.announce(&rows, &flagged);
             if rows.deliveries.len() > handed || records_wake {
@@ -1835,7 +1847,7 @@ mod tests {
             record("delivered", Some("i2"), &[]),
             record("delivered", None, &[]),
         ];
-        let (wake, ended) = record_wake(&heads);
+        let (wake, ended) = record_wake(&heads, 1_000);
         assert!(!wake);
         assert_eq!(ended, ["i1", "i2"]);
         // A retry scheduled, or an endpoint back: wake at once, no lane to ask about.
@@ -1843,10 +1855,16 @@ mod tests {
             record("delivered", Some("i1"), &[]),
             record("pending", Some("i3"), &[]),
         ];
-        let (wake, ended) = record_wake(&retry);
+        let (wake, ended) = record_wake(&retry, 1_000);
         assert!(wake && ended.is_empty());
-        let (wake, _) = record_wake(&[record("delivered", None, &["con-1"])]);
+        let (wake, _) = record_wake(&[record("delivered", None, &["con-1"])], 1_000);
         assert!(wake);
-        assert_eq!(record_wake(&[]), (false, Vec::<&str>::new()));
+        assert_eq!(record_wake(&[], 1_000), (false, Vec::<&str>::new()));
+        // Parked for minutes behind an open breaker: the dispatchers' poll finds it.
+        let mut parked = record("pending", Some("i4"), &[]);
+        parked.next_attempt_at = 300_000;
+        let (wake, ended) = record_wake(std::slice::from_ref(&parked), 1_000);
+        assert!(!wake);
+        assert_eq!(ended, ["i4"], "its lane is asked about like any other");
     }
 }
