@@ -238,6 +238,28 @@ pub struct PauseOutcome {
     pub due: Option<u64>,
 }
 
+/// An action with its connector and the connector's credentials, or 404 (test fire and the
+/// receiver check send to it).
+async fn action_with_connector(
+    state: &AppState,
+    corp_id: &str,
+    action_id: &str,
+) -> Result<(Action, Connector, crate::integration::connectors::Auth), ApiError> {
+    let action = state
+        .store
+        .actions(corp_id, Some(action_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("action `{action_id}` not found")))?;
+    let (connector, auth) = state
+        .store
+        .connectors(corp_id, Some(&action.connector_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
+    Ok((action, connector, auth))
+}
+
 async fn connector_or_404(
     state: &AppState,
     corp_id: &str,
@@ -835,18 +857,7 @@ pub async fn test_fire(
     use crate::delivery::request::{prepare, EventInfo, Signing};
     use flowhook_sign::event::EventKind;
     caller.check(&corp_id, Scope::Integration)?;
-    let action = state
-        .store
-        .actions(&corp_id, Some(&action_id))
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::not_found(format!("action `{action_id}` not found")))?;
-    let (connector, auth) = state
-        .store
-        .connectors(&corp_id, Some(&action.connector_id))
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
+    let (action, connector, auth) = action_with_connector(&state, &corp_id, &action_id).await?;
     let (app_type, token) = signing_app(&state, &corp_id, body.app_type.as_deref()).await?;
     let now = crate::support::now_ms();
     // Signed as the dispatcher signs: Standard Webhooks too when the strategy has it on.
@@ -982,18 +993,7 @@ pub async fn check_receiver(
         ));
     }
     encodings.dedup();
-    let action = state
-        .store
-        .actions(&corp_id, Some(&action_id))
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::not_found(format!("action `{action_id}` not found")))?;
-    let (connector, auth) = state
-        .store
-        .connectors(&corp_id, Some(&action.connector_id))
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::not_found("the action's connector is gone"))?;
+    let (action, connector, auth) = action_with_connector(&state, &corp_id, &action_id).await?;
     let (app_type, system_token) = signing_app(&state, &corp_id, body.app_type.as_deref()).await?;
     let strategy = state.store.strategy(&corp_id).await?;
     let actions = state.store.actions(&corp_id, None).await?;
