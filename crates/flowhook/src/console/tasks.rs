@@ -20,6 +20,7 @@ use super::link::{self, LinkParams};
 use super::page::{self, csrf_field, datetime, page, q, raw, see_other, CsrfForm, Ctx, PageError};
 use super::session::{self, Viewer};
 use crate::engine::definition::Definition;
+use crate::engine::ids::TaskId;
 use crate::engine::machine::{
     Action, AppendPosition, Command, Instance, ReturnTarget, Status, TaskStatus,
 };
@@ -31,9 +32,12 @@ use crate::store::taskcenter::{decode_cursor, Filter, List};
 use crate::store::writer::Op;
 use crate::support::now_ms;
 
-/// Task ids are `{processInstanceId}-t{n}`.
-pub fn instance_of(task_id: &str) -> Option<&str> {
-    task_id.rsplit_once("-t").map(|(i, _)| i)
+/// The instance a task id names (none: not a task id).
+pub fn instance_of(task_id: &str) -> Option<String> {
+    task_id
+        .parse::<TaskId>()
+        .ok()
+        .map(|t| t.instance().to_owned())
 }
 
 /// Whether `v` may see `inst`: an operator of its organisation, or a user taking part in it
@@ -61,7 +65,7 @@ fn may_command(v: &Viewer, inst: &Instance) -> bool {
         SessionKind::Link => v
             .grants()
             .iter()
-            .any(|g| instance_of(g) == Some(inst.id.as_str())),
+            .any(|g| instance_of(g).as_deref() == Some(inst.id.as_str())),
         _ => true,
     }
 }
@@ -360,12 +364,12 @@ pub async fn task_page(
         let params = LinkParams { user, expires, mac };
         let corp = state
             .store
-            .instance_corp(instance_id)
+            .instance_corp(&instance_id)
             .await?
             .ok_or(PageError::BadLink)?;
         let inst = state
             .store
-            .instance(&corp, instance_id)
+            .instance(&corp, &instance_id)
             .await?
             .ok_or(PageError::BadLink)?;
         let assignee = inst
@@ -392,7 +396,7 @@ pub async fn task_page(
     let corp = ctx.corp()?.to_owned();
     let inst = state
         .store
-        .instance(&corp, instance_id)
+        .instance(&corp, &instance_id)
         .await?
         .filter(|i| i.tasks.contains_key(&task_id))
         .ok_or(PageError::NotFound)?;
@@ -671,11 +675,7 @@ fn timeline(lang: Lang, inst: &Instance, dir: &DirectorySnapshot) -> Markup {
         html! { strong { (who(dir, &inst.originator_id)) } " " (lang.t(&t::TL_STARTED)) },
     ));
     let mut tasks: Vec<_> = inst.tasks.values().collect();
-    tasks.sort_by_key(|t| {
-        t.id.rsplit_once("-t")
-            .and_then(|(_, n)| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    });
+    tasks.sort_by_key(|t| TaskId::order_key(&t.id));
     for (k, task) in tasks.iter().enumerate() {
         let k = k as u32 * 2 + 1;
         entries.push((
@@ -771,7 +771,7 @@ pub async fn act(
     let instance_id = instance_of(&task_id).ok_or(PageError::NotFound)?;
     let inst = state
         .store
-        .instance(&corp, instance_id)
+        .instance(&corp, &instance_id)
         .await?
         .filter(|i| i.tasks.contains_key(&task_id))
         .ok_or(PageError::NotFound)?;

@@ -1,7 +1,7 @@
 //! The approval state machine: instance state + command → new state + task events.
 //!
 //! Pure: no I/O, no clock, no randomness. Time (`now`), ids and the directory are inputs; task
-//! ids are derived from the instance id and a counter, so replaying the same inputs gives the
+//! ids ([`TaskId`]) are derived from the instance id and a counter, so replaying the same inputs gives the
 //! same outputs. A command either succeeds as a whole or changes nothing: it runs on a copy.
 //!
 //! Invariants (property-tested in `tests`): every created task gets exactly one terminal event
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::condition;
 use super::definition::{Definition, EmptyPolicy, Mode, Node, TaskNode};
+use super::ids::TaskId;
 use super::resolve::{resolve, Directory};
 use super::EngineError;
 
@@ -465,7 +466,7 @@ impl Instance {
                 return_to_originator: full,
             });
         }
-        tasks.sort_by_key(|t| task_no(&t.task_id));
+        tasks.sort_by_key(|t| TaskId::order_key(&t.task_id));
         Allowed {
             tasks,
             withdraw: works(Command::Withdraw),
@@ -506,7 +507,7 @@ impl Run<'_> {
 
     fn create_task(&mut self, user: &str, node_id: &str, node_name: &str) -> String {
         self.inst.next_task += 1;
-        let id = format!("{}-t{}", self.inst.id, self.inst.next_task);
+        let id = TaskId::new(self.inst.id.as_str(), self.inst.next_task).to_string();
         self.inst.tasks.insert(
             id.clone(),
             Task {
@@ -568,12 +569,12 @@ impl Run<'_> {
 
     /// Open task ids in creation order.
     fn open_task_ids(&self) -> Vec<String> {
-        let mut open: Vec<(&String, i64)> = self
+        let mut open: Vec<(&String, u64)> = self
             .inst
             .tasks
             .values()
             .filter(|t| t.status == TaskStatus::Open)
-            .map(|t| (&t.id, task_no(&t.id)))
+            .map(|t| (&t.id, TaskId::order_key(&t.id)))
             .collect();
         open.sort_by_key(|(_, n)| *n);
         open.into_iter().map(|(id, _)| id.clone()).collect()
@@ -1069,11 +1070,4 @@ impl Run<'_> {
         self.require_running()?;
         self.locate(task_id)
     }
-}
-
-/// The counter part of a task id (`…-t12` → 12), for creation order.
-fn task_no(id: &str) -> i64 {
-    id.rsplit_once("-t")
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(i64::MAX)
 }

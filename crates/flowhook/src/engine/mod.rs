@@ -6,6 +6,7 @@
 
 pub mod condition;
 pub mod definition;
+pub mod ids;
 pub mod limits;
 pub mod machine;
 pub mod resolve;

@@ -16,6 +16,7 @@ use super::json::ApiJson;
 use super::query::ApiQuery;
 use super::validate;
 use super::AppState;
+use crate::engine::ids::TaskId;
 use crate::engine::machine::{Command, Instance, Status, TaskStatus};
 use crate::store::taskcenter::{decode_cursor, Filter, Page};
 use crate::store::writer::{Op, Outcome, StoredEvent};
@@ -118,7 +119,7 @@ impl From<&Instance> for InstanceView {
                 note: t.note.clone(),
             })
             .collect();
-        tasks.sort_by_key(|t| task_number(&t.task_id));
+        tasks.sort_by_key(|t| TaskId::order_key(&t.task_id));
         let deleted = i.status == Status::Deleted;
         if deleted {
             tasks.clear();
@@ -155,12 +156,6 @@ impl From<&Instance> for InstanceView {
                 .collect(),
         }
     }
-}
-
-fn task_number(id: &str) -> u64 {
-    id.rsplit_once("-t")
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(u64::MAX)
 }
 
 /// An instance after a command, with the events that command produced.

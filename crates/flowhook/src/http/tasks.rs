@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::instances::{page_args, CommandResult};
 use super::query::ApiQuery;
 use super::AppState;
+use crate::engine::ids::TaskId;
 use crate::engine::machine::{AppendPosition, Command, ReturnTarget};
 use crate::store::taskcenter::{Filter, List, Page};
 use crate::store::writer::Op;
@@ -122,12 +123,12 @@ pub async fn act(
         },
         other => return Err(ApiError::not_found(format!("no task action `{other}`"))),
     };
-    // Task ids are `{processInstanceId}-t{n}`: the instance is found without a lookup, and
-    // checked to belong to this organisation by the writer.
+    // A task id names its instance: found without a lookup, and checked to belong to this
+    // organisation by the writer.
     let instance_id = task_id
-        .rsplit_once("-t")
-        .map(|(i, _)| i.to_owned())
-        .ok_or_else(|| ApiError::not_found(format!("task `{task_id}` not found")))?;
+        .parse::<TaskId>()
+        .map(|t| t.instance().to_owned())
+        .map_err(|_| ApiError::not_found(format!("task `{task_id}` not found")))?;
     let outcome = state
         .writer
         .submit(Op::Act {
