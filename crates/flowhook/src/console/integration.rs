@@ -37,7 +37,7 @@ use crate::integration::connectors::{
     mask_url, Action, ActionInput, Auth, Connector, ConnectorInput, ConnectorUpdate, Encoding,
     EventActions, KeyLocation, Strategy, MASKED,
 };
-use crate::store::deliveries::{Delivery, DeliveryFilter};
+use crate::store::deliveries::{Delivery, DeliveryFilter, DeliveryStatus};
 use crate::store::jobs::BackfillRequest;
 use crate::store::taskcenter::{decode_cursor, encode_cursor};
 
@@ -1438,7 +1438,7 @@ pub async fn deliveries(
                 label for="f-status" { (ctx.t(&t::STATUS)) }
                 select #f-status name="status" {
                     option value="" { (ctx.t(&t::ANY)) }
-                    @for s in ["pending", "delivered", "dead", "cancelled"] {
+                    @for s in DeliveryStatus::ALL.map(DeliveryStatus::as_str) {
                         option value=(s) selected[lq.status == s] { (status_label(&ctx, s)) }
                     }
                 }
@@ -1490,7 +1490,7 @@ pub async fn deliveries(
                                 Some((c, a)) => { (c) " / " (a) },
                                 None => code { (d.action_id) },
                             } }
-                            td { (status_badge(&ctx, &d.status)) }
+                            td { (status_badge(&ctx, d.status.as_str())) }
                             td { (d.attempts) }
                             td { (d.last_error.as_deref().unwrap_or("")) }
                         }
@@ -1548,7 +1548,7 @@ async fn render_delivery(
         (tabs(ctx))
         (notice(ctx, &n))
         dl.facts {
-            dt { (ctx.t(&t::STATUS)) } dd { (status_badge(ctx, &d.status)) }
+            dt { (ctx.t(&t::STATUS)) } dd { (status_badge(ctx, d.status.as_str())) }
             dt { (ctx.t(&t::IN_EVENT)) } dd { code { (d.event_type) } " · " code { (d.event_id) } }
             @if let Some(task) = &d.task_id {
                 dt { (ctx.t(&t::IN_TASK_ID)) } dd { a href=(format!("/console/tasks/{}", q(task))) { (task) } }
@@ -1559,14 +1559,14 @@ async fn render_delivery(
                 None => code { (d.action_id) },
             } }
             dt { (ctx.t(&t::IN_ATTEMPTS)) } dd { (d.attempts) }
-            @if d.status == "pending" {
+            @if d.status == DeliveryStatus::Pending {
                 dt { (ctx.t(&t::IN_NEXT_ATTEMPT)) } dd { (datetime(d.next_attempt_at)) }
             }
             @if let Some(e) = &d.last_error { dt { (ctx.t(&t::IN_LAST_ERROR)) } dd { (e) } }
             @if d.backfill { dt { (ctx.t(&t::IN_BACKFILL)) } dd { "✓" } }
             dt { (ctx.t(&t::CREATED_AT)) } dd { (datetime(d.created_at)) }
         }
-        @if matches!(d.status.as_str(), "delivered" | "dead") {
+        @if matches!(d.status, DeliveryStatus::Delivered | DeliveryStatus::Dead) {
             form.inline method="post" action=(format!("/console/integration/deliveries/{}/redeliver", q(&d.id))) {
                 (csrf_field(v))
                 button.primary type="submit" { (ctx.t(&t::IN_REDELIVER)) }

@@ -24,6 +24,7 @@ use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
 use crate::store::attempts::{Attempt, AttemptRecord};
 use crate::store::claims::{Claim, Claimed, ClaimedBatch, DeliveryEvent, Scope};
+use crate::store::deliveries::DeliveryStatus;
 use crate::store::writer::FreshDelivery;
 use crate::store::{Store, StoreError};
 use crate::support::{new_id, now_ms, Recent};
@@ -726,7 +727,7 @@ impl Hold {
             attempt: None,
             held_because: self.because,
             next_attempt_at: self.until,
-            status: "pending",
+            status: DeliveryStatus::Pending,
             reopened_connectors: Vec::new(),
         }
     }
@@ -898,15 +899,15 @@ async fn settle(
             .next(number as u32, exchange.outcome, since_first, random_unit())
     };
     let (status_after, next_at) = match next {
-        Next::Done => ("delivered", now),
+        Next::Done => (DeliveryStatus::Delivered, now),
         // Also behind an open breaker: the probe that closes it makes this delivery due at once.
-        Next::RetryIn(d) => ("pending", now + d.as_millis() as i64),
-        Next::Dead => ("dead", now),
+        Next::RetryIn(d) => (DeliveryStatus::Pending, now + d.as_millis() as i64),
+        Next::Dead => (DeliveryStatus::Dead, now),
         // 410: the connector is paused until an operator resumes it; this delivery waits
         // with the others (resuming makes them all due at once).
         Next::PauseEndpoint => {
             pause_after_gone(shared, c, &target.connector.id).await;
-            ("pending", now + PAUSED_RECHECK_MS)
+            (DeliveryStatus::Pending, now + PAUSED_RECHECK_MS)
         }
     };
     AttemptRecord {

@@ -21,7 +21,9 @@ use crate::integration::connectors::{
     Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, Strategy,
 };
 use crate::store::connectors::Deletion;
-use crate::store::deliveries::{AttemptView, ConnectorBacklog, Delivery, DeliveryFilter};
+use crate::store::deliveries::{
+    AttemptView, ConnectorBacklog, Delivery, DeliveryFilter, DeliveryStatus,
+};
 use crate::store::jobs::{BackfillRequest, JobProgress};
 use crate::store::taskcenter::encode_cursor;
 
@@ -618,10 +620,10 @@ pub struct DeliveryPage {
 /// A filter's `status` and `eventType` are among the values there are: a typo answers 400
 /// naming the parameter, not an empty page.
 fn check_delivery_filter(filter: &DeliveryFilter) -> Result<(), ApiError> {
-    const STATUSES: [&str; 4] = ["pending", "delivered", "dead", "cancelled"];
     if let Some(status) = &filter.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(super::query::not_one_of("status", status, &STATUSES));
+        if status.parse::<DeliveryStatus>().is_err() {
+            let statuses = DeliveryStatus::ALL.map(DeliveryStatus::as_str);
+            return Err(super::query::not_one_of("status", status, &statuses));
         }
     }
     if let Some(kind) = &filter.event_type {
@@ -716,7 +718,7 @@ pub async fn redeliver_one(
             .deliveries(&corp_id, &DeliveryFilter::default(), Some(&id), None, 1)
             .await?
             .pop()
-            .filter(|d| d.status == "cancelled");
+            .filter(|d| d.status == DeliveryStatus::Cancelled);
         if let Some(d) = cancelled {
             return Err(ApiError::client(
                 StatusCode::CONFLICT,

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::AppState;
+use crate::store::deliveries::DeliveryStatus;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,14 +43,18 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     // Gauges read at scrape time: the delivery queue and the breakers.
     match state.store.delivery_stats(crate::support::now_ms()).await {
         Ok(stats) => {
-            for status in ["pending", "dead", "cancelled"] {
+            for status in [
+                DeliveryStatus::Pending,
+                DeliveryStatus::Dead,
+                DeliveryStatus::Cancelled,
+            ] {
                 let n = stats
                     .by_status
                     .iter()
-                    .find(|(s, _)| s == status)
+                    .find(|(s, _)| *s == status)
                     .map_or(0, |(_, n)| *n);
                 let labels = crate::telemetry::StatusLabels {
-                    status: status.into(),
+                    status: status.as_str().into(),
                 };
                 state.metrics.deliveries.get_or_create(&labels).set(n);
             }

@@ -2,6 +2,8 @@
 //! held back), written by the command writer inside its group commit ([`write_records_in!`]):
 //! a batch of commands and the attempts finished meanwhile share one fsync.
 
+use super::deliveries::DeliveryStatus;
+
 /// The request of an attempt as the delivery log keeps it: credentials masked.
 #[derive(Debug, Clone, Default)]
 pub struct LoggedRequest {
@@ -22,7 +24,8 @@ pub struct AttemptRecord {
     /// Why it is held, shown as the delivery's `lastError` (None: left as it was).
     pub(crate) held_because: Option<&'static str>,
     pub(crate) next_attempt_at: i64,
-    pub(crate) status: &'static str,
+    /// The delivery's status after it: still pending (held, or to retry), delivered or dead.
+    pub(crate) status: DeliveryStatus,
     /// The connectors of the endpoint whose breaker this success closed: their waiting
     /// deliveries become due now.
     pub(crate) reopened_connectors: Vec<String>,
@@ -67,7 +70,7 @@ macro_rules! write_records_in {
             .collect();
         let delivered: Vec<&str> = attempts
             .iter()
-            .filter(|(r, _)| r.status == "delivered")
+            .filter(|(r, _)| r.status == $crate::store::deliveries::DeliveryStatus::Delivered)
             .map(|(r, _)| r.delivery_id.as_str())
             .collect();
         for chunk in attempts.chunks(200) {
@@ -133,9 +136,9 @@ macro_rules! write_records_in {
             }
         }
         // Failed attempts: each with its own schedule and error.
-        for (r, a) in attempts.iter().filter(|(r, _)| r.status != "delivered") {
+        for (r, a) in attempts.iter().filter(|(r, _)| r.status != $crate::store::deliveries::DeliveryStatus::Delivered) {
             let q = $script.start("UPDATE deliveries SET status = ");
-            q.push_bind(r.status)
+            q.push_bind(r.status.as_str())
                 .push(", attempts = ")
                 .push_bind(a.number as i32)
                 .push(", next_attempt_at = ")

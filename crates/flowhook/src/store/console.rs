@@ -12,6 +12,7 @@
 //!
 //! Sessions are found by the SHA-256 of their cookie value; the value itself is never stored.
 
+use super::deliveries::DeliveryStatus;
 use super::{on_pool, write_gate, Store, StoreError};
 use crate::support::now_ms;
 
@@ -409,10 +410,9 @@ impl Store {
         });
         let mut depth = QueueDepth::default();
         for (status, n) in rows {
-            if status == "pending" {
-                depth.pending = n;
-            } else {
-                depth.dead = n;
+            match status.parse()? {
+                DeliveryStatus::Pending => depth.pending = n,
+                _ => depth.dead = n,
             }
         }
         Ok(depth)

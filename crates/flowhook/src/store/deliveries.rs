@@ -1,5 +1,10 @@
 //! Reads and repairs of the delivery log: deliveries by filter with their attempts, and
-//! redelivery (one, or in bulk by filter), which makes deliveries due again at once.
+//! redelivery (one, or in bulk by filter), which makes deliveries due again at once; and
+//! [`DeliveryStatus`], the states a delivery takes (stored as their text; an unknown stored
+//! text is [`StoreError::Corrupt`]).
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -7,6 +12,66 @@ use utoipa::ToSchema;
 
 use super::{on_pool, Store, StoreError};
 use crate::support::now_ms;
+
+/// Where a delivery stands: `pending` until delivered, given up (`dead`) or cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its (next) attempt, or leased to a dispatcher for it.
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Given up after the last retry (or refused before leaving the machine); redeliverable.
+    Dead,
+    /// Its action or connector was deleted while it was pending; not redeliverable.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 4] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Dead,
+        DeliveryStatus::Cancelled,
+    ];
+
+    /// The stored (and shown) text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Not a delivery status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown delivery status `{0}`")]
+pub struct UnknownDeliveryStatus(pub String);
+
+impl FromStr for DeliveryStatus {
+    type Err = UnknownDeliveryStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeliveryStatus::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownDeliveryStatus(s.to_owned()))
+    }
+}
+
+impl From<UnknownDeliveryStatus> for StoreError {
+    fn from(e: UnknownDeliveryStatus) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -20,7 +85,8 @@ pub struct Delivery {
     pub action_id: String,
     /// pending | delivered | dead | cancelled (its action or connector was deleted while it
     /// was pending; `lastError` says which)
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
@@ -132,7 +198,7 @@ impl Store {
                         instance_id: r.try_get("instance_id")?,
                         seq: r.try_get("seq")?,
                         action_id: r.try_get("action_id")?,
-                        status: r.try_get("status")?,
+                        status: r.try_get::<String, _>("status")?.parse()?,
                         attempts: i64::from(r.try_get::<i32, _>("attempts")?),
                         next_attempt_at: r.try_get("next_attempt_at")?,
                         last_error: r.try_get("last_error")?,
@@ -141,7 +207,7 @@ impl Store {
                         updated_at: r.try_get("updated_at")?,
                     })
                 })
-                .collect::<Result<Vec<_>, sqlx::Error>>()?
+                .collect::<Result<Vec<_>, StoreError>>()?
         }))
     }
 
@@ -274,7 +340,7 @@ pub struct ConnectorBacklog {
 
 /// Counts for `/metrics`.
 pub struct DeliveryStats {
-    pub by_status: Vec<(String, i64)>,
+    pub by_status: Vec<(DeliveryStatus, i64)>,
     /// Age of the oldest pending delivery that is due (0 when none).
     pub oldest_due_age_ms: i64,
 }
@@ -299,8 +365,8 @@ impl Store {
         });
         let mut backlog = ConnectorBacklog::default();
         for (status, n, oldest) in rows {
-            match status.as_str() {
-                "pending" => {
+            match status.parse()? {
+                DeliveryStatus::Pending => {
                     backlog.pending = n;
                     backlog.oldest_pending_at = oldest;
                 }
@@ -329,7 +395,10 @@ impl Store {
             (by, oldest)
         });
         Ok(DeliveryStats {
-            by_status,
+            by_status: by_status
+                .into_iter()
+                .map(|(s, n)| Ok((s.parse()?, n)))
+                .collect::<Result<_, StoreError>>()?,
             oldest_due_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
         })
     }
@@ -360,5 +429,22 @@ impl Store {
                 return Ok(total);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_round_trips_through_its_stored_text_and_an_unknown_one_is_corrupt() {
+        for s in DeliveryStatus::ALL {
+            assert_eq!(s.as_str().parse::<DeliveryStatus>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        let unknown = "Delivered".parse::<DeliveryStatus>().unwrap_err();
+        assert!(
+            matches!(StoreError::from(unknown), StoreError::Corrupt(m) if m.contains("`Delivered`"))
+        );
     }
 }

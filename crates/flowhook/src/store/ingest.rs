@@ -373,7 +373,7 @@ impl Store {
                         .push_bind(action)
                         .push_bind(&e.relayed.instance_id)
                         .push_bind(e.stored.seq)
-                        .push_bind("pending")
+                        .push_bind(super::deliveries::DeliveryStatus::Pending.as_str())
                         .push_bind(*ordered)
                         .push_bind(false)
                         .push_bind(0i32)

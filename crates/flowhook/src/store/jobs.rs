@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::deliveries::DeliveryStatus;
 use super::{on_pool, Store, StoreError};
 use crate::support::{new_id, now_ms};
 
@@ -145,7 +146,7 @@ impl Store {
                         .push_bind(*action)
                         .push_bind(*instance)
                         .push_bind(*seq)
-                        .push_bind("pending")
+                        .push_bind(DeliveryStatus::Pending.as_str())
                         .push_bind(strategy.ordered)
                         .push_bind(true)
                         .push_bind(&id)
@@ -181,16 +182,21 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-        let pending = count("pending");
+        let count = |s: DeliveryStatus| {
+            counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n)
+        };
+        let pending = count(DeliveryStatus::Pending);
         Ok(Some(JobProgress {
             id,
             kind,
             params: serde_json::from_str(&params).unwrap_or_default(),
             total,
-            delivered: count("delivered"),
-            dead: count("dead"),
-            cancelled: count("cancelled"),
+            delivered: count(DeliveryStatus::Delivered),
+            dead: count(DeliveryStatus::Dead),
+            cancelled: count(DeliveryStatus::Cancelled),
             pending,
             state: if pending == 0 {
                 "done".into()

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::deliveries::DeliveryStatus;
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
 use super::{Store, StoreError};
 use crate::engine::definition::Definition;
@@ -749,7 +750,7 @@ macro_rules! write_rows_in {
                 .push_bind(d.action_id)
                 .push_bind(d.instance_id)
                 .push_bind(d.seq)
-                .push_bind("pending")
+                .push_bind(DeliveryStatus::Pending.as_str())
                 .push_bind(d.ordered)
                 .push_bind(false)
                 .push_bind(0i32)
@@ -949,7 +950,7 @@ fn choose_handoff(
 /// (ingested) id can only cause a needless wake-up, never a missed one.
 fn record_wake(records: &[super::attempts::AttemptRecord], soon: i64) -> (bool, Vec<&str>) {
     let wake = records.iter().any(|r| {
-        (r.status == "pending" && r.next_attempt_at <= soon) || !r.reopened_connectors.is_empty()
+        (r.status == DeliveryStatus::Pending && r.next_attempt_at <= soon) || !r.reopened_connectors.is_empty()
     });
     let mut ended: Vec<&str> = if wake {
         Vec::new()
@@ -1770,7 +1771,7 @@ mod tests {
         }
     }
 
-    fn record(status: &'static str, lane: Option<&str>, reopened: &[&str]) -> AttemptRecord {
+    fn record(status: DeliveryStatus, lane: Option<&str>, reopened: &[&str]) -> AttemptRecord {
         AttemptRecord {
             delivery_id: "dlv".into(),
             corp_id: "acme".into(),
@@ -1842,26 +1843,26 @@ mod tests {
     fn recorded_attempts_wake_the_dispatchers_only_when_there_is_work() {
         // Delivered heads: their lanes are asked about, nobody woken yet.
         let heads = [
-            record("delivered", Some("i2"), &[]),
-            record("delivered", Some("i1"), &[]),
-            record("delivered", Some("i2"), &[]),
-            record("delivered", None, &[]),
+            record(DeliveryStatus::Delivered, Some("i2"), &[]),
+            record(DeliveryStatus::Delivered, Some("i1"), &[]),
+            record(DeliveryStatus::Delivered, Some("i2"), &[]),
+            record(DeliveryStatus::Delivered, None, &[]),
         ];
         let (wake, ended) = record_wake(&heads, 1_000);
         assert!(!wake);
         assert_eq!(ended, ["i1", "i2"]);
         // A retry scheduled, or an endpoint back: wake at once, no lane to ask about.
         let retry = [
-            record("delivered", Some("i1"), &[]),
-            record("pending", Some("i3"), &[]),
+            record(DeliveryStatus::Delivered, Some("i1"), &[]),
+            record(DeliveryStatus::Pending, Some("i3"), &[]),
         ];
         let (wake, ended) = record_wake(&retry, 1_000);
         assert!(wake && ended.is_empty());
-        let (wake, _) = record_wake(&[record("delivered", None, &["con-1"])], 1_000);
+        let (wake, _) = record_wake(&[record(DeliveryStatus::Delivered, None, &["con-1"])], 1_000);
         assert!(wake);
         assert_eq!(record_wake(&[], 1_000), (false, Vec::<&str>::new()));
         // Parked for minutes behind an open breaker: the dispatchers' poll finds it.
-        let mut parked = record("pending", Some("i4"), &[]);
+        let mut parked = record(DeliveryStatus::Pending, Some("i4"), &[]);
         parked.next_attempt_at = 300_000;
         let (wake, ended) = record_wake(std::slice::from_ref(&parked), 1_000);
         assert!(!wake);

@@ -1676,7 +1676,11 @@ async fn stopping_waits_for_the_requests_in_flight(db: TestDb) {
         .to_owned();
     let sent: Vec<_> = all.iter().filter(|d| d.event_id == event).collect();
     assert_eq!(sent.len(), 1, "{all:#?}");
-    assert_eq!(sent[0].status, "delivered", "{all:#?}");
+    assert_eq!(
+        sent[0].status,
+        flowhook::store::deliveries::DeliveryStatus::Delivered,
+        "{all:#?}"
+    );
     assert_eq!(sent[0].attempts, 1, "{all:#?}");
     let attempts = store
         .delivery_attempts(&org.corp, &sent[0].id)
