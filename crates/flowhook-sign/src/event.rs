@@ -93,6 +93,21 @@ impl FromStr for EventKind {
     }
 }
 
+/// As its event type, `task.created`, …
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.event_type())
+    }
+}
+
+/// From `task.created` or `created`, as [`FromStr`].
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Yida's parameter names.
 pub mod params {
     pub const TASK: &str = "task";
@@ -505,6 +520,9 @@ mod tests {
             assert_eq!(names, e.kind().param_names());
             assert_eq!(TaskEvent::from_params(e.kind(), &p), Ok((e.clone(), 42)));
             assert_eq!(e.kind().short_name().parse::<EventKind>(), Ok(e.kind()));
+            let json = serde_json::to_string(&e.kind()).unwrap();
+            assert_eq!(json, format!("\"{}\"", e.kind().event_type()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), e.kind());
         }
     }
 

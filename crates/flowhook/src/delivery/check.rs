@@ -370,7 +370,7 @@ impl<'a> Checker<'a> {
             .collect();
         let info = EventInfo {
             event_id: &shot.event_id,
-            kind: kind.event_type(),
+            kind,
             seq: shot.seq,
             params: &params,
             logged_params: None,

@@ -200,14 +200,7 @@ async fn take_fresh(
             backfill: false,
             created_at: f.created_at,
         };
-        let event = DeliveryEvent {
-            kind: f.kind,
-            seq: f.seq,
-            app_type: f.app_type,
-            params: f.params,
-            source_id: f.source_event_id,
-        };
-        spawn_send(&shared, claimed, event, permit, &records_tx);
+        spawn_send(&shared, claimed, f.event, permit, &records_tx);
     }
 }
 
@@ -779,7 +772,7 @@ async fn prepare_request(
     // The approval link in `task` is signed now, valid from this attempt (see `delivery::links`).
     let refreshed = match &shared.config.task_links {
         Some(links) => links
-            .refresh(&event.kind, &event.params, now)
+            .refresh(event.kind, &event.params, now)
             .await
             .map_err(|e| failed(e.to_string()))?,
         None => None,
@@ -787,7 +780,7 @@ async fn prepare_request(
     let info = EventInfo {
         // What the receiver de-duplicates on: the caller's id of an ingested event, else ours.
         event_id: event.source_id.as_deref().unwrap_or(&c.event_id),
-        kind: &event.kind,
+        kind: event.kind,
         seq: event.seq,
         params: refreshed
             .as_ref()

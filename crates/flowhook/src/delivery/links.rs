@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use base64::Engine;
+use flowhook_sign::event::EventKind;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -132,11 +133,11 @@ impl Links {
     /// (an external engine's, relayed by ingest).
     pub async fn refresh(
         &self,
-        kind: &str,
+        kind: EventKind,
         params: &[(String, String)],
         now_ms: i64,
     ) -> Result<Option<(Vec<(String, String)>, Vec<(String, String)>)>, StoreError> {
-        if kind != "task.created" {
+        if kind != EventKind::Created {
             return Ok(None);
         }
         let Some(i) = params.iter().position(|(k, _)| k == "task") else {

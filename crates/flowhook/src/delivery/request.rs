@@ -7,6 +7,7 @@
 //! and the receiver check's probes all start from it, so what a test fire shows is what a
 //! delivery sends. It is pure: the caller reads the tokens and secrets.
 
+use flowhook_sign::event::EventKind;
 use flowhook_sign::webhooks::{self, WebhookSecret};
 use flowhook_sign::wire::{self, BodyEncoding};
 use flowhook_sign::yida;
@@ -42,7 +43,7 @@ impl Prepared {
 /// Everything about the event that the request carries.
 pub struct EventInfo<'a> {
     pub event_id: &'a str,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub seq: i64,
     /// The stored parameters (all but `dateTime` and `sign`), in wire order.
     pub params: &'a [(String, String)],
@@ -135,7 +136,10 @@ pub fn prepare(
     let mut flowhook_headers: Vec<(String, String)> = vec![
         ("content-type".into(), encoding.content_type().into()),
         ("x-flowhook-event-id".into(), event.event_id.into()),
-        ("x-flowhook-event-type".into(), event.kind.into()),
+        (
+            "x-flowhook-event-type".into(),
+            event.kind.event_type().into(),
+        ),
         ("x-flowhook-attempt".into(), attempt.to_string()),
         ("x-flowhook-seq".into(), event.seq.to_string()),
     ];
@@ -286,7 +290,7 @@ mod tests {
         .to_vec();
         let event = EventInfo {
             event_id: "evt_1",
-            kind: "task.finished",
+            kind: EventKind::Finished,
             seq: 3,
             params: &params,
             logged_params: None,
@@ -370,7 +374,7 @@ mod tests {
         let masked = [pair("appType", "APP"), pair("task", "link?s=***")];
         let event = EventInfo {
             event_id: "evt_1",
-            kind: "task.created",
+            kind: EventKind::Created,
             seq: 1,
             params: &sent,
             logged_params: Some(&masked),
@@ -471,7 +475,7 @@ mod tests {
         };
         let event = EventInfo {
             event_id: "evt_1",
-            kind: "task.finished",
+            kind: EventKind::Finished,
             seq: 1,
             params: &[],
             logged_params: None,

@@ -187,6 +187,9 @@ pub struct Instance {
     pub finished_at: Option<i64>,
 }
 
+/// What happened, to which task or cc record: the engine's side of a task event. The store
+/// renders it into its Yida payload, whose kind (`flowhook_sign::event::EventKind`, one of the
+/// five) is the event's kind everywhere after that: stored, delivered, shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum EventKind {

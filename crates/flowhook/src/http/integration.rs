@@ -891,7 +891,7 @@ pub async fn test_fire(
         let event_id = crate::support::new_id("evt_test");
         let info = EventInfo {
             event_id: &event_id,
-            kind: kind.event_type(),
+            kind,
             seq: 0,
             params: &params,
             logged_params: None,

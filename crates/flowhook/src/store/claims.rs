@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowhook_sign::event::EventKind;
 use sqlx::Row;
 use tokio::sync::{watch, Notify};
 
@@ -177,10 +178,11 @@ impl Store {
     }
 }
 
-/// The event of a delivery, as its request needs it.
+/// The event of a delivery, as its request needs it: read by a claim, or handed over fresh
+/// with its delivery ([`FreshDelivery`](super::writer::FreshDelivery)).
 #[derive(Debug, Clone)]
 pub struct DeliveryEvent {
-    pub kind: String,
+    pub kind: EventKind,
     pub seq: i64,
     pub app_type: String,
     pub params: Vec<(String, String)>,
@@ -192,14 +194,14 @@ pub struct DeliveryEvent {
 impl DeliveryEvent {
     /// From an `events` row; `params` is its stored JSON.
     fn parse(
-        kind: String,
+        kind: &str,
         seq: i64,
         app_type: String,
         params: &str,
         source_id: Option<String>,
     ) -> Result<Self, StoreError> {
         Ok(DeliveryEvent {
-            kind,
+            kind: kind.parse()?,
             seq,
             app_type,
             params: serde_json::from_str(params)
@@ -230,7 +232,7 @@ impl Store {
             for (id, kind, seq, app_type, params, source_id) in rows {
                 out.insert(
                     id,
-                    DeliveryEvent::parse(kind, seq, app_type, &params, source_id)?,
+                    DeliveryEvent::parse(&kind, seq, app_type, &params, source_id)?,
                 );
             }
         }

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use flowhook_sign::event::EventKind;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
@@ -78,7 +79,8 @@ impl From<UnknownDeliveryStatus> for StoreError {
 pub struct Delivery {
     pub id: String,
     pub event_id: String,
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_type: EventKind,
     pub task_id: Option<String>,
     pub instance_id: String,
     pub seq: i64,
@@ -193,7 +195,7 @@ impl Store {
                     Ok(Delivery {
                         id: r.try_get("id")?,
                         event_id: r.try_get("event_id")?,
-                        event_type: r.try_get("kind")?,
+                        event_type: r.try_get::<String, _>("kind")?.parse()?,
                         task_id: r.try_get("task_id")?,
                         instance_id: r.try_get("instance_id")?,
                         seq: r.try_get("seq")?,

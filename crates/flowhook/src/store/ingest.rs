@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use flowhook_sign::event::TaskEvent;
 
+use super::claims::DeliveryEvent;
 use super::writer::{FreshDelivery, StoredEvent};
 use super::{on_pool, push_in_list, BeginWrite, Store, StoreError};
 use crate::integration::connectors::Strategy;
@@ -167,7 +168,7 @@ impl Store {
                             StoredEvent {
                                 id,
                                 seq,
-                                kind,
+                                kind: kind.parse()?,
                                 task_id,
                                 created_at,
                             },
@@ -258,7 +259,7 @@ impl Store {
                     let stored = StoredEvent {
                         id: new_id("evt"),
                         seq,
-                        kind: kind.event_type().to_owned(),
+                        kind,
                         task_id,
                         created_at: now,
                     };
@@ -343,7 +344,7 @@ impl Store {
                         .push_bind(e.relayed.event.app_type())
                         .push_bind(&e.relayed.instance_id)
                         .push_bind(e.stored.seq)
-                        .push_bind(&e.stored.kind)
+                        .push_bind(e.stored.kind.event_type())
                         .push_bind(&e.stored.task_id)
                         .push_bind(&e.params_json)
                         .push_bind(now)
@@ -407,11 +408,13 @@ impl Store {
                         instance_id: e.relayed.instance_id.clone(),
                         ordered,
                         created_at: now,
-                        kind: e.stored.kind.clone(),
-                        seq: e.stored.seq,
-                        app_type: e.relayed.event.app_type().to_owned(),
-                        params: e.params.clone(),
-                        source_event_id: e.relayed.event_id.clone(),
+                        event: DeliveryEvent {
+                            kind: e.stored.kind,
+                            seq: e.stored.seq,
+                            app_type: e.relayed.event.app_type().to_owned(),
+                            params: e.params.clone(),
+                            source_id: e.relayed.event_id.clone(),
+                        },
                     }
                 })
                 .collect();

@@ -115,14 +115,15 @@ impl Store {
             .await?,
         }
         });
-        let deliveries: Vec<(String, &str, &str, i64)> = rows
-            .iter()
-            .filter(|(_, _, app, process, _, _)| strategy.selects(app, process))
-            .filter_map(|(event, kind, _, _, instance, seq)| {
-                let action = strategy.actions.for_kind(kind.parse().ok()?)?;
-                Some((event.clone(), action, instance.as_str(), *seq))
-            })
-            .collect();
+        let mut deliveries: Vec<(String, &str, &str, i64)> = Vec::new();
+        for (event, kind, app, process, instance, seq) in &rows {
+            if !strategy.selects(app, process) {
+                continue;
+            }
+            if let Some(action) = strategy.actions.for_kind(kind.parse()?) {
+                deliveries.push((event.clone(), action, instance.as_str(), *seq));
+            }
+        }
         let total = deliveries.len() as i64;
         on_pool!(self, |pool| {
             let mut tx = crate::store::BeginWrite::begin_write(pool).await?;

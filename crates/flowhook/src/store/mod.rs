@@ -168,6 +168,13 @@ pub enum StoreError {
     NoMasterKey,
 }
 
+/// An event kind is stored as its type (`task.created`, …): any other text is corrupt data.
+impl From<flowhook_sign::event::UnknownEventKind> for StoreError {
+    fn from(e: flowhook_sign::event::UnknownEventKind) -> Self {
+        StoreError::Corrupt(format!("stored event kind: {e}"))
+    }
+}
+
 impl StoreError {
     /// Why the database cannot answer right now, when that is what this error says: an outage
     /// to retry later (503), not a fault of the request or of the stored data (500).

@@ -280,16 +280,17 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(id, seq, kind, task_id, created_at)| StoredEvent {
-                id,
-                seq,
-                kind,
-                task_id,
-                created_at,
+        rows.into_iter()
+            .map(|(id, seq, kind, task_id, created_at)| {
+                Ok(StoredEvent {
+                    id,
+                    seq,
+                    kind: kind.parse()?,
+                    task_id,
+                    created_at,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Instances of an organisation, newest first, with optional filters.

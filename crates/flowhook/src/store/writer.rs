@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::claims::DeliveryEvent;
 use super::deliveries::DeliveryStatus;
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
 use super::{Store, StoreError};
@@ -77,7 +78,9 @@ pub enum WriteError {
 pub struct StoredEvent {
     pub id: String,
     pub seq: i64,
-    pub kind: String,
+    // `task.created`, … (a string in the API document, as before it was typed).
+    #[schema(value_type = String)]
+    pub kind: flowhook_sign::event::EventKind,
     pub task_id: Option<String>,
     pub created_at: i64,
 }
@@ -118,12 +121,8 @@ pub struct FreshDelivery {
     pub instance_id: String,
     pub ordered: bool,
     pub created_at: i64,
-    pub kind: String,
-    pub seq: i64,
-    pub app_type: String,
-    pub params: Vec<(String, String)>,
-    /// An ingested event's id as its caller gave it (sent as `X-Flowhook-Event-Id`).
-    pub source_event_id: Option<String>,
+    /// Its event, as a claim would have read it.
+    pub event: DeliveryEvent,
 }
 
 /// Where the writer hands fresh deliveries: the local dispatcher, as lease owner `owner`.
@@ -573,9 +572,7 @@ impl<'a> Rows<'a> {
                 .filter(|s| s.selects(&c.instance.app_type, &c.instance.process_code));
             for (stored, event, params) in &c.events {
                 events.push((fin, stored, params));
-                let kind: Option<flowhook_sign::event::EventKind> = stored.kind.parse().ok();
-                if let Some(action_id) = strategy.zip(kind).and_then(|(s, k)| s.actions.for_kind(k))
-                {
+                if let Some(action_id) = strategy.and_then(|s| s.actions.for_kind(stored.kind)) {
                     deliveries.push(NewDelivery {
                         id: new_id("dlv"),
                         corp_id: &fin.corp_id,
@@ -704,7 +701,7 @@ macro_rules! write_rows_in {
                 .push_bind(&inst.app_type)
                 .push_bind(&inst.id)
                 .push_bind(stored.seq)
-                .push_bind(&stored.kind)
+                .push_bind(stored.kind.event_type())
                 .push_bind(&stored.task_id)
                 .push_bind(*params)
                 .push_bind(stored.created_at);
@@ -950,7 +947,8 @@ fn choose_handoff(
 /// (ingested) id can only cause a needless wake-up, never a missed one.
 fn record_wake(records: &[super::attempts::AttemptRecord], soon: i64) -> (bool, Vec<&str>) {
     let wake = records.iter().any(|r| {
-        (r.status == DeliveryStatus::Pending && r.next_attempt_at <= soon) || !r.reopened_connectors.is_empty()
+        (r.status == DeliveryStatus::Pending && r.next_attempt_at <= soon)
+            || !r.reopened_connectors.is_empty()
     });
     let mut ended: Vec<&str> = if wake {
         Vec::new()
@@ -1387,11 +1385,13 @@ impl Worker {
                 instance_id: d.instance_id.to_owned(),
                 ordered: d.ordered,
                 created_at: d.at,
-                kind: stored.kind.clone(),
-                seq: stored.seq,
-                app_type: app_type.to_owned(),
-                params,
-                source_event_id: None,
+                event: DeliveryEvent {
+                    kind: stored.kind,
+                    seq: stored.seq,
+                    app_type: app_type.to_owned(),
+                    params,
+                    source_id: None,
+                },
             });
         }
         handed
@@ -1656,7 +1656,7 @@ impl Worker {
                 let stored = StoredEvent {
                     id: new_id("evt"),
                     seq: e.seq as i64,
-                    kind: payload.kind().event_type().to_owned(),
+                    kind: payload.kind(),
                     task_id,
                     created_at: e.at,
                 };
@@ -1858,7 +1858,10 @@ mod tests {
         ];
         let (wake, ended) = record_wake(&retry, 1_000);
         assert!(wake && ended.is_empty());
-        let (wake, _) = record_wake(&[record(DeliveryStatus::Delivered, None, &["con-1"])], 1_000);
+        let (wake, _) = record_wake(
+            &[record(DeliveryStatus::Delivered, None, &["con-1"])],
+            1_000,
+        );
         assert!(wake);
         assert_eq!(record_wake(&[], 1_000), (false, Vec::<&str>::new()));
         // Parked for minutes behind an open breaker: the dispatchers' poll finds it.
