@@ -38,6 +38,22 @@ pub struct Filter {
     pub to: Option<i64>,
 }
 
+impl Filter {
+    pub fn new(
+        app_type: Option<String>,
+        process_code: Option<String>,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Self {
+        Filter {
+            app_type,
+            process_code,
+            from,
+            to,
+        }
+    }
+}
+
 /// One entry of a list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -90,11 +106,14 @@ impl Page {
 }
 
 /// A position in a list: the last item's `(created_at, id)`.
+pub type Cursor = (i64, String);
+
+/// A [`Cursor`] as the API gives it.
 pub fn encode_cursor(created_at: i64, id: &str) -> String {
     format!("{created_at}.{id}")
 }
 
-pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+pub fn decode_cursor(cursor: &str) -> Option<Cursor> {
     let (t, id) = cursor.split_once('.')?;
     Some((t.parse().ok()?, id.to_owned()))
 }
@@ -131,30 +150,36 @@ const INSTANCE_COLUMNS: &str =
 const TASK_COLUMNS: &str = "t.id, t.instance_id, t.app_type, t.process_code, i.title, i.originator_id, \
     t.node_id, t.node_name, t.status, t.action, i.status AS instance_status, t.created_at, t.ended_at";
 
-fn list_sql(list: List) -> String {
-    let filters =
-        "AND ($3 IS NULL OR {a}.app_type = $3) AND ($4 IS NULL OR {a}.process_code = $4) \
+/// The tail of every list query on table alias `a`: the [`Filter`] (`$3`–`$6`), the cursor
+/// (`$7`, `$8`) and the limit (`$9`), newest first. `$1` is the organisation and `$2` the
+/// list's own parameter; [`Store::list_page`] binds them all.
+fn filtered_page(a: &str) -> String {
+    "AND ($3 IS NULL OR {a}.app_type = $3) AND ($4 IS NULL OR {a}.process_code = $4) \
         AND ($5 IS NULL OR {a}.created_at >= $5) AND ($6 IS NULL OR {a}.created_at < $6) \
         AND ($7 IS NULL OR {a}.created_at < $7 OR ({a}.created_at = $7 AND {a}.id < $8)) \
-        ORDER BY {a}.created_at DESC, {a}.id DESC LIMIT $9";
+        ORDER BY {a}.created_at DESC, {a}.id DESC LIMIT $9"
+        .replace("{a}", a)
+}
+
+fn list_sql(list: List) -> String {
     match list {
         List::Created => format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances i \
              WHERE i.corp_id = $1 AND i.originator_id = $2 AND i.status <> 'deleted' {}",
-            filters.replace("{a}", "i")
+            filtered_page("i")
         ),
         List::Todo | List::Done => format!(
             "SELECT {TASK_COLUMNS} FROM tasks t JOIN instances i ON i.id = t.instance_id \
              WHERE t.corp_id = $1 AND t.user_id = $2 AND t.status = '{}' AND i.status <> 'deleted' {}",
             if list == List::Todo { "open" } else { "finished" },
-            filters.replace("{a}", "t")
+            filtered_page("t")
         ),
         List::Cc => format!(
             "SELECT c.id, c.instance_id, c.app_type, c.process_code, i.title, i.originator_id, c.node_id, \
              c.node_name, 'cc' AS status, NULL AS action, i.status AS instance_status, c.created_at, \
              NULL AS ended_at FROM ccs c JOIN instances i ON i.id = c.instance_id \
              WHERE c.corp_id = $1 AND c.user_id = $2 AND i.status <> 'deleted' {}",
-            filters.replace("{a}", "c")
+            filtered_page("c")
         ),
     }
 }
@@ -193,29 +218,16 @@ impl Store {
         cursor: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Page, StoreError> {
-        let sql = list_sql(list);
-        let (cursor_at, cursor_id) = match cursor {
-            Some((t, id)) => (Some(t), Some(id)),
-            None => (None, None),
-        };
-        let rows = on_pool!(self, |pool| {
-            sqlx::query(&sql)
-                .bind(corp_id)
-                .bind(user_id)
-                .bind(&filter.app_type)
-                .bind(&filter.process_code)
-                .bind(filter.from)
-                .bind(filter.to)
-                .bind(cursor_at)
-                .bind(&cursor_id)
-                .bind(i64::from(limit) + 1)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|r| Ok(item_from_row!(r)))
-                .collect::<Result<Vec<Item>, sqlx::Error>>()?
-        });
-        let mut rows = rows;
+        let mut rows = self
+            .list_page(
+                &list_sql(list),
+                corp_id,
+                Some(user_id),
+                filter,
+                cursor,
+                limit,
+            )
+            .await?;
         for item in &mut rows {
             match list {
                 List::Todo | List::Done => item.task_id = Some(item.id.clone()),
@@ -302,21 +314,32 @@ impl Store {
         cursor: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Page, StoreError> {
-        let (cursor_at, cursor_id) = match cursor {
-            Some((t, id)) => (Some(t), Some(id)),
-            None => (None, None),
-        };
         let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.corp_id = $1 AND ($2 IS NULL OR i.status = $2) \
-             AND ($3 IS NULL OR i.app_type = $3) AND ($4 IS NULL OR i.process_code = $4) \
-             AND ($5 IS NULL OR i.created_at >= $5) AND ($6 IS NULL OR i.created_at < $6) \
-             AND ($7 IS NULL OR i.created_at < $7 OR (i.created_at = $7 AND i.id < $8)) \
-             ORDER BY i.created_at DESC, i.id DESC LIMIT $9"
+            "SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.corp_id = $1 AND ($2 IS NULL OR i.status = $2) {}",
+            filtered_page("i")
         );
-        let items: Vec<Item> = on_pool!(self, |pool| {
-            sqlx::query(&sql)
+        let items = self
+            .list_page(&sql, corp_id, status, filter, cursor, limit)
+            .await?;
+        Ok(Page::of(items, limit))
+    }
+
+    /// Runs a list query ending in [`filtered_page`]: up to `limit + 1` items (the extra one
+    /// only says that there is a next page, see [`Page::of`]).
+    async fn list_page(
+        &self,
+        sql: &str,
+        corp_id: &str,
+        own: Option<&str>,
+        filter: &Filter,
+        cursor: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (cursor_at, cursor_id) = cursor.unzip();
+        Ok(on_pool!(self, |pool| {
+            sqlx::query(sql)
                 .bind(corp_id)
-                .bind(status)
+                .bind(own)
                 .bind(&filter.app_type)
                 .bind(&filter.process_code)
                 .bind(filter.from)
@@ -329,7 +352,6 @@ impl Store {
                 .into_iter()
                 .map(|r| Ok(item_from_row!(r)))
                 .collect::<Result<Vec<Item>, sqlx::Error>>()?
-        });
-        Ok(Page::of(items, limit))
+        }))
     }
 }
