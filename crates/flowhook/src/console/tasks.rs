@@ -201,12 +201,7 @@ pub async fn task_center(
     let data = match &user {
         Some(u) => {
             let counts = state.store.task_counts(&corp, u, app).await?;
-            let filter = Filter {
-                app_type: app.map(str::to_owned),
-                process_code: process.map(str::to_owned),
-                from,
-                to,
-            };
+            let filter = Filter::new(app.map(str::to_owned), process.map(str::to_owned), from, to);
             let page_ = state
                 .store
                 .task_list(&corp, u, list, &filter, cursor, 50)

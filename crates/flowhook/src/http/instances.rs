@@ -18,7 +18,7 @@ use super::validate;
 use super::AppState;
 use crate::engine::ids::TaskId;
 use crate::engine::machine::{Command, Instance, Status, TaskStatus};
-use crate::store::taskcenter::{decode_cursor, Filter, Page};
+use crate::store::taskcenter::{decode_cursor, Cursor, Filter, Page};
 use crate::store::writer::{Op, Outcome, StoredEvent};
 
 pub fn router() -> Router<AppState> {
@@ -246,6 +246,15 @@ pub async fn get_one(
 pub struct ListParams {
     /// running, approved, rejected, withdrawn, terminated, deleted
     pub status: Option<String>,
+}
+
+/// The query parameters the task lists and the instance listing share: the [`Filter`] and the
+/// page. Each endpoint extracts them beside its own parameters rather than flattening them in
+/// (`serde(flatten)` hands `serde_urlencoded` every value as a string, and the numbers fail).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ListFilter {
+    /// Only this application (default: the whole organisation).
     pub app_type: Option<String>,
     pub process_code: Option<String>,
     /// Created at or after (epoch ms).
@@ -257,10 +266,19 @@ pub struct ListParams {
     pub limit: Option<u32>,
 }
 
+impl ListFilter {
+    /// The store's filter and the page asked for (see [`page_args`]).
+    pub fn into_args(self) -> Result<(Filter, Option<Cursor>, u32), ApiError> {
+        let (cursor, limit) = page_args(self.cursor.as_deref(), self.limit)?;
+        let filter = Filter::new(self.app_type, self.process_code, self.from, self.to);
+        Ok((filter, cursor, limit))
+    }
+}
+
 pub fn page_args(
     cursor: Option<&str>,
     limit: Option<u32>,
-) -> Result<(Option<(i64, String)>, u32), ApiError> {
+) -> Result<(Option<Cursor>, u32), ApiError> {
     let cursor = match cursor {
         None => None,
         Some(c) => Some(decode_cursor(c).ok_or_else(|| {
@@ -283,13 +301,14 @@ pub fn page_args(
 }
 
 /// Instances, newest first.
-#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/instances", tag = "instances", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/instances", tag = "instances", params(ListParams, ListFilter),
     responses((status = 200, body = Page)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(corp_id): Path<String>,
     ApiQuery(q): ApiQuery<ListParams>,
+    ApiQuery(f): ApiQuery<ListFilter>,
 ) -> Result<Json<Page>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     const STATUSES: [&str; 6] = [
@@ -305,13 +324,7 @@ pub async fn list(
             return Err(super::query::not_one_of("status", status, &STATUSES));
         }
     }
-    let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
-    let filter = Filter {
-        app_type: q.app_type,
-        process_code: q.process_code,
-        from: q.from,
-        to: q.to,
-    };
+    let (filter, cursor, limit) = f.into_args()?;
     Ok(Json(
         state
             .store
@@ -320,7 +333,8 @@ pub async fn list(
     ))
 }
 
-async fn instance_command(
+/// Runs `command` on an instance as `actor` (a task's command too: its id names the instance).
+pub(super) async fn instance_command(
     state: AppState,
     caller: Caller,
     corp_id: String,

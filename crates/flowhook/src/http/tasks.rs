@@ -12,13 +12,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{ActingUser, Caller, Scope};
 use super::error::ApiError;
-use super::instances::{page_args, CommandResult};
+use super::instances::{instance_command, CommandResult, ListFilter};
 use super::query::ApiQuery;
 use super::AppState;
 use crate::engine::ids::TaskId;
 use crate::engine::machine::{AppendPosition, Command, ReturnTarget};
-use crate::store::taskcenter::{Filter, List, Page};
-use crate::store::writer::Op;
+use crate::store::taskcenter::{List, Page};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -129,16 +128,7 @@ pub async fn act(
         .parse::<TaskId>()
         .map(|t| t.instance().to_owned())
         .map_err(|_| ApiError::not_found(format!("task `{task_id}` not found")))?;
-    let outcome = state
-        .writer
-        .submit(Op::Act {
-            corp_id,
-            instance_id,
-            actor,
-            command,
-        })
-        .await?;
-    Ok(Json(outcome.into()))
+    instance_command(state, caller, corp_id, instance_id, actor, command).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -147,35 +137,20 @@ pub struct ListParams {
     /// created, todo, done or cc.
     #[param(value_type = String)]
     pub list: List,
-    /// Only this application (default: the whole organisation).
-    pub app_type: Option<String>,
-    pub process_code: Option<String>,
-    /// Created at or after (epoch ms).
-    pub from: Option<i64>,
-    /// Created before (epoch ms).
-    pub to: Option<i64>,
-    pub cursor: Option<String>,
-    /// 1 to 200, default 50.
-    pub limit: Option<u32>,
 }
 
 /// One of a user's four lists, newest first.
-#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/users/{user_id}/tasks", tag = "task center", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/orgs/{corp_id}/users/{user_id}/tasks", tag = "task center", params(ListParams, ListFilter),
     responses((status = 200, body = Page)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path((corp_id, user_id)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<ListParams>,
+    ApiQuery(f): ApiQuery<ListFilter>,
 ) -> Result<Json<Page>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
-    let (cursor, limit) = page_args(q.cursor.as_deref(), q.limit)?;
-    let filter = Filter {
-        app_type: q.app_type,
-        process_code: q.process_code,
-        from: q.from,
-        to: q.to,
-    };
+    let (filter, cursor, limit) = f.into_args()?;
     Ok(Json(
         state
             .store
