@@ -200,6 +200,18 @@ pub enum EventKind {
     Cc { cc_id: String },
 }
 
+impl EventKind {
+    /// The task the event is about (created, finished, cancelled).
+    pub fn task_id(&self) -> Option<&str> {
+        match self {
+            EventKind::TaskCreated { task_id }
+            | EventKind::TaskFinished { task_id, .. }
+            | EventKind::TaskCancelled { task_id, .. } => Some(task_id),
+            EventKind::InstanceDeleted { .. } | EventKind::Cc { .. } => None,
+        }
+    }
+}
+
 /// One task event, numbered within its instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -830,7 +830,8 @@ pub struct TestFire {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Fired {
-    pub event_type: String,
+    #[schema(value_type = String)]
+    pub event_type: flowhook_sign::event::EventKind,
     /// Credentials masked.
     pub url: String,
     pub request_headers: Vec<(String, String)>,
@@ -907,7 +908,7 @@ pub async fn test_fire(
         )
         .await;
         fired.push(Fired {
-            event_type: kind.event_type().into(),
+            event_type: kind,
             url: prepared.logged_url,
             request_headers: prepared.logged_headers,
             request_params: prepared.params,

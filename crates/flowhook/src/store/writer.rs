@@ -1647,17 +1647,11 @@ impl Worker {
                 let payload = render(&instance, &e, &ctx);
                 let params =
                     serde_json::to_string(&stored_params(&payload)).expect("strings serialise");
-                let task_id = match &e.kind {
-                    EventKind::TaskCreated { task_id }
-                    | EventKind::TaskFinished { task_id, .. }
-                    | EventKind::TaskCancelled { task_id, .. } => Some(task_id.clone()),
-                    _ => None,
-                };
                 let stored = StoredEvent {
                     id: new_id("evt"),
                     seq: e.seq as i64,
                     kind: payload.kind(),
-                    task_id,
+                    task_id: e.kind.task_id().map(str::to_owned),
                     created_at: e.at,
                 };
                 (stored, e, params)
