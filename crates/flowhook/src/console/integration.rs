@@ -37,7 +37,7 @@ use crate::integration::connectors::{
     mask_url, Action, ActionInput, Auth, Connector, ConnectorInput, ConnectorUpdate, Encoding,
     EventActions, KeyLocation, Strategy, MASKED,
 };
-use crate::store::deliveries::{Delivery, DeliveryFilter, DeliveryStatus};
+use crate::store::deliveries::{Delivery, DeliveryFilter, DeliveryId, DeliveryStatus};
 use crate::store::jobs::BackfillRequest;
 use crate::store::taskcenter::{decode_cursor, encode_cursor};
 
@@ -1425,7 +1425,9 @@ pub async fn deliveries(
         .await?;
     let next = (items.len() > LOG_PAGE as usize).then(|| {
         items.truncate(LOG_PAGE as usize);
-        items.last().map(|d| encode_cursor(d.created_at, &d.id))
+        items
+            .last()
+            .map(|d| encode_cursor(d.created_at, d.id.as_str()))
     });
     let names = action_names(&state, &corp).await?;
     let connectors = state.store.connectors(&corp, None).await?;
@@ -1483,7 +1485,7 @@ pub async fn deliveries(
                 tbody {
                     @for d in &items {
                         tr {
-                            td { a href=(format!("/console/integration/deliveries/{}", q(&d.id))) { (datetime(d.created_at)) } }
+                            td { a href=(format!("/console/integration/deliveries/{}", q(d.id.as_str()))) { (datetime(d.created_at)) } }
                             td { code { (d.event_type) } @if d.backfill { " " span.badge { (ctx.t(&t::IN_BACKFILL)) } } }
                             td { @if let Some(task) = &d.task_id { code { (task) } } @else { "—" } }
                             td { @match names.get(&d.action_id) {
@@ -1521,7 +1523,7 @@ pub async fn deliveries(
 pub async fn delivery_page(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    Path(id): Path<DeliveryId>,
     Query(lq): Query<LogQuery>,
 ) -> Result<Response, PageError> {
     let n = lq.done.map(|_| Notice::Ok(&t::IN_REDELIVERED));
@@ -1531,7 +1533,7 @@ pub async fn delivery_page(
 async fn render_delivery(
     state: &AppState,
     ctx: &Ctx,
-    id: &str,
+    id: &DeliveryId,
     n: Option<Notice>,
 ) -> Result<Response, PageError> {
     let corp = ctx.corp()?.to_owned();
@@ -1567,7 +1569,7 @@ async fn render_delivery(
             dt { (ctx.t(&t::CREATED_AT)) } dd { (datetime(d.created_at)) }
         }
         @if matches!(d.status, DeliveryStatus::Delivered | DeliveryStatus::Dead) {
-            form.inline method="post" action=(format!("/console/integration/deliveries/{}/redeliver", q(&d.id))) {
+            form.inline method="post" action=(format!("/console/integration/deliveries/{}/redeliver", q(d.id.as_str()))) {
                 (csrf_field(v))
                 button.primary type="submit" { (ctx.t(&t::IN_REDELIVER)) }
             }
@@ -1608,7 +1610,7 @@ async fn render_delivery(
 pub async fn redeliver_one(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    Path(id): Path<DeliveryId>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
     let corp = ctx.operator_corp()?;
@@ -1621,7 +1623,7 @@ pub async fn redeliver_one(
     {
         Ok(_) => Ok(see_other(&format!(
             "/console/integration/deliveries/{}?done=1",
-            q(&id)
+            q(id.as_str())
         ))),
         Err(e) => {
             let (status, why) = refused(e)?;

@@ -22,7 +22,7 @@ use crate::integration::connectors::{
 };
 use crate::store::connectors::Deletion;
 use crate::store::deliveries::{
-    AttemptView, ConnectorBacklog, Delivery, DeliveryFilter, DeliveryStatus,
+    AttemptView, ConnectorBacklog, Delivery, DeliveryFilter, DeliveryId, DeliveryStatus,
 };
 use crate::store::jobs::{BackfillRequest, JobProgress};
 use crate::store::taskcenter::encode_cursor;
@@ -654,7 +654,9 @@ pub async fn list_deliveries(
         .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|d| encode_cursor(d.created_at, &d.id))
+        items
+            .last()
+            .map(|d| encode_cursor(d.created_at, d.id.as_str()))
     } else {
         None
     };
@@ -675,7 +677,7 @@ pub struct DeliveryDetail {
 pub async fn get_delivery(
     State(state): State<AppState>,
     caller: Caller,
-    Path((corp_id, id)): Path<(String, String)>,
+    Path((corp_id, id)): Path<(String, DeliveryId)>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     let delivery = state
@@ -705,7 +707,7 @@ pub struct Redelivered {
 pub async fn redeliver_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path((corp_id, id)): Path<(String, String)>,
+    Path((corp_id, id)): Path<(String, DeliveryId)>,
 ) -> Result<Json<Redelivered>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     let n = state

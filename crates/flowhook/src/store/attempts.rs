@@ -2,7 +2,7 @@
 //! held back), written by the command writer inside its group commit ([`write_records_in!`]):
 //! a batch of commands and the attempts finished meanwhile share one fsync.
 
-use super::deliveries::DeliveryStatus;
+use super::deliveries::{DeliveryId, DeliveryStatus};
 
 /// The request of an attempt as the delivery log keeps it: credentials masked.
 #[derive(Debug, Clone, Default)]
@@ -14,7 +14,7 @@ pub struct LoggedRequest {
 
 /// What happened to one claimed delivery.
 pub struct AttemptRecord {
-    pub(crate) delivery_id: String,
+    pub(crate) delivery_id: DeliveryId,
     pub(crate) corp_id: String,
     /// The ordered delivery's instance: when it ends, the lane's next delivery may go.
     pub(crate) lane: Option<String>,

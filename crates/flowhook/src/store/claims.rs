@@ -11,13 +11,14 @@ use flowhook_sign::event::EventKind;
 use sqlx::Row;
 use tokio::sync::{watch, Notify};
 
+use super::deliveries::DeliveryId;
 use super::{on_pool, Store, StoreError};
 use crate::support::now_ms;
 
 /// One claimed delivery.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    pub id: String,
+    pub id: DeliveryId,
     pub corp_id: String,
     pub event_id: String,
     pub action_id: String,

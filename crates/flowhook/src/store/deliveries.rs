@@ -1,7 +1,7 @@
 //! Reads and repairs of the delivery log: deliveries by filter with their attempts, and
-//! redelivery (one, or in bulk by filter), which makes deliveries due again at once; and
-//! [`DeliveryStatus`], the states a delivery takes (stored as their text; an unknown stored
-//! text is [`StoreError::Corrupt`]).
+//! redelivery (one, or in bulk by filter), which makes deliveries due again at once; and the
+//! types of a delivery everywhere: its [`DeliveryId`] and [`DeliveryStatus`], the states it
+//! takes (both stored as their text; an unknown stored status is [`StoreError::Corrupt`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +13,42 @@ use utoipa::ToSchema;
 
 use super::{on_pool, Store, StoreError};
 use crate::support::now_ms;
+
+/// A delivery's id (`dlv_…`): one event to one action. Stored and shown as its text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    /// A new delivery's id.
+    pub fn fresh() -> Self {
+        DeliveryId(crate::support::new_id("dlv"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An id as given from outside (a path, a form): looked up, never trusted to exist.
+impl From<String> for DeliveryId {
+    fn from(id: String) -> Self {
+        DeliveryId(id)
+    }
+}
+
+impl From<&str> for DeliveryId {
+    fn from(id: &str) -> Self {
+        DeliveryId(id.to_owned())
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Where a delivery stands: `pending` until delivered, given up (`dead`) or cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,7 +113,8 @@ impl From<UnknownDeliveryStatus> for StoreError {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: DeliveryId,
     pub event_id: String,
     #[schema(value_type = String)]
     pub event_type: EventKind,
@@ -159,7 +196,7 @@ impl Store {
         &self,
         corp_id: &str,
         f: &DeliveryFilter,
-        id: Option<&str>,
+        id: Option<&DeliveryId>,
         cursor: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
@@ -216,7 +253,7 @@ impl Store {
     pub async fn delivery_attempts(
         &self,
         corp_id: &str,
-        delivery_id: &str,
+        delivery_id: &DeliveryId,
     ) -> Result<Vec<AttemptView>, StoreError> {
         let rows = on_pool!(self, |pool| {
             sqlx::query(
@@ -257,7 +294,7 @@ impl Store {
         &self,
         corp_id: &str,
         f: &DeliveryFilter,
-        id: Option<&str>,
+        id: Option<&DeliveryId>,
     ) -> Result<u64, StoreError> {
         self.redeliver_as(corp_id, f, id, None).await
     }
@@ -282,7 +319,7 @@ impl Store {
         &self,
         corp_id: &str,
         f: &DeliveryFilter,
-        id: Option<&str>,
+        id: Option<&DeliveryId>,
         job: Option<&str>,
     ) -> Result<u64, StoreError> {
         let now = now_ms();

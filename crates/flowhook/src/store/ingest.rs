@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use flowhook_sign::event::TaskEvent;
 
 use super::claims::DeliveryEvent;
+use super::deliveries::DeliveryId;
 use super::writer::{FreshDelivery, StoredEvent};
 use super::{on_pool, push_in_list, BeginWrite, Store, StoreError};
 use crate::integration::connectors::Strategy;
@@ -107,7 +108,7 @@ struct NewEvent<'a> {
     params: Vec<(String, String)>,
     params_json: String,
     /// The delivery's (id, action, ordered), when the strategy takes this event.
-    delivery: Option<(String, String, bool)>,
+    delivery: Option<(DeliveryId, String, bool)>,
 }
 
 impl Store {
@@ -273,7 +274,7 @@ impl Store {
                             s.selects(r.event.app_type(), r.process_code.as_deref().unwrap_or(""))
                         })
                         .and_then(|s| s.actions.for_kind(kind).map(|a| (a.to_owned(), s.ordered)))
-                        .map(|(action, ordered)| (new_id("dlv"), action, ordered));
+                        .map(|(action, ordered)| (DeliveryId::fresh(), action, ordered));
                     if let Some(eid) = r.event_id.as_deref() {
                         ids.insert(eid, stored.clone());
                     }

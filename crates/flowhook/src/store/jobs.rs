@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::deliveries::DeliveryStatus;
+use super::deliveries::{DeliveryId, DeliveryStatus};
 use super::{on_pool, Store, StoreError};
 use crate::support::{new_id, now_ms};
 
@@ -141,7 +141,7 @@ impl Store {
                      job_id, attempts, next_attempt_at, created_at, updated_at) ",
                 );
                 q.push_values(chunk, |mut b, (event, action, instance, seq)| {
-                    b.push_bind(new_id("dlv"))
+                    b.push_bind(DeliveryId::fresh())
                         .push_bind(corp_id)
                         .push_bind(event)
                         .push_bind(*action)

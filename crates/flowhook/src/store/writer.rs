@@ -19,7 +19,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::claims::DeliveryEvent;
-use super::deliveries::DeliveryStatus;
+use super::deliveries::{DeliveryId, DeliveryStatus};
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
 use super::{Store, StoreError};
 use crate::engine::definition::Definition;
@@ -114,7 +114,7 @@ struct Caches {
 /// send it: the fresh path skips the claim transaction and the event read.
 #[derive(Debug, Clone)]
 pub struct FreshDelivery {
-    pub id: String,
+    pub id: DeliveryId,
     pub corp_id: String,
     pub event_id: String,
     pub action_id: String,
@@ -518,7 +518,7 @@ struct BatchContext {
 
 /// A delivery to create with its event.
 struct NewDelivery<'a> {
-    id: String,
+    id: DeliveryId,
     corp_id: &'a str,
     event_id: &'a str,
     action_id: &'a str,
@@ -574,7 +574,7 @@ impl<'a> Rows<'a> {
                 events.push((fin, stored, params));
                 if let Some(action_id) = strategy.and_then(|s| s.actions.for_kind(stored.kind)) {
                     deliveries.push(NewDelivery {
-                        id: new_id("dlv"),
+                        id: DeliveryId::fresh(),
                         corp_id: &fin.corp_id,
                         event_id: &stored.id,
                         action_id,
@@ -1754,7 +1754,7 @@ mod tests {
 
     fn delivery<'a>(corp: &'a str, instance: &'a str, seq: i64, ordered: bool) -> NewDelivery<'a> {
         NewDelivery {
-            id: format!("dlv-{corp}-{instance}-{seq}"),
+            id: format!("dlv-{corp}-{instance}-{seq}").into(),
             corp_id: corp,
             event_id: "evt",
             action_id: "act",
