@@ -17,7 +17,10 @@
 //! Concurrency: an endpoint has at most its connector's cap of requests in flight, and an
 //! organisation at most its share of the node's slots, so a slow or hanging endpoint — or one
 //! organisation's flood — leaves the others their slots. A delivery over a cap is [`Busy`]:
-//! the caller puts it back for a moment, and leaves saturated keys out of its claims.
+//! the caller puts it back for a moment, and leaves saturated keys out of its claims. Not so
+//! behind an open breaker: an endpoint its hangs opened holds its deliveries (parked) even while
+//! its requests still hang, and leaves the claims' exclusions — busy rows would stay due, and
+//! every claim would read past all of them until the hanging requests time out.
 //!
 //! The dispatcher parks the deliveries an open breaker holds back (far in the future, not at the
 //! cooldown's end: else the whole backlog would be claimed and held again every cooldown), so
@@ -222,6 +225,7 @@ impl Breakers {
             .entry(key.clone())
             .or_insert_with(|| Endpoint::new(now));
         if self.opened_by_hangs(e, now) {
+            unsaturate(inner, key);
             return Permit::Hold;
         }
         let probe = match e.state {
@@ -232,6 +236,12 @@ impl Breakers {
             State::HalfOpen => return Permit::Hold,
         };
         if e.in_flight.len() >= cap.max(1) {
+            if probe {
+                // Open, its requests still hanging: a probe could not go now, and the deliveries
+                // wait for one as any held back by an open breaker do — parked, not back in a
+                // moment (due but left out of claims, each claim would read past all of them).
+                return Permit::Hold;
+            }
             inner.saturated.insert(key.clone());
             return Permit::Busy(Cap::Endpoint);
         }
@@ -325,8 +335,14 @@ impl Breakers {
     /// Opens the breakers that hanging requests tripped (see [`HANG_AFTER`]).
     pub fn tick(&self, now: Instant) {
         let mut inner = self.lock();
-        for e in inner.endpoints.values_mut() {
-            self.opened_by_hangs(e, now);
+        let inner = &mut *inner;
+        let opened: Vec<EndpointKey> = inner
+            .endpoints
+            .iter_mut()
+            .filter_map(|(key, e)| self.opened_by_hangs(e, now).then(|| key.clone()))
+            .collect();
+        for key in &opened {
+            unsaturate(inner, key);
         }
     }
 
@@ -423,6 +439,15 @@ impl Breakers {
 
 /// Opens `e` for `cooldown` (with ±20 % jitter, so endpoints that failed together are not all
 /// probed at the same instant).
+/// An endpoint its hangs just opened is no longer left out of claims: the deliveries it had
+/// sent back busy are claimed once more and parked behind the open breaker — left out, they
+/// would stay due, and every claim would read past them until the hanging requests end.
+fn unsaturate(inner: &mut Inner, key: &EndpointKey) {
+    if inner.saturated.remove(key) {
+        inner.freed = true;
+    }
+}
+
 fn open(e: &mut Endpoint, now: Instant, cooldown: Duration) {
     e.state = State::Open;
     e.opened_at = now;
@@ -571,6 +596,51 @@ mod tests {
         // A late answer still closes it, as any success does.
         let mut tickets = tickets.into_iter();
         assert!(b.record(&e, tickets.next().unwrap(), true, t0 + HANG_AFTER * 2));
+    }
+
+    #[test]
+    fn a_hung_endpoint_at_its_cap_holds_until_a_probe_can_go() {
+        let b = Breakers::new(3, FIRST, Duration::from_secs(10), usize::MAX);
+        let e = key("acme", "hangs");
+        let t0 = Instant::now();
+        let mut hanging: Vec<Ticket> = (0..8)
+            .map(|_| match b.permit(&e, 8, t0) {
+                Permit::Send(t) => t,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            b.permit(&e, 8, t0),
+            Permit::Busy(Cap::Endpoint),
+            "closed, at its cap"
+        );
+        assert_eq!(b.saturated(), (vec![e.clone()], vec![]));
+        b.tick(t0 + HANG_AFTER);
+        assert_eq!(
+            b.view(&e).map(|v| v.state),
+            Some(State::Open),
+            "opened by its hangs"
+        );
+        assert_eq!(
+            (b.saturated(), b.take_freed()),
+            ((vec![], vec![]), true),
+            "what it sent back busy is claimed again, to be parked"
+        );
+        assert_eq!(b.permit(&e, 8, t0 + HANG_AFTER), Permit::Hold);
+        // Open past its cooldown, its requests still hanging: held (parked until a probe can
+        // go), not busy — a busy delivery is back in a moment, due but left out of claims, and
+        // every claim would read past all of them until the hanging requests end.
+        let past_cooldown = t0 + HANG_AFTER + b.cooldown_of(&e).unwrap();
+        assert_eq!(b.probes_due(past_cooldown), vec![e.clone()]);
+        assert_eq!(b.permit(&e, 8, past_cooldown), Permit::Hold);
+        // Once a hanging request ends (its timeout) the probe goes.
+        b.record(&e, hanging.pop().unwrap(), false, past_cooldown);
+        assert!(matches!(b.permit(&e, 8, past_cooldown), Permit::Probe(_)));
+        assert_eq!(
+            b.permit(&e, 8, past_cooldown),
+            Permit::Hold,
+            "one probe at a time"
+        );
     }
 
     #[test]
