@@ -12,14 +12,15 @@
 //!   cache of settings read on hot paths. Imports no other module.
 //! - [`supervise`]: restarts a background task that panicked; `/readyz` names one that is down.
 //! - [`engine`]: the pure approval state machine: definitions, approvers, conditions (CEL),
-//!   transitions, events, task ids. No I/O, no clock, no database: it must not reach any module
-//!   below.
+//!   transitions, events, instance and task ids. No I/O, no clock, no database: it must not
+//!   reach any module below.
 //! - [`integration`]: connectors, actions, sync strategies and their rules, and the rendering
 //!   of engine events into Yida's parameters. Pure: no SQL, no network.
 //! - [`store`]: every SQL statement: SQLite (default) or PostgreSQL, migrations per backend, the
 //!   command writer (group commit), claims, attempt records, secrets sealed at rest. Stored
-//!   text (delivery statuses, event kinds) becomes typed here, or `StoreError::Corrupt`. Uses
-//!   the engine and integration types; it must not reach `delivery`, `http` or `console`.
+//!   text becomes typed here: delivery statuses and event kinds (else `StoreError::Corrupt`),
+//!   instance ids (bound and read as their text, `store::ids`). Uses the engine and
+//!   integration types; it must not reach `delivery`, `http` or `console`.
 //! - [`telemetry`]: `tracing` logs and the Prometheus registry.
 //! - [`delivery`]: policy and sending: the dispatcher loop, lanes, retries, breakers, egress,
 //!   request building, the exchange, the signed approval links (`taskUrl`). Asks the store for

@@ -28,6 +28,7 @@ use super::i18n::{self as t, Msg};
 use super::page::{
     self, csrf_field, datetime, page, page_refreshing, q, see_other, CsrfForm, Ctx, PageError,
 };
+use crate::engine::ids::InstanceId;
 use crate::http::auth::{Caller, Scope};
 use crate::http::error::ApiError;
 use crate::http::integration as api;
@@ -1354,7 +1355,7 @@ impl LogQuery {
             status: some(&self.status),
             event_type: some(&self.event),
             task_id: some(&self.task),
-            instance_id: some(&self.instance),
+            instance_id: some(&self.instance).map(InstanceId::from),
             connector_id: some(&self.connector),
             ..DeliveryFilter::default()
         }

@@ -378,8 +378,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Percent-encodes a query value.
-pub fn q(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+pub fn q(s: impl AsRef<str>) -> String {
+    url::form_urlencoded::byte_serialize(s.as_ref().as_bytes()).collect()
 }
 
 /// Trusted markup (our own SVG).

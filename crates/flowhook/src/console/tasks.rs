@@ -20,7 +20,7 @@ use super::link::{self, LinkParams};
 use super::page::{self, csrf_field, datetime, page, q, raw, see_other, CsrfForm, Ctx, PageError};
 use super::session::{self, Viewer};
 use crate::engine::definition::Definition;
-use crate::engine::ids::TaskId;
+use crate::engine::ids::{InstanceId, TaskId};
 use crate::engine::machine::{
     Action, AppendPosition, Command, Instance, ReturnTarget, Status, TaskStatus,
 };
@@ -33,11 +33,8 @@ use crate::store::writer::Op;
 use crate::support::now_ms;
 
 /// The instance a task id names (none: not a task id).
-pub fn instance_of(task_id: &str) -> Option<String> {
-    task_id
-        .parse::<TaskId>()
-        .ok()
-        .map(|t| t.instance().to_owned())
+pub fn instance_of(task_id: &str) -> Option<InstanceId> {
+    task_id.parse::<TaskId>().ok().map(|t| t.instance().clone())
 }
 
 /// Whether `v` may see `inst`: an operator of its organisation, or a user taking part in it
@@ -65,7 +62,7 @@ fn may_command(v: &Viewer, inst: &Instance) -> bool {
         SessionKind::Link => v
             .grants()
             .iter()
-            .any(|g| instance_of(g).as_deref() == Some(inst.id.as_str())),
+            .any(|g| instance_of(g).as_ref() == Some(&inst.id)),
         _ => true,
     }
 }
@@ -407,7 +404,7 @@ pub async fn task_page(
 pub async fn instance_page(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    Path(id): Path<InstanceId>,
     Query(tq): Query<TaskQuery>,
 ) -> Result<Response, PageError> {
     let corp = ctx.corp()?.to_owned();
@@ -832,7 +829,7 @@ pub async fn act(
 pub async fn instance_command(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    Path(id): Path<InstanceId>,
     CsrfForm(f): CsrfForm<ActForm>,
 ) -> Result<Response, PageError> {
     let corp = ctx.corp()?.to_owned();

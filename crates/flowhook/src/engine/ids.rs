@@ -1,25 +1,90 @@
-//! The engine's task ids: `{processInstanceId}-t{n}`, the instance's id and the task's ordinal
-//! within it (1, 2, … in creation order).
+//! The ids of the engine's instances and tasks.
 //!
-//! One type builds the id (the machine, when it creates a task) and parses it back (the API and
-//! the console, which find a task's instance from its id without a lookup). The text is the
-//! wire format receivers see as `taskId`: it never changes. Only the canonical form parses, so
-//! `id.parse::<TaskId>()?.to_string() == id` always holds.
+//! [`InstanceId`] is a process instance's id (`processInstanceId`): made by the writer for an
+//! instance Flowhook runs (a UUID), or given by the caller for one it relays (validated at the
+//! API); either way only its text is stored, sent and shown.
+//!
+//! [`TaskId`] is `{processInstanceId}-t{n}`, the instance's id and the task's ordinal within it
+//! (1, 2, … in creation order). One type builds the id (the machine, when it creates a task) and
+//! parses it back (the API and the console, which find a task's instance from its id without a
+//! lookup). The text is the wire format receivers see as `taskId`: it never changes. Only the
+//! canonical form parses, so `id.parse::<TaskId>()?.to_string() == id` always holds.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A process instance's id (`processInstanceId`). Serialised, stored and shown as its text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    /// The id of an instance Flowhook starts: the text of `uuid`, a fresh UUID the caller
+    /// makes (the engine takes no randomness).
+    pub fn from_uuid(uuid: uuid::Uuid) -> Self {
+        InstanceId(uuid.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An id as given from outside (a path, a form, a relayed event, a stored row): looked up,
+/// never trusted to exist.
+impl From<String> for InstanceId {
+    fn from(id: String) -> Self {
+        InstanceId(id)
+    }
+}
+
+impl From<&str> for InstanceId {
+    fn from(id: &str) -> Self {
+        InstanceId(id.to_owned())
+    }
+}
+
+impl FromStr for InstanceId {
+    type Err = Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(s.into())
+    }
+}
+
+/// Compared with plain text as its text is.
+impl PartialEq<str> for InstanceId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl AsRef<str> for InstanceId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A task of an engine instance: its instance and its ordinal within it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskId {
-    instance: String,
+    instance: InstanceId,
     ordinal: u64,
 }
 
 impl TaskId {
     const SEPARATOR: &'static str = "-t";
 
-    pub fn new(instance: impl Into<String>, ordinal: u64) -> Self {
+    pub fn new(instance: impl Into<InstanceId>, ordinal: u64) -> Self {
         TaskId {
             instance: instance.into(),
             ordinal,
@@ -27,7 +92,7 @@ impl TaskId {
     }
 
     /// The instance's id (`processInstanceId`).
-    pub fn instance(&self) -> &str {
+    pub fn instance(&self) -> &InstanceId {
         &self.instance
     }
 
@@ -68,7 +133,7 @@ impl FromStr for TaskId {
             return Err(malformed());
         }
         Ok(TaskId {
-            instance: instance.to_owned(),
+            instance: instance.into(),
             ordinal: n.parse().map_err(|_| malformed())?,
         })
     }
@@ -77,6 +142,18 @@ impl FromStr for TaskId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_id_is_its_text_everywhere() {
+        let id = InstanceId::from_uuid(uuid::Uuid::nil());
+        let text = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(id.to_string(), text);
+        assert_eq!(id.as_str(), text);
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{text}\""));
+        let relayed: InstanceId = serde_json::from_str("\"ext-t3\"").unwrap();
+        assert_eq!(relayed, "ext-t3".parse::<InstanceId>().unwrap());
+        assert_eq!(TaskId::new(relayed.clone(), 7).instance(), &relayed);
+    }
 
     #[test]
     fn round_trips_through_its_text() {
@@ -88,7 +165,11 @@ mod tests {
             ("田-t18446744073709551615", "田", u64::MAX),
         ] {
             let id: TaskId = text.parse().unwrap();
-            assert_eq!((id.instance(), id.ordinal()), (instance, ordinal), "{text}");
+            assert_eq!(
+                (id.instance().as_str(), id.ordinal()),
+                (instance, ordinal),
+                "{text}"
+            );
             assert_eq!(id.to_string(), text);
             assert_eq!(TaskId::new(instance, ordinal), id);
         }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::condition;
 use super::definition::{Definition, EmptyPolicy, Mode, Node, TaskNode};
-use super::ids::TaskId;
+use super::ids::{InstanceId, TaskId};
 use super::resolve::{resolve, Directory};
 use super::EngineError;
 
@@ -161,7 +161,7 @@ pub struct Join {
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
     /// `processInstanceId`.
-    pub id: String,
+    pub id: InstanceId,
     pub corp_id: String,
     pub app_type: String,
     pub process_code: String,
@@ -223,7 +223,7 @@ pub struct Event {
 /// How to start an instance.
 #[derive(Debug, Clone)]
 pub struct Start {
-    pub id: String,
+    pub id: InstanceId,
     pub corp_id: String,
     pub app_type: String,
     pub process_version: i64,
@@ -522,7 +522,7 @@ impl Run<'_> {
 
     fn create_task(&mut self, user: &str, node_id: &str, node_name: &str) -> String {
         self.inst.next_task += 1;
-        let id = TaskId::new(self.inst.id.as_str(), self.inst.next_task).to_string();
+        let id = TaskId::new(self.inst.id.clone(), self.inst.next_task).to_string();
         self.inst.tasks.insert(
             id.clone(),
             Task {

@@ -16,6 +16,7 @@ use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::AppState;
+use crate::engine::ids::InstanceId;
 use crate::store::ingest::{IngestCall, IngestError, Relayed};
 use crate::store::writer::StoredEvent;
 
@@ -175,7 +176,8 @@ fn relayed(corp_id: &str, app_type: &str, body: IngestBody) -> Result<Relayed, A
     });
     Ok(Relayed {
         process_code,
-        instance_id: body.process_instance_id,
+        // The caller's id, checked above: the type from here on.
+        instance_id: InstanceId::from(body.process_instance_id),
         event,
         event_id: body.event_id,
     })

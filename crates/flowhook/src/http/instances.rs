@@ -16,7 +16,7 @@ use super::json::ApiJson;
 use super::query::ApiQuery;
 use super::validate;
 use super::AppState;
-use crate::engine::ids::TaskId;
+use crate::engine::ids::{InstanceId, TaskId};
 use crate::engine::machine::{Command, Instance, Status, TaskStatus};
 use crate::store::taskcenter::{decode_cursor, Cursor, Filter, Page};
 use crate::store::writer::{Op, Outcome, StoredEvent};
@@ -82,7 +82,8 @@ pub struct CcView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceView {
-    pub process_instance_id: String,
+    #[schema(value_type = String)]
+    pub process_instance_id: InstanceId,
     pub form_instance_id: String,
     pub process_code: String,
     pub process_version: i64,
@@ -226,7 +227,7 @@ pub async fn start(
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path((corp_id, id)): Path<(String, String)>,
+    Path((corp_id, id)): Path<(String, InstanceId)>,
 ) -> Result<Json<InstanceDetail>, ApiError> {
     caller.check(&corp_id, Scope::Tasks)?;
     let inst = state
@@ -338,7 +339,7 @@ pub(super) async fn instance_command(
     state: AppState,
     caller: Caller,
     corp_id: String,
-    instance_id: String,
+    instance_id: InstanceId,
     actor: String,
     command: Command,
 ) -> Result<Json<CommandResult>, ApiError> {
@@ -362,7 +363,7 @@ pub(super) async fn instance_command(
 pub async fn withdraw(
     State(state): State<AppState>,
     caller: Caller,
-    Path((corp_id, id)): Path<(String, String)>,
+    Path((corp_id, id)): Path<(String, InstanceId)>,
     ActingUser(actor): ActingUser,
 ) -> Result<Json<CommandResult>, ApiError> {
     instance_command(state, caller, corp_id, id, actor, Command::Withdraw).await
@@ -375,7 +376,7 @@ pub async fn withdraw(
 pub async fn terminate(
     State(state): State<AppState>,
     caller: Caller,
-    Path((corp_id, id)): Path<(String, String)>,
+    Path((corp_id, id)): Path<(String, InstanceId)>,
     ActingUser(actor): ActingUser,
 ) -> Result<Json<CommandResult>, ApiError> {
     instance_command(state, caller, corp_id, id, actor, Command::Terminate).await
@@ -388,7 +389,7 @@ pub async fn terminate(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path((corp_id, id)): Path<(String, String)>,
+    Path((corp_id, id)): Path<(String, InstanceId)>,
     ActingUser(actor): ActingUser,
 ) -> Result<Json<CommandResult>, ApiError> {
     instance_command(state, caller, corp_id, id, actor, Command::Delete).await

@@ -126,7 +126,7 @@ pub async fn act(
     // organisation by the writer.
     let instance_id = task_id
         .parse::<TaskId>()
-        .map(|t| t.instance().to_owned())
+        .map(|t| t.instance().clone())
         .map_err(|_| ApiError::not_found(format!("task `{task_id}` not found")))?;
     instance_command(state, caller, corp_id, instance_id, actor, command).await
 }

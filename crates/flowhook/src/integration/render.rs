@@ -60,7 +60,7 @@ fn base_record(inst: &Instance, ctx: &RenderContext<'_>) -> TaskRecord {
         process_approved_result: Some(result.into()),
         process_approved_result_text: Some(result_text.into()),
         process_code: Some(inst.process_code.clone()),
-        process_instance_id: Some(inst.id.clone()),
+        process_instance_id: Some(inst.id.to_string()),
         process_instance_status: Some(status.into()),
         process_instance_status_text: Some(status_text.into()),
         process_name: Some(ctx.process_name.into()),

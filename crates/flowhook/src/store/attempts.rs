@@ -3,6 +3,7 @@
 //! a batch of commands and the attempts finished meanwhile share one fsync.
 
 use super::deliveries::{DeliveryId, DeliveryStatus};
+use crate::engine::ids::InstanceId;
 
 /// The request of an attempt as the delivery log keeps it: credentials masked.
 #[derive(Debug, Clone, Default)]
@@ -17,7 +18,7 @@ pub struct AttemptRecord {
     pub(crate) delivery_id: DeliveryId,
     pub(crate) corp_id: String,
     /// The ordered delivery's instance: when it ends, the lane's next delivery may go.
-    pub(crate) lane: Option<String>,
+    pub(crate) lane: Option<InstanceId>,
     /// None: held back — by the breaker, a pause, or a target not ready — with no attempt made
     /// nor counted.
     pub(crate) attempt: Option<Attempt>,

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use super::deliveries::DeliveryId;
 use super::{on_pool, Store, StoreError};
+use crate::engine::ids::InstanceId;
 use crate::support::now_ms;
 
 /// One claimed delivery.
@@ -23,7 +24,7 @@ pub struct Claimed {
     pub event_id: String,
     pub action_id: String,
     /// The instance, when the delivery is ordered: its lane.
-    pub lane: Option<String>,
+    pub lane: Option<InstanceId>,
     pub attempts: i64,
     pub backfill: bool,
     pub created_at: i64,

@@ -14,6 +14,7 @@
 
 use super::deliveries::DeliveryStatus;
 use super::{on_pool, write_gate, Store, StoreError};
+use crate::engine::ids::InstanceId;
 use crate::support::now_ms;
 
 /// The `flowhook_meta` key of the approval-link secret.
@@ -337,7 +338,10 @@ impl Store {
 
     /// The organisation of an instance, found by its id alone (an approval link names only
     /// the task, whose id starts with its instance's).
-    pub async fn instance_corp(&self, instance_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn instance_corp(
+        &self,
+        instance_id: &InstanceId,
+    ) -> Result<Option<String>, StoreError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_scalar("SELECT corp_id FROM instances WHERE id = $1")
                 .bind(instance_id)

@@ -12,6 +12,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::{on_pool, Store, StoreError};
+use crate::engine::ids::InstanceId;
 use crate::support::now_ms;
 
 /// A delivery's id (`dlv_…`): one event to one action. Stored and shown as its text.
@@ -119,7 +120,8 @@ pub struct Delivery {
     #[schema(value_type = String)]
     pub event_type: EventKind,
     pub task_id: Option<String>,
-    pub instance_id: String,
+    #[schema(value_type = String)]
+    pub instance_id: InstanceId,
     pub seq: i64,
     pub action_id: String,
     /// pending | delivered | dead | cancelled (its action or connector was deleted while it
@@ -166,7 +168,8 @@ pub struct DeliveryFilter {
     /// `task.created`, …
     pub event_type: Option<String>,
     pub task_id: Option<String>,
-    pub instance_id: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub instance_id: Option<InstanceId>,
     pub action_id: Option<String>,
     /// The deliveries to any action of this connector.
     pub connector_id: Option<String>,

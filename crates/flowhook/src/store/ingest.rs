@@ -28,6 +28,7 @@ use super::claims::DeliveryEvent;
 use super::deliveries::DeliveryId;
 use super::writer::{FreshDelivery, StoredEvent};
 use super::{on_pool, push_in_list, BeginWrite, Store, StoreError};
+use crate::engine::ids::InstanceId;
 use crate::integration::connectors::Strategy;
 use crate::integration::render::stored_params;
 use crate::support::{new_id, now_ms};
@@ -42,7 +43,7 @@ pub struct Relayed {
     pub process_code: Option<String>,
     /// The other engine's instance: the lane and the `seq` counter, in the organisation's
     /// namespace.
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub event: TaskEvent,
     /// The caller's id of the event: a retry with it is answered with the stored event.
     pub event_id: Option<String>,
@@ -70,7 +71,7 @@ pub enum IngestError {
     /// The instance id of the call's event `index` is one of the organisation's own Flowhook
     /// instances.
     #[error("processInstanceId `{instance}` is one of this organisation's Flowhook instances; relayed instances need ids of their own")]
-    OwnInstance { index: usize, instance: String },
+    OwnInstance { index: usize, instance: InstanceId },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the writer has stopped")]
@@ -134,7 +135,7 @@ impl Store {
             let entry = named.entry(&c.corp_id).or_default();
             for r in &c.events {
                 entry.0.extend(r.event_id.as_deref());
-                entry.1.push(&r.instance_id);
+                entry.1.push(r.instance_id.as_str());
             }
         }
         for (ids, instances) in named.values_mut() {
@@ -150,9 +151,9 @@ impl Store {
             // What is stored already: events by caller id, the organisation's own instances,
             // the last `seq` of each instance, the lanes with a delivery waiting.
             let mut known: HashMap<(String, String), StoredEvent> = HashMap::new();
-            let mut own: HashSet<(String, String)> = HashSet::new();
-            let mut last_seq: HashMap<(String, String), i64> = HashMap::new();
-            let mut waiting: HashSet<(String, String)> = HashSet::new();
+            let mut own: HashSet<(String, InstanceId)> = HashSet::new();
+            let mut last_seq: HashMap<(String, InstanceId), i64> = HashMap::new();
+            let mut waiting: HashSet<(String, InstanceId)> = HashSet::new();
             for (corp, (ids, instances)) in &named {
                 for chunk in ids.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new(
@@ -182,7 +183,7 @@ impl Store {
                     q.push_bind(*corp);
                     q.push(" AND id");
                     push_in_list(&mut q, chunk.iter().copied());
-                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    let rows: Vec<(InstanceId,)> = q.build_query_as().fetch_all(&mut *tx).await?;
                     own.extend(rows.into_iter().map(|(id,)| ((*corp).to_owned(), id)));
 
                     let mut q = sqlx::QueryBuilder::new(
@@ -192,7 +193,8 @@ impl Store {
                     q.push(" AND instance_id");
                     push_in_list(&mut q, chunk.iter().copied());
                     q.push(" GROUP BY instance_id");
-                    let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    let rows: Vec<(InstanceId, i64)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
                     last_seq.extend(rows.into_iter().map(|(i, s)| (((*corp).to_owned(), i), s)));
 
                     if handoff.is_some() {
@@ -202,7 +204,8 @@ impl Store {
                         q.push_bind(*corp);
                         q.push(" AND instance_id");
                         push_in_list(&mut q, chunk.iter().copied());
-                        let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                        let rows: Vec<(InstanceId,)> =
+                            q.build_query_as().fetch_all(&mut *tx).await?;
                         waiting.extend(rows.into_iter().map(|(i,)| ((*corp).to_owned(), i)));
                     }
                 }
@@ -216,7 +219,7 @@ impl Store {
                 let strategy = strategies.get(corp).and_then(Option::as_ref);
                 let mut answer = Vec::with_capacity(call.events.len());
                 let mut staged: Vec<NewEvent> = Vec::new();
-                let mut seqs: HashMap<&str, i64> = HashMap::new();
+                let mut seqs: HashMap<&InstanceId, i64> = HashMap::new();
                 let mut ids: HashMap<&str, StoredEvent> = HashMap::new();
                 let mut refused = None;
                 for (index, r) in call.events.iter().enumerate() {
@@ -240,7 +243,7 @@ impl Store {
                         });
                         break;
                     }
-                    let seq = match seqs.get(r.instance_id.as_str()) {
+                    let seq = match seqs.get(&r.instance_id) {
                         Some(s) => s + 1,
                         None => {
                             last_seq
@@ -297,7 +300,7 @@ impl Store {
                     None => {
                         // What later calls of the batch see: these seqs and event ids.
                         for (instance, seq) in seqs {
-                            last_seq.insert((corp.to_owned(), instance.to_owned()), seq);
+                            last_seq.insert((corp.to_owned(), instance.clone()), seq);
                         }
                         for (eid, stored) in ids {
                             known.insert((corp.to_owned(), eid.to_owned()), stored);
@@ -314,7 +317,7 @@ impl Store {
             let mut handed = vec![false; rows.len()];
             if let Some(h) = handoff {
                 let mut room = h.room;
-                let mut taken: HashSet<(&str, &str)> = HashSet::new();
+                let mut taken: HashSet<(&str, &InstanceId)> = HashSet::new();
                 for (e, flag) in rows.iter().zip(handed.iter_mut()) {
                     let Some((_, _, ordered)) = &e.delivery else {
                         continue;
@@ -322,9 +325,9 @@ impl Store {
                     if room == 0 {
                         break;
                     }
-                    let lane = (e.corp_id, e.relayed.instance_id.as_str());
+                    let lane = (e.corp_id, &e.relayed.instance_id);
                     if *ordered
-                        && (waiting.contains(&(lane.0.to_owned(), lane.1.to_owned()))
+                        && (waiting.contains(&(lane.0.to_owned(), lane.1.clone()))
                             || !taken.insert(lane))
                     {
                         continue;

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::deliveries::{DeliveryId, DeliveryStatus};
 use super::{on_pool, Store, StoreError};
+use crate::engine::ids::InstanceId;
 use crate::support::{new_id, now_ms};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -92,7 +93,7 @@ impl Store {
         let now = now_ms();
         let params = serde_json::to_string(req).expect("a request serialises");
         // Candidate events: (event id, kind, app, process, instance, seq).
-        let rows: Vec<(String, String, String, String, String, i64)> = on_pool!(self, |pool| {
+        let rows: Vec<(String, String, String, String, InstanceId, i64)> = on_pool!(self, |pool| {
             match req {
             BackfillRequest::Open => sqlx::query_as(
                 "SELECT e.id, e.kind, e.app_type, i.process_code, e.instance_id, e.seq FROM tasks t \
@@ -115,13 +116,13 @@ impl Store {
             .await?,
         }
         });
-        let mut deliveries: Vec<(String, &str, &str, i64)> = Vec::new();
+        let mut deliveries: Vec<(String, &str, &InstanceId, i64)> = Vec::new();
         for (event, kind, app, process, instance, seq) in &rows {
             if !strategy.selects(app, process) {
                 continue;
             }
             if let Some(action) = strategy.actions.for_kind(kind.parse()?) {
-                deliveries.push((event.clone(), action, instance.as_str(), *seq));
+                deliveries.push((event.clone(), action, instance, *seq));
             }
         }
         let total = deliveries.len() as i64;

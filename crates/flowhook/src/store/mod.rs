@@ -15,6 +15,7 @@ pub mod connectors;
 pub mod console;
 pub mod deliveries;
 pub mod directory;
+pub mod ids;
 pub mod ingest;
 pub mod jobs;
 pub mod nodes;

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::writer::StoredEvent;
 use super::{on_pool, Store, StoreError};
+use crate::engine::ids::InstanceId;
 use crate::engine::machine::Instance;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,7 +68,8 @@ pub struct Item {
     /// `cc`: the cc record's id, as in the instance view and the `task.cc` JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cc_id: Option<String>,
-    pub instance_id: String,
+    #[schema(value_type = String)]
+    pub instance_id: InstanceId,
     pub app_type: String,
     pub process_code: String,
     pub title: String,
@@ -261,7 +263,11 @@ impl Store {
     }
 
     /// An instance's state (deleted instances included: their status says so).
-    pub async fn instance(&self, corp_id: &str, id: &str) -> Result<Option<Instance>, StoreError> {
+    pub async fn instance(
+        &self,
+        corp_id: &str,
+        id: &InstanceId,
+    ) -> Result<Option<Instance>, StoreError> {
         let state: Option<String> = on_pool!(self, |pool| {
             sqlx::query_scalar("SELECT state FROM instances WHERE id = $1 AND corp_id = $2")
                 .bind(id)
@@ -281,7 +287,7 @@ impl Store {
     pub async fn instance_events(
         &self,
         corp_id: &str,
-        id: &str,
+        id: &InstanceId,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<(String, i64, String, Option<String>, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(

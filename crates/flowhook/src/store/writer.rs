@@ -23,6 +23,7 @@ use super::deliveries::{DeliveryId, DeliveryStatus};
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
 use super::{Store, StoreError};
 use crate::engine::definition::Definition;
+use crate::engine::ids::InstanceId;
 use crate::engine::machine::{self, Cc, Command, DataMap, Event, EventKind, Instance, Start, Task};
 use crate::engine::resolve::DirectorySnapshot;
 use crate::engine::EngineError;
@@ -52,7 +53,7 @@ pub enum Op {
     },
     Act {
         corp_id: String,
-        instance_id: String,
+        instance_id: InstanceId,
         actor: String,
         command: Command,
     },
@@ -118,7 +119,7 @@ pub struct FreshDelivery {
     pub corp_id: String,
     pub event_id: String,
     pub action_id: String,
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub ordered: bool,
     pub created_at: i64,
     /// Its event, as a claim would have read it.
@@ -522,7 +523,7 @@ struct NewDelivery<'a> {
     corp_id: &'a str,
     event_id: &'a str,
     action_id: &'a str,
-    instance_id: &'a str,
+    instance_id: &'a InstanceId,
     seq: i64,
     ordered: bool,
     at: i64,
@@ -535,7 +536,7 @@ struct Rows<'a> {
     events: Vec<(&'a Instance, &'a StoredEvent, &'a String)>,
     tasks: Vec<(&'a Instance, &'a Task)>,
     ccs: Vec<(&'a Instance, &'a Cc)>,
-    deleted: Vec<&'a str>,
+    deleted: Vec<&'a InstanceId>,
 }
 
 impl<'a> Rows<'a> {
@@ -545,7 +546,7 @@ impl<'a> Rows<'a> {
         now: i64,
     ) -> Self {
         // The last change of an instance holds its final state.
-        let mut last: HashMap<&str, &'a Instance> = HashMap::new();
+        let mut last: HashMap<&InstanceId, &'a Instance> = HashMap::new();
         for c in changes {
             last.insert(&c.instance.id, &c.instance);
         }
@@ -565,7 +566,7 @@ impl<'a> Rows<'a> {
         let mut deleted = Vec::new();
         let mut deliveries = Vec::new();
         for c in changes {
-            let fin = last[c.instance.id.as_str()];
+            let fin = last[&c.instance.id];
             let strategy = strategies
                 .get(&c.instance.corp_id)
                 .and_then(Option::as_ref)
@@ -600,7 +601,7 @@ impl<'a> Rows<'a> {
                                 .expect("the cc of its event"),
                         ));
                     }
-                    EventKind::InstanceDeleted { .. } => deleted.push(fin.id.as_str()),
+                    EventKind::InstanceDeleted { .. } => deleted.push(&fin.id),
                 }
             }
         }
@@ -621,15 +622,15 @@ impl<'a> Rows<'a> {
 /// PostgreSQL (`$lock`) until the commit. A macro: each backend's transaction is its own type.
 macro_rules! load_states {
     ($tx:ident, $wanted:expr, $lock:expr) => {{
-        let mut states: HashMap<String, Instance> = HashMap::new();
+        let mut states: HashMap<InstanceId, Instance> = HashMap::new();
         if !$wanted.is_empty() {
             $tx.begin_now().await?; // the instances are locked until the commit
         }
         for chunk in $wanted.chunks(CHUNK) {
             let mut q = sqlx::QueryBuilder::new("SELECT id, state FROM instances WHERE id");
-            super::push_in_list(&mut q, chunk.iter().copied());
+            super::push_in_list(&mut q, chunk.iter().map(|i| i.as_str()));
             q.push($lock);
-            let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *$tx).await?;
+            let rows: Vec<(InstanceId, String)> = q.build_query_as().fetch_all(&mut *$tx).await?;
             for (id, state) in rows {
                 let inst = serde_json::from_str(&state)
                     .map_err(|e| StoreError::Corrupt(format!("instance state: {e}")))?;
@@ -644,7 +645,7 @@ macro_rules! load_states {
 /// new deliveries wait their turn instead of going straight to the dispatcher.
 macro_rules! busy_lanes {
     ($tx:ident, $lanes:expr) => {{
-        let mut busy: std::collections::HashSet<(String, String)> = Default::default();
+        let mut busy: std::collections::HashSet<(String, InstanceId)> = Default::default();
         if !$lanes.is_empty() {
             $tx.begin_now().await?;
         }
@@ -652,8 +653,8 @@ macro_rules! busy_lanes {
             let mut q = sqlx::QueryBuilder::new(
                 "SELECT DISTINCT corp_id, instance_id FROM deliveries WHERE status = 'pending' AND instance_id",
             );
-            super::push_in_list(&mut q, chunk.iter().copied());
-            let found: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *$tx).await?;
+            super::push_in_list(&mut q, chunk.iter().map(|i| i.as_str()));
+            let found: Vec<(String, InstanceId)> = q.build_query_as().fetch_all(&mut *$tx).await?;
             busy.extend(found);
         }
         busy
@@ -780,7 +781,7 @@ macro_rules! write_rows_in {
     for chunk in $rows.deleted.chunks(CHUNK) {
         for table in ["tasks", "ccs"] {
             let q = $script.start(&format!("DELETE FROM {table} WHERE instance_id"));
-            super::push_in_list(q, chunk.iter().copied());
+            super::push_in_list(q, chunk.iter().map(|i| i.as_str()));
         }
     }
     }};
@@ -812,7 +813,7 @@ macro_rules! commit_batch {
                     q.push(
                         "EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id",
                     );
-                    super::push_in_list(q, ended.iter().copied());
+                    super::push_in_list(q, ended.iter().map(|i| i.as_str()));
                     q.push(" AND id NOT");
                     super::push_in_list(q, $records.iter().map(|r| r.delivery_id.as_str()));
                     q.push(")");
@@ -833,7 +834,7 @@ macro_rules! commit_batch {
             for chunk in ended.chunks(CHUNK) {
                 let q = checks
                     .start("SELECT 1 FROM deliveries WHERE status = 'pending' AND instance_id");
-                super::push_in_list(q, chunk.iter().copied());
+                super::push_in_list(q, chunk.iter().map(|i| i.as_str()));
                 q.push(" LIMIT 1");
             }
         }
@@ -879,11 +880,11 @@ macro_rules! commit_batch {
     }};
 }
 /// The instances `jobs` act on, each once, in order.
-fn instances_wanted(jobs: &[Job]) -> Vec<&str> {
-    let mut wanted: Vec<&str> = jobs
+fn instances_wanted(jobs: &[Job]) -> Vec<&InstanceId> {
+    let mut wanted: Vec<&InstanceId> = jobs
         .iter()
         .filter_map(|j| match &j.op {
-            Op::Act { instance_id, .. } => Some(instance_id.as_str()),
+            Op::Act { instance_id, .. } => Some(instance_id),
             Op::Start { .. } => None,
         })
         .collect();
@@ -896,9 +897,9 @@ fn instances_wanted(jobs: &[Job]) -> Vec<&str> {
 /// handoff. An instance started in this batch has nothing waiting: no need to look.
 fn lanes_to_check<'r>(
     deliveries: &[NewDelivery<'r>],
-    started: &std::collections::HashSet<&str>,
-) -> Vec<&'r str> {
-    let mut lanes: Vec<&str> = deliveries
+    started: &std::collections::HashSet<&InstanceId>,
+) -> Vec<&'r InstanceId> {
+    let mut lanes: Vec<&InstanceId> = deliveries
         .iter()
         .filter(|d| d.ordered && !started.contains(d.instance_id))
         .map(|d| d.instance_id)
@@ -915,18 +916,18 @@ fn lanes_to_check<'r>(
 /// may bear the same id.
 fn choose_handoff(
     deliveries: &[NewDelivery],
-    busy: &std::collections::HashSet<(String, String)>,
+    busy: &std::collections::HashSet<(String, InstanceId)>,
     mut room: usize,
 ) -> Vec<bool> {
     let mut fresh = vec![false; deliveries.len()];
-    let mut taken: std::collections::HashSet<(&str, &str)> = Default::default();
+    let mut taken: std::collections::HashSet<(&str, &InstanceId)> = Default::default();
     for (d, flag) in deliveries.iter().zip(fresh.iter_mut()) {
         if room == 0 {
             break;
         }
         let lane = (d.corp_id, d.instance_id);
         if d.ordered
-            && ((!busy.is_empty() && busy.contains(&(lane.0.to_owned(), lane.1.to_owned())))
+            && ((!busy.is_empty() && busy.contains(&(lane.0.to_owned(), lane.1.clone())))
                 || !taken.insert(lane))
         {
             continue;
@@ -945,15 +946,15 @@ fn choose_handoff(
 /// delivery waits in them. Most often none: waking them for nothing costs an empty claim, which
 /// takes the write lock. Lanes by instance id alone: another organisation's lane of the same
 /// (ingested) id can only cause a needless wake-up, never a missed one.
-fn record_wake(records: &[super::attempts::AttemptRecord], soon: i64) -> (bool, Vec<&str>) {
+fn record_wake(records: &[super::attempts::AttemptRecord], soon: i64) -> (bool, Vec<&InstanceId>) {
     let wake = records.iter().any(|r| {
         (r.status == DeliveryStatus::Pending && r.next_attempt_at <= soon)
             || !r.reopened_connectors.is_empty()
     });
-    let mut ended: Vec<&str> = if wake {
+    let mut ended: Vec<&InstanceId> = if wake {
         Vec::new()
     } else {
-        records.iter().filter_map(|r| r.lane.as_deref()).collect()
+        records.iter().filter_map(|r| r.lane.as_ref()).collect()
     };
     ended.sort_unstable();
     ended.dedup();
@@ -1223,7 +1224,7 @@ impl Worker {
                 let started = changes
                     .iter()
                     .filter(|c| c.started)
-                    .map(|c| c.instance.id.as_str())
+                    .map(|c| &c.instance.id)
                     .collect();
                 let lanes = lanes_to_check(&rows.deliveries, &started);
                 busy_lanes!(tx, lanes)
@@ -1289,7 +1290,7 @@ impl Worker {
     async fn decide_all(
         &self,
         jobs: &[Job],
-        mut states: HashMap<String, Instance>,
+        mut states: HashMap<InstanceId, Instance>,
         ctx: &mut BatchContext,
     ) -> Result<(Vec<Result<Outcome, WriteError>>, Vec<Change>), StoreError> {
         let mut results = Vec::with_capacity(jobs.len());
@@ -1382,7 +1383,7 @@ impl Worker {
                 corp_id: d.corp_id.to_owned(),
                 event_id: d.event_id.to_owned(),
                 action_id: d.action_id.to_owned(),
-                instance_id: d.instance_id.to_owned(),
+                instance_id: d.instance_id.clone(),
                 ordered: d.ordered,
                 created_at: d.at,
                 event: DeliveryEvent {
@@ -1594,7 +1595,7 @@ impl Worker {
                 let (instance, events) = machine::start(
                     &def,
                     Start {
-                        id: uuid::Uuid::now_v7().to_string(),
+                        id: InstanceId::from_uuid(uuid::Uuid::now_v7()),
                         corp_id: corp_id.clone(),
                         app_type,
                         process_version: version,
@@ -1752,7 +1753,9 @@ mod tests {
     use super::*;
     use crate::store::attempts::AttemptRecord;
 
-    fn delivery<'a>(corp: &'a str, instance: &'a str, seq: i64, ordered: bool) -> NewDelivery<'a> {
+    fn delivery<'a>(corp: &'a str, instance: &str, seq: i64, ordered: bool) -> NewDelivery<'a> {
+        // A plan borrows its instances' ids; a test's few live as long as the test binary.
+        let instance: &'static InstanceId = Box::leak(Box::new(instance.into()));
         NewDelivery {
             id: format!("dlv-{corp}-{instance}-{seq}").into(),
             corp_id: corp,
@@ -1769,7 +1772,7 @@ mod tests {
         AttemptRecord {
             delivery_id: "dlv".into(),
             corp_id: "acme".into(),
-            lane: lane.map(str::to_owned),
+            lane: lane.map(InstanceId::from),
             attempt: None,
             held_because: None,
             next_attempt_at: 0,
@@ -1800,7 +1803,7 @@ mod tests {
             delivery("acme", "order-1", 1, true),
             delivery("globex", "order-1", 1, true),
         ];
-        let busy = HashSet::from([("acme".to_owned(), "order-1".to_owned())]);
+        let busy = HashSet::from([("acme".to_owned(), "order-1".into())]);
         assert_eq!(
             choose_handoff(&ds, &busy, 10),
             [false, true],
@@ -1829,7 +1832,8 @@ mod tests {
             delivery("acme", "old", 4, true),
             delivery("acme", "loose", 1, false),
         ];
-        let started = HashSet::from(["new"]);
+        let new = InstanceId::from("new");
+        let started = HashSet::from([&new]);
         assert_eq!(lanes_to_check(&ds, &started), ["old"]);
     }
 
@@ -1857,7 +1861,7 @@ mod tests {
             1_000,
         );
         assert!(wake);
-        assert_eq!(record_wake(&[], 1_000), (false, Vec::<&str>::new()));
+        assert_eq!(record_wake(&[], 1_000), (false, Vec::<&InstanceId>::new()));
         // Parked for minutes behind an open breaker: the dispatchers' poll finds it.
         let mut parked = record(DeliveryStatus::Pending, Some("i4"), &[]);
         parked.next_attempt_at = 300_000;
