@@ -1349,15 +1349,16 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
-    fn filter(&self) -> DeliveryFilter {
+    /// The filters, as the API's query (bulk redelivery) takes them.
+    fn filter(&self) -> api::DeliveryFilter {
         let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        DeliveryFilter {
+        api::DeliveryFilter {
             status: some(&self.status),
             event_type: some(&self.event),
             task_id: some(&self.task),
             instance_id: some(&self.instance).map(InstanceId::from),
             connector_id: some(&self.connector),
-            ..DeliveryFilter::default()
+            ..api::DeliveryFilter::default()
         }
     }
 
@@ -1419,7 +1420,7 @@ pub async fn deliveries(
         ),
         None => None,
     };
-    let filter = lq.filter();
+    let filter: DeliveryFilter = lq.filter().into();
     let mut items: Vec<Delivery> = state
         .store
         .deliveries(&corp, &filter, None, cursor, LOG_PAGE + 1)

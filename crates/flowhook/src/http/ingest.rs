@@ -14,11 +14,11 @@ use utoipa::ToSchema;
 
 use super::auth::{Caller, Scope};
 use super::error::ApiError;
+use super::instances::StoredEvent;
 use super::json::ApiJson;
 use super::AppState;
 use crate::engine::ids::InstanceId;
 use crate::store::ingest::{IngestCall, IngestError, Relayed};
-use crate::store::writer::StoredEvent;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -233,7 +233,7 @@ pub async fn ingest(
     Ok((
         status,
         Json(IngestResult {
-            event: done.event,
+            event: done.event.into(),
             deliveries: done.deliveries,
         }),
     ))
@@ -285,7 +285,7 @@ pub async fn ingest_batch(
             events: done
                 .into_iter()
                 .map(|d| IngestResult {
-                    event: d.event,
+                    event: d.event.into(),
                     deliveries: d.deliveries,
                 })
                 .collect(),

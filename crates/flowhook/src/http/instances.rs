@@ -14,12 +14,38 @@ use super::auth::{ActingUser, Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::query::ApiQuery;
+use super::tasks::Page;
 use super::validate;
 use super::AppState;
 use crate::engine::ids::{InstanceId, TaskId};
 use crate::engine::machine::{Command, Instance, Status, TaskStatus};
-use crate::store::taskcenter::{decode_cursor, Cursor, Filter, Page};
-use crate::store::writer::{Op, Outcome, StoredEvent};
+use crate::store::taskcenter::{decode_cursor, Cursor, Filter};
+use crate::store::writer::{self, Op, Outcome};
+
+/// A stored event, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub id: String,
+    pub seq: i64,
+    // `task.created`, … (a string in the API document, as before it was typed).
+    #[schema(value_type = String)]
+    pub kind: flowhook_sign::event::EventKind,
+    pub task_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<writer::StoredEvent> for StoredEvent {
+    fn from(e: writer::StoredEvent) -> Self {
+        StoredEvent {
+            id: e.id,
+            seq: e.seq,
+            kind: e.kind,
+            task_id: e.task_id,
+            created_at: e.created_at,
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -171,7 +197,7 @@ impl From<Outcome> for CommandResult {
     fn from(o: Outcome) -> Self {
         CommandResult {
             instance: (&o.instance).into(),
-            events: o.events,
+            events: super::wire(o.events),
         }
     }
 }
@@ -238,7 +264,7 @@ pub async fn get_one(
     let timeline = state.store.instance_events(&corp_id, &id).await?;
     Ok(Json(InstanceDetail {
         instance: (&inst).into(),
-        timeline,
+        timeline: super::wire(timeline),
     }))
 }
 
@@ -330,7 +356,8 @@ pub async fn list(
         state
             .store
             .instance_list(&corp_id, q.status.as_deref(), &filter, cursor, limit)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 

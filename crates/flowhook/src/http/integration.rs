@@ -13,18 +13,18 @@ use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::instances::page_args;
 // Re-exported: the console calls these handlers with a body (and a query) of its own.
+pub use super::deliveries::{AttemptView, ConnectorBacklog, Delivery, DeliveryFilter, JobProgress};
 pub use super::json::{ApiJson, ApiJsonOrEmpty};
 use super::orgs::require_org;
 pub use super::query::ApiQuery;
+use super::wire;
 use super::AppState;
 use crate::integration::connectors::{
     Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, Strategy,
 };
 use crate::store::connectors::Deletion;
-use crate::store::deliveries::{
-    AttemptView, ConnectorBacklog, Delivery, DeliveryFilter, DeliveryId, DeliveryStatus,
-};
-use crate::store::jobs::{BackfillRequest, JobProgress};
+use crate::store::deliveries::{self as log, DeliveryId, DeliveryStatus};
+use crate::store::jobs::BackfillRequest;
 use crate::store::taskcenter::encode_cursor;
 
 pub fn router() -> Router<AppState> {
@@ -368,7 +368,7 @@ pub async fn connector_health(
         .unwrap_or(crate::delivery::breaker::View::UNSEEN);
     let endpoint = key.endpoint;
     Ok(Json(ConnectorHealth {
-        deliveries: state.store.connector_backlog(&connector.id).await?,
+        deliveries: state.store.connector_backlog(&connector.id).await?.into(),
         connector_id: connector.id,
         paused: connector.paused_at.is_some(),
         breaker: BreakerView {
@@ -650,7 +650,7 @@ pub async fn list_deliveries(
     let (cursor, limit) = page_args(page.cursor.as_deref(), page.limit)?;
     let mut items = state
         .store
-        .deliveries(&corp_id, &filter, None, cursor, limit + 1)
+        .deliveries(&corp_id, &filter.into(), None, cursor, limit + 1)
         .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
@@ -660,7 +660,10 @@ pub async fn list_deliveries(
     } else {
         None
     };
-    Ok(Json(DeliveryPage { items, next_cursor }))
+    Ok(Json(DeliveryPage {
+        items: wire(items),
+        next_cursor,
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -682,12 +685,21 @@ pub async fn get_delivery(
     caller.check(&corp_id, Scope::Integration)?;
     let delivery = state
         .store
-        .deliveries(&corp_id, &DeliveryFilter::default(), Some(&id), None, 1)
+        .deliveries(
+            &corp_id,
+            &log::DeliveryFilter::default(),
+            Some(&id),
+            None,
+            1,
+        )
         .await?
         .pop()
         .ok_or_else(|| ApiError::not_found(format!("delivery `{id}` not found")))?;
     let attempts = state.store.delivery_attempts(&corp_id, &id).await?;
-    Ok(Json(DeliveryDetail { delivery, attempts }))
+    Ok(Json(DeliveryDetail {
+        delivery: delivery.into(),
+        attempts: wire(attempts),
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -712,12 +724,18 @@ pub async fn redeliver_one(
     caller.check(&corp_id, Scope::Integration)?;
     let n = state
         .store
-        .redeliver(&corp_id, &DeliveryFilter::default(), Some(&id))
+        .redeliver(&corp_id, &log::DeliveryFilter::default(), Some(&id))
         .await?;
     if n == 0 {
         let cancelled = state
             .store
-            .deliveries(&corp_id, &DeliveryFilter::default(), Some(&id), None, 1)
+            .deliveries(
+                &corp_id,
+                &log::DeliveryFilter::default(),
+                Some(&id),
+                None,
+                1,
+            )
             .await?
             .pop()
             .filter(|d| d.status == DeliveryStatus::Cancelled);
@@ -753,11 +771,11 @@ pub async fn redeliver_many(
 ) -> Result<Json<Redelivered>, ApiError> {
     caller.check(&corp_id, Scope::Integration)?;
     check_delivery_filter(&filter)?;
-    let job = state.store.redeliver_job(&corp_id, &filter).await?;
+    let job = state.store.redeliver_job(&corp_id, &filter.into()).await?;
     state.wake_dispatchers().await;
     Ok(Json(Redelivered {
         redelivered: job.total as u64,
-        job: Some(job),
+        job: Some(job.into()),
     }))
 }
 
@@ -786,7 +804,7 @@ pub async fn backfill(
         )
     })?;
     state.wake_dispatchers().await;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
 /// A background job's progress: a backfill or a bulk redelivery.
@@ -813,7 +831,7 @@ pub async fn job(
         .store
         .job(&corp_id, &id)
         .await?
-        .map(Json)
+        .map(|j| Json(j.into()))
         .ok_or_else(|| ApiError::not_found(format!("job `{id}` not found")))
 }
 

@@ -4,6 +4,7 @@
 //! Handlers translate between HTTP and the layers below; they hold no business rules.
 
 pub mod auth;
+mod deliveries;
 pub mod error;
 mod health;
 mod ingest;
@@ -15,6 +16,7 @@ pub mod orgs;
 pub mod people;
 pub mod processes;
 mod query;
+mod schema;
 pub mod tasks;
 pub mod validate;
 
@@ -116,6 +118,11 @@ impl AppState {
          (name = "integration", description = "Connectors, actions, sync strategy, deliveries"))
 )]
 pub struct ApiDoc;
+
+/// Store rows as their wire type (each resource module defines its own and the `From`).
+fn wire<T, U: From<T>>(rows: Vec<T>) -> Vec<U> {
+    rows.into_iter().map(U::from).collect()
+}
 
 struct BearerAuth;
 

@@ -12,8 +12,9 @@ use super::auth::{hash_key, new_key, Caller, Scope};
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::validate;
+use super::wire;
 use super::AppState;
-use crate::store::directory::{ApiKey, App, Org};
+use crate::store::directory;
 use crate::support::now_ms;
 
 pub fn router() -> Router<AppState> {
@@ -42,6 +43,77 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Org {
+    pub corp_id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl From<directory::Org> for Org {
+    fn from(o: directory::Org) -> Self {
+        Org {
+            corp_id: o.corp_id,
+            name: o.name,
+            created_at: o.created_at,
+        }
+    }
+}
+
+// An application as shown (no `Debug`: it may hold a token in full).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    pub app_type: String,
+    pub corp_id: String,
+    pub name: String,
+    /// Shown in full only when created or rotated; masked otherwise. During a pending
+    /// rotation this is the new token, not yet signing.
+    pub system_token: String,
+    /// Until when the previous token is still honoured after a rotation.
+    pub previous_token_valid_until: Option<i64>,
+    /// True while a rotation awaits its commit: Flowhook still signs with the previous token
+    /// until `rotate-token/commit` or `previousTokenValidUntil`, whichever comes first.
+    pub rotation_pending: bool,
+    pub created_at: i64,
+}
+
+impl From<directory::App> for App {
+    fn from(a: directory::App) -> Self {
+        App {
+            app_type: a.app_type,
+            corp_id: a.corp_id,
+            name: a.name,
+            system_token: a.system_token,
+            previous_token_valid_until: a.previous_token_valid_until,
+            rotation_pending: a.rotation_pending,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// An organisation API key as listed: never the key itself, which is stored only as a hash.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+}
+
+impl From<directory::ApiKey> for ApiKey {
+    fn from(k: directory::ApiKey) -> Self {
+        ApiKey {
+            id: k.id,
+            name: k.name,
+            scopes: k.scopes,
+            created_at: k.created_at,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewOrg {
@@ -67,7 +139,7 @@ pub async fn create_org(
     validate::id("corpId", &body.corp_id)?;
     validate::name("name", &body.name)?;
     let org = state.store.create_org(&body.corp_id, &body.name).await?;
-    Ok((StatusCode::CREATED, Json(org)))
+    Ok((StatusCode::CREATED, Json(org.into())))
 }
 
 /// An organisation.
@@ -83,7 +155,7 @@ pub async fn get_org(
         .store
         .org(&corp_id)
         .await?
-        .map(Json)
+        .map(|o| Json(o.into()))
         .ok_or_else(|| ApiError::not_found(format!("organisation `{corp_id}` not found")))
 }
 
@@ -181,7 +253,7 @@ pub async fn list_keys(
 ) -> Result<Json<Vec<ApiKey>>, ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     require_org(&state, &corp_id).await?;
-    Ok(Json(state.store.api_keys(&corp_id).await?))
+    Ok(Json(wire(state.store.api_keys(&corp_id).await?)))
 }
 
 /// Revoke an API key: requests with it are refused from now on (on other nodes within a
@@ -243,7 +315,7 @@ pub async fn create_app(
         .store
         .create_app(&corp_id, &app_type, &body.name, &new_token())
         .await?;
-    Ok((StatusCode::CREATED, Json(app)))
+    Ok((StatusCode::CREATED, Json(app.into())))
 }
 
 /// Applications (tokens masked).
@@ -261,7 +333,7 @@ pub async fn list_apps(
             .apps(&corp_id)
             .await?
             .into_iter()
-            .map(App::masked)
+            .map(|a| a.masked().into())
             .collect(),
     ))
 }
@@ -296,7 +368,7 @@ pub async fn rotate_token(
         .store
         .rotate_app_token(&corp_id, &app_type, &new_token(), until)
         .await?
-        .map(Json)
+        .map(|a| Json(a.into()))
         .ok_or_else(|| ApiError::not_found(format!("application `{app_type}` not found")))
 }
 
@@ -312,7 +384,7 @@ pub async fn commit_token(
 ) -> Result<Json<App>, ApiError> {
     caller.check(&corp_id, Scope::Admin)?;
     match state.store.commit_app_token(&corp_id, &app_type).await? {
-        Some((app, true)) => Ok(Json(app.masked())),
+        Some((app, true)) => Ok(Json(app.masked().into())),
         Some((_, false)) => Err(ApiError::client(
             StatusCode::CONFLICT,
             "no_rotation",

@@ -14,9 +14,35 @@ use super::auth::{Caller, Scope};
 use super::error::ApiError;
 use super::orgs::require_org;
 use super::query::ApiQuery;
-use super::AppState;
+use super::{wire, AppState};
 use crate::engine::definition::{self, Definition, Format};
-use crate::store::processes::StoredDefinition;
+use crate::store::processes;
+
+// A saved version of a definition (no doc comment: it would show in the API document).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredDefinition {
+    pub process_code: String,
+    pub version: i64,
+    pub app_type: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub definition: Definition,
+    pub created_at: i64,
+}
+
+impl From<processes::StoredDefinition> for StoredDefinition {
+    fn from(d: processes::StoredDefinition) -> Self {
+        StoredDefinition {
+            process_code: d.process_code,
+            version: d.version,
+            app_type: d.app_type,
+            name: d.name,
+            definition: d.definition,
+            created_at: d.created_at,
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -113,7 +139,7 @@ pub async fn put_definition(
         .store
         .put_definition(&corp_id, &params.app_type, &def)
         .await?;
-    Ok((StatusCode::CREATED, Json(stored)))
+    Ok((StatusCode::CREATED, Json(stored.into())))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -157,7 +183,7 @@ pub async fn get_definition(
         .store
         .definition(&corp_id, &process_code, q.version)
         .await?
-        .map(Json)
+        .map(|d| Json(d.into()))
         .ok_or_else(|| ApiError::not_found(format!("process `{process_code}` not found")))
 }
 
@@ -179,5 +205,5 @@ pub async fn versions(
             "process `{process_code}` not found"
         )));
     }
-    Ok(Json(all))
+    Ok(Json(wire(all)))
 }

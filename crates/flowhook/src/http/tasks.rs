@@ -15,9 +15,79 @@ use super::error::ApiError;
 use super::instances::{instance_command, CommandResult, ListFilter};
 use super::query::ApiQuery;
 use super::AppState;
-use crate::engine::ids::TaskId;
+use crate::engine::ids::{InstanceId, TaskId};
 use crate::engine::machine::{AppendPosition, Command, ReturnTarget};
-use crate::store::taskcenter::{List, Page};
+use crate::store::taskcenter::{self, List};
+
+/// One entry of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// The task id, cc id or (for `created`) instance id. Kept for existing clients; prefer the
+    /// named one below (`taskId`, as in the instance view; `ccId`).
+    pub id: String,
+    /// `todo` and `done`: the task id, under the name the instance view and the `task` JSON use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// `cc`: the cc record's id, as in the instance view and the `task.cc` JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cc_id: Option<String>,
+    #[schema(value_type = String)]
+    pub instance_id: InstanceId,
+    pub app_type: String,
+    pub process_code: String,
+    pub title: String,
+    pub originator_id: String,
+    /// The node (tasks and ccs).
+    pub node_id: Option<String>,
+    pub node_name: Option<String>,
+    /// Task status (`open`, `finished`) or, for `created`, the instance status.
+    pub status: String,
+    pub action: Option<String>,
+    pub instance_status: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl From<taskcenter::Item> for Item {
+    fn from(i: taskcenter::Item) -> Self {
+        Item {
+            id: i.id,
+            task_id: i.task_id,
+            cc_id: i.cc_id,
+            instance_id: i.instance_id,
+            app_type: i.app_type,
+            process_code: i.process_code,
+            title: i.title,
+            originator_id: i.originator_id,
+            node_id: i.node_id,
+            node_name: i.node_name,
+            status: i.status,
+            action: i.action,
+            instance_status: i.instance_status,
+            created_at: i.created_at,
+            ended_at: i.ended_at,
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<taskcenter::Page> for Page {
+    fn from(p: taskcenter::Page) -> Self {
+        Page {
+            items: super::wire(p.items),
+            next_cursor: p.next_cursor,
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -155,7 +225,8 @@ pub async fn list(
         state
             .store
             .task_list(&corp_id, &user_id, q.list, &filter, cursor, limit)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 

@@ -9,7 +9,6 @@ use std::str::FromStr;
 use flowhook_sign::event::EventKind;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use utoipa::ToSchema;
 
 use super::{on_pool, Store, StoreError};
 use crate::engine::ids::InstanceId;
@@ -111,22 +110,17 @@ impl From<UnknownDeliveryStatus> for StoreError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Delivery {
-    #[schema(value_type = String)]
     pub id: DeliveryId,
     pub event_id: String,
-    #[schema(value_type = String)]
     pub event_type: EventKind,
     pub task_id: Option<String>,
-    #[schema(value_type = String)]
     pub instance_id: InstanceId,
     pub seq: i64,
     pub action_id: String,
     /// pending | delivered | dead | cancelled (its action or connector was deleted while it
     /// was pending; `lastError` says which)
-    #[schema(value_type = String)]
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -136,8 +130,7 @@ pub struct Delivery {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct AttemptView {
     pub attempt: i64,
     pub started_at: i64,
@@ -145,12 +138,9 @@ pub struct AttemptView {
     /// Credentials in the query masked.
     pub url: String,
     /// Credentials masked.
-    #[schema(value_type = Object)]
     pub request_headers: serde_json::Value,
-    #[schema(value_type = Object)]
     pub request_params: serde_json::Value,
     pub response_status: Option<i64>,
-    #[schema(value_type = Option<Object>)]
     pub response_headers: Option<serde_json::Value>,
     /// First 4 KiB.
     pub response_body: Option<String>,
@@ -159,8 +149,8 @@ pub struct AttemptView {
     pub error: Option<String>,
 }
 
-/// Filters of the delivery log.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+/// Filters of the delivery log (a bulk redelivery's job keeps them as its JSON `params`).
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryFilter {
     /// pending | delivered | dead | cancelled
@@ -168,7 +158,6 @@ pub struct DeliveryFilter {
     /// `task.created`, …
     pub event_type: Option<String>,
     pub task_id: Option<String>,
-    #[param(value_type = Option<String>)]
     pub instance_id: Option<InstanceId>,
     pub action_id: Option<String>,
     /// The deliveries to any action of this connector.
@@ -369,8 +358,7 @@ impl Store {
 }
 
 /// The deliveries waiting for one connector (its health view).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct ConnectorBacklog {
     /// Deliveries not yet delivered nor given up.
     pub pending: i64,

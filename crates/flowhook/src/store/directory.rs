@@ -5,23 +5,20 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{conflict_on_unique, on_pool, Store, StoreError};
 use crate::engine::resolve::{DirectorySnapshot, Person};
 use crate::support::{new_id, now_ms};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Org {
     pub corp_id: String,
     pub name: String,
     pub created_at: i64,
 }
 
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone)]
 pub struct App {
     pub app_type: String,
     pub corp_id: String,
@@ -63,8 +60,7 @@ impl App {
 }
 
 /// An organisation API key as listed: never the key itself, which is stored only as a hash.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,

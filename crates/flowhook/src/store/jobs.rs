@@ -8,14 +8,13 @@
 //! receivers de-duplicate them and per-instance order holds as for live deliveries.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::deliveries::{DeliveryId, DeliveryStatus};
 use super::{on_pool, Store, StoreError};
 use crate::engine::ids::InstanceId;
 use crate::support::{new_id, now_ms};
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(
     tag = "mode",
     rename_all = "camelCase",
@@ -58,13 +57,11 @@ impl TryFrom<BackfillBody> for BackfillRequest {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct JobProgress {
     pub id: String,
     /// `backfill` or `redelivery`.
     pub kind: String,
-    #[schema(value_type = Object)]
     pub params: serde_json::Value,
     /// Deliveries the job created.
     pub total: i64,

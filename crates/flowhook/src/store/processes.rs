@@ -1,20 +1,16 @@
 //! Process definitions, versioned per `processCode`: each save is a new version; running
 //! instances keep the version they started with.
 
-use serde::Serialize;
-
 use super::{conflict_on_unique, on_pool, Store, StoreError};
 use crate::engine::definition::Definition;
 use crate::support::now_ms;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct StoredDefinition {
     pub process_code: String,
     pub version: i64,
     pub app_type: String,
     pub name: String,
-    #[schema(value_type = Object)]
     pub definition: Definition,
     pub created_at: i64,
 }

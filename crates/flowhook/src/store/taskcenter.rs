@@ -11,7 +11,7 @@ use super::{on_pool, Store, StoreError};
 use crate::engine::ids::InstanceId;
 use crate::engine::machine::Instance;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum List {
     /// Instances I started.
@@ -56,19 +56,15 @@ impl Filter {
 }
 
 /// One entry of a list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     /// The task id, cc id or (for `created`) instance id. Kept for existing clients; prefer the
     /// named one below (`taskId`, as in the instance view; `ccId`).
     pub id: String,
     /// `todo` and `done`: the task id, under the name the instance view and the `task` JSON use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
     /// `cc`: the cc record's id, as in the instance view and the `task.cc` JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cc_id: Option<String>,
-    #[schema(value_type = String)]
     pub instance_id: InstanceId,
     pub app_type: String,
     pub process_code: String,
@@ -86,8 +82,7 @@ pub struct Item {
 }
 
 /// A page of a list.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Page {
     pub items: Vec<Item>,
     /// Pass as `cursor` for the next page; absent on the last page.

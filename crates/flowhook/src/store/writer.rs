@@ -73,14 +73,11 @@ pub enum WriteError {
     Internal,
 }
 
-/// A stored event, as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// A stored event, as a command's outcome, an ingest and an instance's timeline read it.
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub id: String,
     pub seq: i64,
-    // `task.created`, … (a string in the API document, as before it was typed).
-    #[schema(value_type = String)]
     pub kind: flowhook_sign::event::EventKind,
     pub task_id: Option<String>,
     pub created_at: i64,
