@@ -26,7 +26,9 @@
 //!   request building, the exchange, the signed approval links (`taskUrl`). Asks the store for
 //!   what it needs; holds no SQL.
 //! - [`http`]: the REST API, `/healthz`, `/readyz`, `/metrics`, the OpenAPI document; validates
-//!   input once for both backends.
+//!   input once for both backends. The API's request and response types and every schema of
+//!   the document live here (`utoipa` is used nowhere else): the store's rows are converted at
+//!   the edge, and domain types sent as they are get their schema from a mirror (`http::schema`).
 //! - [`console`]: the web pages under `/console` (task center, task pages, integration center).
 //! - [`app`]: builds and runs the service (supervised tasks, shutdown that waits for requests
 //!   in flight); tests use it to run the real thing on port 0.

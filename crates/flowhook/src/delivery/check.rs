@@ -25,7 +25,6 @@ use flowhook_sign::event::{
 };
 use flowhook_sign::wire::{self, BodyEncoding};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::egress::EgressPolicy;
 use super::exchange::{exchange, Exchange};
@@ -99,7 +98,7 @@ pub fn routes(
 }
 
 /// A probe's grade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Grade {
     Pass,
@@ -118,7 +117,7 @@ impl Grade {
 }
 
 /// One probe's result, with its evidence.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeResult {
     /// Stable name: `created`, `duplicate`, `out_of_order`, `forged_sign`, `replay`,
@@ -139,7 +138,7 @@ pub struct ProbeResult {
 }
 
 /// The result of one check.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Scorecard {
     /// `check-<run>`: the prefix of every id the probes used.

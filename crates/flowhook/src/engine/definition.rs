@@ -150,7 +150,7 @@ pub enum EmptyPolicy {
 }
 
 /// One problem of a document, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// JSON path, e.g. `$.nodes[1].branches[0].condition`.
     pub path: String,

@@ -6,6 +6,8 @@
 //! mirror's schema, so handlers keep naming the domain type in `body = …`.
 #![allow(dead_code)] // The mirrors are read by the `ToSchema` derive only.
 
+use std::collections::BTreeMap;
+
 use utoipa::ToSchema;
 
 /// `impl ToSchema for $domain` with `$mirror`'s name and schema (and the schemas it refers to).
@@ -38,4 +40,249 @@ enum BackfillRequest {
     Open,
     /// Every event created in `[from, to)` (epoch ms).
     Range { from: i64, to: i64 },
+}
+
+schema_as!(crate::engine::definition::Problem => Problem);
+
+/// One problem of a document, with where it is.
+#[derive(ToSchema)]
+struct Problem {
+    /// JSON path, e.g. `$.nodes[1].branches[0].condition`.
+    path: String,
+    message: String,
+}
+
+schema_as!(
+    crate::delivery::check::Grade => Grade,
+    crate::delivery::check::ProbeResult => ProbeResult,
+    crate::delivery::check::Scorecard => Scorecard,
+);
+
+/// A probe's grade.
+#[derive(ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum Grade {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One probe's result, with its evidence.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ProbeResult {
+    /// Stable name: `created`, `duplicate`, `out_of_order`, `forged_sign`, `replay`,
+    /// `wrong_token`, `missing_sign`, `kinds_form`, `kinds_json`, `concurrency`, `tls`, `cleanup`.
+    probe: String,
+    /// What was sent and what a correct receiver answers.
+    expectation: String,
+    grade: Grade,
+    /// What happened, in a few words.
+    verdict: String,
+    /// The deciding request's answer status (none: no answer).
+    status: Option<u16>,
+    /// The first 200 bytes of that answer (or why there was none); secrets scrubbed.
+    answer: Option<String>,
+    latency_ms: Option<u64>,
+    /// For WARN and FAIL: what to do, and the README section that says how.
+    advice: Option<String>,
+}
+
+/// The result of one check.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Scorecard {
+    /// `check-<run>`: the prefix of every id the probes used.
+    run: String,
+    /// Where `task.created` probes went (credentials masked).
+    url: String,
+    started_at: i64,
+    duration_ms: u64,
+    /// The probe instances (`formInstId`), all deleted by the last probe.
+    instances: Vec<String>,
+    /// The users the probe tasks and cc records were assigned to.
+    users: Vec<String>,
+    passed: u32,
+    warned: u32,
+    failed: u32,
+    probes: Vec<ProbeResult>,
+}
+
+schema_as!(
+    crate::integration::connectors::Auth => Auth,
+    crate::integration::connectors::KeyLocation => KeyLocation,
+    crate::integration::connectors::ConnectorInput => ConnectorInput,
+    crate::integration::connectors::ConnectorUpdate => ConnectorUpdate,
+    crate::integration::connectors::Connector => Connector,
+    crate::integration::connectors::Encoding => Encoding,
+    crate::integration::connectors::ActionInput => ActionInput,
+    crate::integration::connectors::Action => Action,
+    crate::integration::connectors::EventActions => EventActions,
+    crate::integration::connectors::Strategy => Strategy,
+);
+
+/// Connector authentication, as Yida's HTTP connector offers.
+#[derive(ToSchema)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+enum Auth {
+    None,
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An API key in a header or in the query string.
+    ApiKey {
+        #[serde(rename = "in")]
+        location: KeyLocation,
+        name: String,
+        value: String,
+    },
+    Bearer {
+        token: String,
+    },
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+enum KeyLocation {
+    Header,
+    Query,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectorInput {
+    name: String,
+    /// `http://` or `https://`; action paths are appended.
+    base_url: String,
+    #[serde(default)]
+    auth: Auth,
+    #[serde(default)]
+    default_headers: BTreeMap<String, String>,
+    /// Total time for one attempt, 100 ms to 60 s (default 10 s).
+    #[serde(default)]
+    timeout_ms: u64,
+    /// Requests in flight to this connector's endpoint at most, 1 to 256 (default 8): a slow or
+    /// hanging endpoint holds no more of a node's delivery slots than this.
+    #[serde(default)]
+    max_concurrency: u32,
+}
+
+/// An edit of a connector (`PUT`): the whole connector as on creation, except that the
+/// credentials are write-only — `auth` omitted keeps the stored authentication, and a secret
+/// sent empty or exactly as shown (masked) keeps the stored secret
+/// ([`Auth::keeping_secrets_of`]); so do a base URL password and a default header value sent
+/// as shown (`***`), so that a connector read and sent back unchanged keeps its secrets.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectorUpdate {
+    name: String,
+    /// `http://` or `https://`; action paths are appended. Applies from the next delivery.
+    base_url: String,
+    /// Omitted: the stored authentication stays.
+    #[serde(default)]
+    auth: Option<Auth>,
+    #[serde(default)]
+    default_headers: BTreeMap<String, String>,
+    /// Total time for one attempt, 100 ms to 60 s (default 10 s).
+    #[serde(default)]
+    timeout_ms: u64,
+    /// Requests in flight to this connector's endpoint at most, 1 to 256 (default 8): a slow or
+    /// hanging endpoint holds no more of a node's delivery slots than this.
+    #[serde(default)]
+    max_concurrency: u32,
+}
+
+/// A connector. Its fields hold the values sent; it *serialises* masked — the password of
+/// `baseUrl`, every credential and every default header value show as `***` — so whatever shows
+/// a connector (API, console) cannot show a secret; its `Debug` is masked the same way, for logs.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Connector {
+    id: String,
+    corp_id: String,
+    name: String,
+    /// Shown with the password of its userinfo masked.
+    base_url: String,
+    /// Masked when shown.
+    auth: Auth,
+    /// Values masked when shown: they often carry credentials.
+    default_headers: BTreeMap<String, String>,
+    timeout_ms: u64,
+    /// Requests in flight to its endpoint at most.
+    max_concurrency: u32,
+    created_at: i64,
+    /// Set while paused (after a `410 Gone`, or by an operator): nothing is sent until resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paused_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paused_reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+enum Encoding {
+    /// application/x-www-form-urlencoded (Yida's).
+    Form,
+    Json,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ActionInput {
+    connector_id: String,
+    name: String,
+    /// Only POST, as Yida's connector actions.
+    #[serde(default)]
+    method: String,
+    /// Appended to the connector's base URL, e.g. `/callbacks/created`.
+    path: String,
+    #[serde(default)]
+    encoding: Encoding,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Action {
+    id: String,
+    corp_id: String,
+    connector_id: String,
+    name: String,
+    method: String,
+    path: String,
+    encoding: Encoding,
+    created_at: i64,
+}
+
+/// Which action receives each event; absent = not pushed.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EventActions {
+    created: Option<String>,
+    finished: Option<String>,
+    cancelled: Option<String>,
+    deleted: Option<String>,
+    cc: Option<String>,
+}
+
+/// The approval-task sync strategy of an organisation.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Strategy {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    actions: EventActions,
+    /// Only these applications (default: all).
+    #[serde(default)]
+    app_types: Option<Vec<String>>,
+    /// Only these processes (default: all).
+    #[serde(default)]
+    process_codes: Option<Vec<String>>,
+    /// Deliver each instance's events in `seq` order (default on).
+    #[serde(default)]
+    ordered: bool,
+    /// Also sign with Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    #[serde(default)]
+    standard_webhooks: bool,
 }

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 use flowhook_sign::event::EventKind;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Connector authentication, as Yida's HTTP connector offers.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Auth {
     #[default]
@@ -33,7 +32,7 @@ pub enum Auth {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum KeyLocation {
     Header,
@@ -271,7 +270,7 @@ fn default_max_concurrency() -> u32 {
 /// The largest `maxConcurrency` a connector may ask for.
 pub const MAX_CONCURRENCY: u32 = 256;
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorInput {
     pub name: String,
@@ -295,7 +294,7 @@ pub struct ConnectorInput {
 /// sent empty or exactly as shown (masked) keeps the stored secret
 /// ([`Auth::keeping_secrets_of`]); so do a base URL password and a default header value sent
 /// as shown (`***`), so that a connector read and sent back unchanged keeps its secrets.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorUpdate {
     pub name: String,
@@ -357,7 +356,7 @@ fn keeping_url_password(sent: String, stored: &str) -> String {
 /// A connector. Its fields hold the values sent; it *serialises* masked — the password of
 /// `baseUrl`, every credential and every default header value show as `***` — so whatever shows
 /// a connector (API, console) cannot show a secret; its `Debug` is masked the same way, for logs.
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Connector {
     pub id: String,
@@ -514,7 +513,7 @@ impl Auth {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum Encoding {
     /// application/x-www-form-urlencoded (Yida's).
@@ -532,7 +531,7 @@ impl Encoding {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionInput {
     pub connector_id: String,
@@ -550,7 +549,7 @@ fn post() -> String {
     "POST".into()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
     pub id: String,
@@ -564,7 +563,7 @@ pub struct Action {
 }
 
 /// Which action receives each event; absent = not pushed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventActions {
     pub created: Option<String>,
@@ -613,7 +612,7 @@ fn yes() -> bool {
 }
 
 /// The approval-task sync strategy of an organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Strategy {
     #[serde(default = "yes")]

@@ -182,6 +182,7 @@ impl Store {
 
 /// The event of a delivery, as its request needs it: read by a claim, or handed over fresh
 /// with its delivery ([`FreshDelivery`](super::writer::FreshDelivery)).
+/// (Not the same type as [`StoredEvent`](super::writer::StoredEvent), which says why.)
 #[derive(Debug, Clone)]
 pub struct DeliveryEvent {
     pub kind: EventKind,

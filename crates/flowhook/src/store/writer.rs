@@ -73,7 +73,14 @@ pub enum WriteError {
     Internal,
 }
 
-/// A stored event, as a command's outcome, an ingest and an instance's timeline read it.
+/// A stored event, as a command's outcome, an ingest and an instance's timeline read it (the
+/// API shows it as `http::instances::StoredEvent`).
+///
+/// Not one type with [`DeliveryEvent`], the event as a delivery's request needs it: the two
+/// share only `kind` and `seq`. As one type, the timeline would read every event's `params`
+/// (its whole Yida payload), `app_type` and `source_event_id`, and each claim would read
+/// `id`, `task_id` and `created_at`, which no request sends; or the type would hold `Option`s
+/// that each reader leaves empty.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub id: String,
