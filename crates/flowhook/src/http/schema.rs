@@ -286,3 +286,99 @@ struct Strategy {
     #[serde(default)]
     standard_webhooks: bool,
 }
+
+/// The mirrors cannot drift from the types they describe: a JSON object with exactly a mirror's
+/// properties is taken by its domain type (which refuses unknown fields where the API does), and a
+/// domain type that is sent serialises to exactly those properties again.
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use serde_json::{json, Value};
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    use utoipa::PartialSchema;
+
+    use crate::delivery::check::{ProbeResult, Scorecard};
+    use crate::integration::connectors::{
+        Action, ActionInput, Connector, ConnectorInput, ConnectorUpdate, EventActions, Strategy,
+    };
+
+    fn properties<T: PartialSchema>() -> BTreeSet<String> {
+        match T::schema() {
+            RefOr::T(Schema::Object(o)) => o.properties.keys().cloned().collect(),
+            _ => panic!("not an object schema"),
+        }
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().expect("an object").keys().cloned().collect()
+    }
+
+    /// `example` names every property of `T`'s schema, is taken by `T`, and comes back with the
+    /// same keys. Returns the value `T` made of it.
+    fn taken<T: PartialSchema + DeserializeOwned>(example: Value) -> T {
+        assert_eq!(
+            keys(&example),
+            properties::<T>(),
+            "the example is the schema's"
+        );
+        serde_json::from_value(example).expect("the domain type takes what its schema says")
+    }
+
+    fn round_trips<T: PartialSchema + DeserializeOwned + Serialize>(example: Value) {
+        let value: T = taken(example);
+        let sent = serde_json::to_value(&value).expect("serialises");
+        assert_eq!(
+            keys(&sent),
+            properties::<T>(),
+            "what is sent is what the schema says"
+        );
+    }
+
+    fn connector_fields() -> Value {
+        json!({"name": "n", "baseUrl": "http://127.0.0.1:9", "auth": {"type": "bearer", "token": "t"},
+               "defaultHeaders": {"x-a": "b"}, "timeoutMs": 1000, "maxConcurrency": 8})
+    }
+
+    #[test]
+    fn inputs_take_exactly_their_schemas_properties() {
+        taken::<ConnectorInput>(connector_fields());
+        taken::<ConnectorUpdate>(connector_fields());
+        taken::<ActionInput>(json!({"connectorId": "c", "name": "n", "method": "POST",
+            "path": "/p", "encoding": "json"}));
+        // An unknown field is refused, so a property the mirror has and the type lacks fails.
+        let mut extra = connector_fields();
+        extra["extra"] = json!(1);
+        assert!(serde_json::from_value::<ConnectorInput>(extra).is_err());
+    }
+
+    #[test]
+    fn what_is_sent_has_exactly_its_schemas_properties() {
+        let mut connector = connector_fields();
+        let more = json!({"id": "c", "corpId": "o", "createdAt": 1, "pausedAt": 2,
+                          "pausedReason": "410"});
+        connector
+            .as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        round_trips::<Connector>(connector);
+        round_trips::<Action>(
+            json!({"id": "a", "corpId": "o", "connectorId": "c", "name": "n",
+            "method": "POST", "path": "/p", "encoding": "form", "createdAt": 1}),
+        );
+        round_trips::<EventActions>(json!({"created": "a", "finished": "a", "cancelled": "a",
+            "deleted": "a", "cc": "a"}));
+        round_trips::<Strategy>(json!({"enabled": true, "actions": {"created": "a"},
+            "appTypes": ["APP"], "processCodes": ["p"], "ordered": true,
+            "standardWebhooks": false}));
+        let probe = json!({"probe": "created", "expectation": "e", "grade": "PASS",
+            "verdict": "v", "status": 200, "answer": "ok", "latencyMs": 3, "advice": "a"});
+        round_trips::<ProbeResult>(probe.clone());
+        round_trips::<Scorecard>(json!({"run": "check-1", "url": "http://127.0.0.1:9",
+            "startedAt": 1, "durationMs": 2, "instances": ["i"], "users": ["u"], "passed": 1,
+            "warned": 0, "failed": 0, "probes": [probe]}));
+    }
+}
