@@ -5,13 +5,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use flowhook_testkit::KillOnDrop;
 
 struct Inbox {
-    child: Child,
+    child: KillOnDrop,
     addr: String,
 }
 
@@ -51,7 +52,10 @@ fn start(config: &std::path::Path) -> Inbox {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the inbox listens");
-    Inbox { child, addr }
+    Inbox {
+        child: child.into(),
+        addr,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +29,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use flowhook_testkit::eventually;
+use flowhook_testkit::KillOnDrop;
 use serde_json::{json, Value};
 
 use common::TestDb;
@@ -118,7 +119,7 @@ fn flowhook_binary() -> PathBuf {
 }
 
 struct Proc {
-    child: Child,
+    child: KillOnDrop,
     addr: String,
 }
 
@@ -148,7 +149,10 @@ fn spawn(mut cmd: Command, what: &str) -> Proc {
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("{what} listens"));
-    Proc { child, addr }
+    Proc {
+        child: child.into(),
+        addr,
+    }
 }
 
 impl Proc {

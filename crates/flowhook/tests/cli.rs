@@ -4,11 +4,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use flowhook_testkit::eventually;
+use flowhook_testkit::{eventually, KillOnDrop};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 
@@ -186,7 +186,7 @@ fn verify_refuses_a_body_without_end() {
 
 /// A running `flowhook serve`, its stderr read line by line on a thread.
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -216,7 +216,7 @@ impl Server {
             }
         });
         Self {
-            child,
+            child: child.into(),
             lines,
             seen: Vec::new(),
         }

@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowhook_testkit::eventually;
+use flowhook_testkit::{eventually, KillOnDrop};
 use serde_json::{json, Value};
 
 use crate::receiver::Receiver;
@@ -20,7 +20,7 @@ const KEY: &str = "crash-test-bootstrap-key-0123";
 const TARGET_EVENTS: usize = 10_000;
 
 struct Node {
-    child: Child,
+    child: KillOnDrop,
     addr: String,
     /// Every log line so far.
     log: Arc<Mutex<Vec<String>>>,
@@ -78,7 +78,11 @@ fn start_with(dir: &std::path::Path, log_level: &str, env: &[(&str, String)]) ->
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("flowhook listens");
-    Node { child, addr, log }
+    Node {
+        child: child.into(),
+        addr,
+        log,
+    }
 }
 
 impl Node {
