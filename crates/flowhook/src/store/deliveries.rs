@@ -175,6 +175,22 @@ const FILTER: &str = "d.corp_id = $1 AND ($2 IS NULL OR d.status = $2) AND ($3 I
     AND ($4 IS NULL OR e.task_id = $4) AND ($5 IS NULL OR d.instance_id = $5) AND ($6 IS NULL OR d.action_id = $6) \
     AND ($7 IS NULL OR d.created_at >= $7) AND ($8 IS NULL OR d.created_at < $8)";
 
+/// Binds [`FILTER`]'s parameters `$1`–`$8` (the organisation, then the filter's fields) to a
+/// query of either backend; the query's own parameters follow from `$9`.
+macro_rules! bind_filter {
+    ($query:expr, $corp_id:expr, $f:expr) => {
+        $query
+            .bind($corp_id)
+            .bind(&$f.status)
+            .bind(&$f.event_type)
+            .bind(&$f.task_id)
+            .bind(&$f.instance_id)
+            .bind(&$f.action_id)
+            .bind($f.from)
+            .bind($f.to)
+    };
+}
+
 /// The connector condition of the filter, its parameter numbered `n` (after the query's own).
 fn connector_filter(n: u8) -> String {
     format!(
@@ -203,15 +219,7 @@ impl Store {
             connector_filter(13)
         );
         Ok(on_pool!(self, |pool| {
-            sqlx::query(&sql)
-                .bind(corp_id)
-                .bind(&f.status)
-                .bind(&f.event_type)
-                .bind(&f.task_id)
-                .bind(&f.instance_id)
-                .bind(&f.action_id)
-                .bind(f.from)
-                .bind(f.to)
+            bind_filter!(sqlx::query(&sql), corp_id, f)
                 .bind(cursor_at)
                 .bind(&cursor_id)
                 .bind(i64::from(limit))
@@ -325,15 +333,7 @@ impl Store {
         let _gate = super::write_gate(self).await;
         Ok(on_pool!(self, |pool| {
             let mut tx = super::BeginWrite::begin_write(pool).await?;
-            let n = sqlx::query(&sql)
-                .bind(corp_id)
-                .bind(&f.status)
-                .bind(&f.event_type)
-                .bind(&f.task_id)
-                .bind(&f.instance_id)
-                .bind(&f.action_id)
-                .bind(f.from)
-                .bind(f.to)
+            let n = bind_filter!(sqlx::query(&sql), corp_id, f)
                 .bind(now)
                 .bind(id)
                 .bind(job)
