@@ -262,6 +262,33 @@ fn relayed_event(n: usize) -> Value {
                     "actionerId": "u1", "processCode": "one"}})
 }
 
+/// With `FLOWHOOK_BENCH_TRACE` set, lists on stderr the arrivals slower than `over`, each with
+/// the time of its call since the first call, in call order: stalls of the whole node (many
+/// calls within a few ms, arriving together) tell apart from one lane's waits, and their times
+/// can be matched against the database's log.
+fn trace_slow(calls: impl Iterator<Item = (Instant, Duration)>, over: Duration) {
+    if std::env::var_os("FLOWHOOK_BENCH_TRACE").is_none() {
+        return;
+    }
+    let calls: Vec<(Instant, Duration)> = calls.collect();
+    let Some(first) = calls.iter().map(|(t, _)| *t).min() else {
+        return;
+    };
+    let mut slow: Vec<(Duration, Duration)> = calls
+        .iter()
+        .filter(|(_, l)| *l > over)
+        .map(|(t, l)| (t.duration_since(first), *l))
+        .collect();
+    slow.sort();
+    for (at, l) in slow.iter().take(80) {
+        eprintln!(
+            "slow: called at +{:.3}s, arrived after {:.1} ms",
+            at.as_secs_f64(),
+            l.as_secs_f64() * 1000.0
+        );
+    }
+}
+
 /// Times a fixed single-core workload (the same work on every run, of the kind a delivery
 /// does: small allocations, string hashing, map lookups over more memory than the caches
 /// hold): how fast this machine is at the moment. A shared 2-core machine's speed moves by
@@ -480,6 +507,13 @@ pub async fn delivery(database_url: &str, opts: &DeliveryBench) -> anyhow::Resul
         .filter_map(|(s, a, _)| Some(a.as_ref()?.saturating_duration_since(*s.as_ref()?)))
         .collect();
     latencies.sort();
+    trace_slow(
+        map.values().filter_map(|(s, a, _)| {
+            let s = (*s)?;
+            Some((s, a.as_ref()?.saturating_duration_since(s)))
+        }),
+        Duration::from_millis(20),
+    );
     let last_arrival = map.values().filter_map(|e| e.1).max();
     let delivered = latencies.len();
     let duplicates: u32 = map.values().map(|e| e.2.saturating_sub(1)).sum();

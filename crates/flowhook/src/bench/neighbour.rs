@@ -216,27 +216,12 @@ pub async fn neighbour(database_url: &str, opts: &NeighbourBench) -> anyhow::Res
             .iter()
             .filter_map(|(id, t)| Some(map.get(id)?.saturating_duration_since(*t)))
             .collect();
-        if std::env::var_os("FLOWHOOK_BENCH_TRACE").is_some() {
-            let first = started.iter().map(|(_, t)| *t).min();
-            let mut slow: Vec<(Duration, Duration)> = started
+        super::trace_slow(
+            started
                 .iter()
-                .filter_map(|(id, t)| {
-                    Some((
-                        t.duration_since(first?),
-                        map.get(id)?.saturating_duration_since(*t),
-                    ))
-                })
-                .filter(|(_, l)| *l > Duration::from_millis(100))
-                .collect();
-            slow.sort();
-            for (at, l) in slow.iter().take(60) {
-                eprintln!(
-                    "slow: called at +{:.2}s, arrived after {:.0} ms",
-                    at.as_secs_f64(),
-                    l.as_secs_f64() * 1000.0
-                );
-            }
-        }
+                .filter_map(|(id, t)| Some((*t, map.get(id)?.saturating_duration_since(*t)))),
+            Duration::from_millis(100),
+        );
         latencies.sort();
         let missing = opts.events - latencies.len();
         phases.push((with_neighbours, latencies, missing, noisy_accepted));
