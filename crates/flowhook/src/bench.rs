@@ -262,14 +262,19 @@ fn relayed_event(n: usize) -> Value {
                     "actionerId": "u1", "processCode": "one"}})
 }
 
-/// With `FLOWHOOK_BENCH_TRACE` set, lists on stderr the arrivals slower than `over`, each with
+/// With `FLOWHOOK_BENCH_TRACE` set, lists on stderr the arrivals slower than `over` (or than
+/// the variable's value in ms, when it is a number), each with
 /// the time of its call since the first call, in call order: stalls of the whole node (many
 /// calls within a few ms, arriving together) tell apart from one lane's waits, and their times
 /// can be matched against the database's log.
 fn trace_slow(calls: impl Iterator<Item = (Instant, Duration)>, over: Duration) {
-    if std::env::var_os("FLOWHOOK_BENCH_TRACE").is_none() {
+    let Some(setting) = std::env::var_os("FLOWHOOK_BENCH_TRACE") else {
         return;
-    }
+    };
+    let over = setting
+        .to_str()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(over, Duration::from_millis);
     let calls: Vec<(Instant, Duration)> = calls.collect();
     let Some(first) = calls.iter().map(|(t, _)| *t).min() else {
         return;

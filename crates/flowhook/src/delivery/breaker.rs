@@ -92,6 +92,9 @@ struct Endpoint {
     /// The current cooldown: [`FIRST_COOLDOWN`] when it opens, doubled by each failed probe.
     cooldown: Duration,
     probing: bool,
+    /// Its probe was due but its cap was full (requests still hanging): no probe is wanted
+    /// until one of them ends — a probe claimed meanwhile could only be held and parked again.
+    probe_blocked: bool,
     /// Epoch ms of the last success and the last failure seen.
     last_success_at: Option<i64>,
     last_failure_at: Option<i64>,
@@ -107,6 +110,7 @@ impl Endpoint {
             opened_at: now,
             cooldown: Duration::ZERO,
             probing: false,
+            probe_blocked: false,
             last_success_at: None,
             last_failure_at: None,
             in_flight: BTreeMap::new(),
@@ -240,6 +244,8 @@ impl Breakers {
                 // Open, its requests still hanging: a probe could not go now, and the deliveries
                 // wait for one as any held back by an open breaker do — parked, not back in a
                 // moment (due but left out of claims, each claim would read past all of them).
+                // No probe is wanted until one of the requests ends.
+                e.probe_blocked = true;
                 return Permit::Hold;
             }
             inner.saturated.insert(key.clone());
@@ -370,7 +376,9 @@ impl Breakers {
             .endpoints
             .iter()
             .filter(|(_, e)| {
-                e.state == State::Open && now.duration_since(e.opened_at) >= e.cooldown
+                e.state == State::Open
+                    && !e.probe_blocked
+                    && now.duration_since(e.opened_at) >= e.cooldown
             })
             .map(|(k, _)| k.clone())
             .collect()
@@ -382,7 +390,7 @@ impl Breakers {
         inner
             .endpoints
             .values()
-            .filter(|e| e.state == State::Open)
+            .filter(|e| e.state == State::Open && !e.probe_blocked)
             .map(|e| e.opened_at + e.cooldown)
             .min()
     }
@@ -460,6 +468,7 @@ fn open(e: &mut Endpoint, now: Instant, cooldown: Duration) {
 fn end<'a>(inner: &'a mut Inner, key: &EndpointKey, ticket: Ticket) -> Option<&'a mut Endpoint> {
     let e = inner.endpoints.get_mut(key)?;
     e.in_flight.remove(&ticket.0)?;
+    e.probe_blocked = false;
     if let Some(n) = inner.orgs.get_mut(&key.corp_id) {
         *n = n.saturating_sub(1);
     }
@@ -633,8 +642,16 @@ mod tests {
         let past_cooldown = t0 + HANG_AFTER + b.cooldown_of(&e).unwrap();
         assert_eq!(b.probes_due(past_cooldown), vec![e.clone()]);
         assert_eq!(b.permit(&e, 8, past_cooldown), Permit::Hold);
+        // Nor is a probe wanted until a request ends: claimed, it could only be parked again.
+        let later = past_cooldown + b.cooldown_of(&e).unwrap() * 4;
+        assert!(
+            b.probes_due(later).is_empty(),
+            "no probe while its cap is full"
+        );
+        assert_eq!(b.next_probe_at(), None);
         // Once a hanging request ends (its timeout) the probe goes.
         b.record(&e, hanging.pop().unwrap(), false, past_cooldown);
+        assert_eq!(b.probes_due(later), vec![e.clone()], "wanted again");
         assert!(matches!(b.permit(&e, 8, past_cooldown), Permit::Probe(_)));
         assert_eq!(
             b.permit(&e, 8, past_cooldown),
