@@ -23,7 +23,7 @@ pub struct Application {
     owner: String,
     fresh: tokio::sync::mpsc::Receiver<crate::store::writer::FreshDelivery>,
     /// The dispatcher's attempt records, to the writer.
-    records: tokio::sync::mpsc::Sender<crate::store::attempts::AttemptRecord>,
+    records: tokio::sync::mpsc::Sender<crate::store::attempts::Record>,
 }
 
 /// Checks the whole configuration: its plain settings, then each layer's own (egress rules,

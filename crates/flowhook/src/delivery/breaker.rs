@@ -17,10 +17,13 @@
 //! Concurrency: an endpoint has at most its connector's cap of requests in flight, and an
 //! organisation at most its share of the node's slots, so a slow or hanging endpoint — or one
 //! organisation's flood — leaves the others their slots. A delivery over a cap is [`Busy`]:
-//! the caller puts it back for a moment, and leaves saturated keys out of its claims. Not so
-//! behind an open breaker: an endpoint its hangs opened holds its deliveries (parked) even while
-//! its requests still hang, and leaves the claims' exclusions — busy rows would stay due, and
-//! every claim would read past all of them until the hanging requests time out.
+//! the caller puts it back for a moment, and leaves saturated keys out of its claims. An
+//! endpoint its hangs open is usually at its cap, with its waiting deliveries sent back busy:
+//! it stays left out of the claims, and is reported by [`Breakers::take_to_park`] — the
+//! dispatcher parks all its waiting deliveries in one statement. (Claimed instead, each would be
+//! read, held and parked by a record of its own: hundreds at once, a stall for everyone.) When
+//! a hanging request ends, the key is no longer left out; what came due meanwhile is claimed and
+//! parked one by one.
 //!
 //! The dispatcher parks the deliveries an open breaker holds back (far in the future, not at the
 //! cooldown's end: else the whole backlog would be claimed and held again every cooldown), so
@@ -95,6 +98,9 @@ struct Endpoint {
     /// Its probe was due but its cap was full (requests still hanging): no probe is wanted
     /// until one of them ends — a probe claimed meanwhile could only be held and parked again.
     probe_blocked: bool,
+    /// How many times a success closed it: a park queued for an opening is undone when a
+    /// close may have been written before it ([`Breakers::closed_since`]).
+    closes: u64,
     /// Epoch ms of the last success and the last failure seen.
     last_success_at: Option<i64>,
     last_failure_at: Option<i64>,
@@ -111,6 +117,7 @@ impl Endpoint {
             cooldown: Duration::ZERO,
             probing: false,
             probe_blocked: false,
+            closes: 0,
             last_success_at: None,
             last_failure_at: None,
             in_flight: BTreeMap::new(),
@@ -183,6 +190,9 @@ struct Inner {
     saturated_orgs: HashSet<String>,
     /// A saturated key or organisation has had a request end since [`Breakers::take_freed`].
     freed: bool,
+    /// Endpoints their hangs just opened, whose waiting deliveries the dispatcher parks at
+    /// once ([`Breakers::take_to_park`]).
+    to_park: Vec<EndpointKey>,
     next_ticket: u64,
 }
 
@@ -229,7 +239,7 @@ impl Breakers {
             .entry(key.clone())
             .or_insert_with(|| Endpoint::new(now));
         if self.opened_by_hangs(e, now) {
-            unsaturate(inner, key);
+            inner.to_park.push(key.clone());
             return Permit::Hold;
         }
         let probe = match e.state {
@@ -283,6 +293,9 @@ impl Breakers {
         if success {
             e.last_success_at = at;
             let reopened = e.state != State::Closed;
+            if reopened {
+                e.closes += 1;
+            }
             e.state = State::Closed;
             e.failures = 0;
             e.probing = false;
@@ -342,14 +355,34 @@ impl Breakers {
     pub fn tick(&self, now: Instant) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let opened: Vec<EndpointKey> = inner
+        let opened = inner
             .endpoints
             .iter_mut()
-            .filter_map(|(key, e)| self.opened_by_hangs(e, now).then(|| key.clone()))
-            .collect();
-        for key in &opened {
-            unsaturate(inner, key);
-        }
+            .filter_map(|(key, e)| self.opened_by_hangs(e, now).then(|| key.clone()));
+        inner.to_park.extend(opened);
+    }
+
+    /// The endpoints their hangs opened since the last call, each with its count of closes
+    /// then: their waiting deliveries are to be parked (they stay left out of claims until a
+    /// request of theirs ends). See [`Breakers::closed_since`].
+    pub fn take_to_park(&self) -> Vec<(EndpointKey, u64)> {
+        let mut inner = self.lock();
+        let keys = std::mem::take(&mut inner.to_park);
+        keys.into_iter()
+            .map(|key| {
+                let closes = inner.endpoints.get(&key).map_or(0, |e| e.closes);
+                (key, closes)
+            })
+            .collect()
+    }
+
+    /// Whether a success closed `key`'s breaker since [`Breakers::take_to_park`] reported
+    /// `closes`: its deliveries, parked meanwhile, are due again.
+    pub fn closed_since(&self, key: &EndpointKey, closes: u64) -> bool {
+        self.lock()
+            .endpoints
+            .get(key)
+            .is_some_and(|e| e.closes != closes)
     }
 
     /// Opens the breaker of an endpoint this node has not sent to yet, with its probe due at
@@ -447,15 +480,6 @@ impl Breakers {
 
 /// Opens `e` for `cooldown` (with ±20 % jitter, so endpoints that failed together are not all
 /// probed at the same instant).
-/// An endpoint its hangs just opened is no longer left out of claims: the deliveries it had
-/// sent back busy are claimed once more and parked behind the open breaker — left out, they
-/// would stay due, and every claim would read past them until the hanging requests end.
-fn unsaturate(inner: &mut Inner, key: &EndpointKey) {
-    if inner.saturated.remove(key) {
-        inner.freed = true;
-    }
-}
-
 fn open(e: &mut Endpoint, now: Instant, cooldown: Duration) {
     e.state = State::Open;
     e.opened_at = now;
@@ -631,10 +655,13 @@ mod tests {
             "opened by its hangs"
         );
         assert_eq!(
-            (b.saturated(), b.take_freed()),
-            ((vec![], vec![]), true),
-            "what it sent back busy is claimed again, to be parked"
+            b.saturated(),
+            (vec![e.clone()], vec![]),
+            "still left out of claims: what it sent back busy is parked at once, not claimed"
         );
+        assert_eq!(b.take_to_park(), vec![(e.clone(), 0)]);
+        assert!(b.take_to_park().is_empty(), "reported once");
+        assert!(!b.closed_since(&e, 0));
         assert_eq!(b.permit(&e, 8, t0 + HANG_AFTER), Permit::Hold);
         // Open past its cooldown, its requests still hanging: held (parked until a probe can
         // go), not busy — a busy delivery is back in a moment, due but left out of claims, and
@@ -651,13 +678,23 @@ mod tests {
         assert_eq!(b.next_probe_at(), None);
         // Once a hanging request ends (its timeout) the probe goes.
         b.record(&e, hanging.pop().unwrap(), false, past_cooldown);
+        assert_eq!(
+            b.saturated(),
+            (vec![], vec![]),
+            "a request ended: claimed again"
+        );
         assert_eq!(b.probes_due(later), vec![e.clone()], "wanted again");
-        assert!(matches!(b.permit(&e, 8, past_cooldown), Permit::Probe(_)));
+        let Permit::Probe(probe) = b.permit(&e, 8, past_cooldown) else {
+            panic!("the probe goes")
+        };
         assert_eq!(
             b.permit(&e, 8, past_cooldown),
             Permit::Hold,
             "one probe at a time"
         );
+        assert!(b.record(&e, probe, true, past_cooldown), "closed");
+        assert!(b.closed_since(&e, 0), "a park queued before is undone");
+        assert!(b.take_to_park().is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::breaker::{Breakers, Cap, EndpointKey, Permit, Ticket};
 use super::request::{prepare, EventInfo, Prepared, Signing};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
-use crate::store::attempts::{Attempt, AttemptRecord};
+use crate::store::attempts::{Attempt, AttemptRecord, EndpointChange, EndpointRecord, Record};
 use crate::store::claims::{Claim, Claimed, ClaimedBatch, DeliveryEvent, Scope};
 use crate::store::deliveries::DeliveryStatus;
 use crate::store::writer::FreshDelivery;
@@ -145,7 +145,7 @@ pub fn spawn(
     metrics: Metrics,
     owner: String,
     fresh: mpsc::Receiver<FreshDelivery>,
-    records: mpsc::Sender<AttemptRecord>,
+    records: mpsc::Sender<Record>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let client = super::exchange::client(&config.egress);
@@ -176,7 +176,7 @@ async fn take_fresh(
     shared: Arc<Shared>,
     fresh: Arc<tokio::sync::Mutex<mpsc::Receiver<FreshDelivery>>>,
     permits: Arc<Semaphore>,
-    records_tx: mpsc::Sender<AttemptRecord>,
+    records_tx: mpsc::Sender<Record>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut fresh = fresh.lock().await;
@@ -210,12 +210,12 @@ fn spawn_send(
     c: Claimed,
     event: DeliveryEvent,
     permit: tokio::sync::OwnedSemaphorePermit,
-    records_tx: &mpsc::Sender<AttemptRecord>,
+    records_tx: &mpsc::Sender<Record>,
 ) {
     let (shared, tx) = (shared.clone(), records_tx.clone());
     tokio::spawn(async move {
         let record = send(&shared, c, &event).await;
-        let _ = tx.send(record).await;
+        let _ = tx.send(Record::Attempt(record)).await;
         drop(permit);
     });
 }
@@ -223,7 +223,7 @@ fn spawn_send(
 async fn run(
     shared: Arc<Shared>,
     fresh: Arc<tokio::sync::Mutex<mpsc::Receiver<FreshDelivery>>>,
-    records_tx: mpsc::Sender<AttemptRecord>,
+    records_tx: mpsc::Sender<Record>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = shared.config.concurrency.max(1);
@@ -267,7 +267,8 @@ async fn run(
             }
         }
         shared.breakers.tick(Instant::now());
-        send_probes(&shared, &mut probed, &permits, &records_tx).await;
+        park_opened(&shared, &records_tx).await;
+        send_probes(&shared, &mut probed, &permits, &records_tx, &mut analyzed).await;
         let mut free = permits.available_permits().min(256);
         if free == 0 {
             // Saturated, and more may be due: claim again as soon as sends finish — not at the
@@ -383,6 +384,41 @@ async fn open_parked_endpoints(shared: &Shared) -> Result<usize, StoreError> {
     Ok(endpoints.len())
 }
 
+/// Parks at once, in one statement each, the waiting deliveries of the endpoints their hangs
+/// just opened (see `breaker`): claimed instead, each would be read, held and parked alone.
+async fn park_opened(shared: &Shared, records_tx: &mpsc::Sender<Record>) {
+    for (key, closes) in shared.breakers.take_to_park() {
+        let connectors = connectors_at(shared, &key);
+        if connectors.is_empty() {
+            continue;
+        }
+        let record = |change| {
+            Record::Endpoint(EndpointRecord {
+                corp_id: key.corp_id.clone(),
+                connectors: connectors.clone(),
+                change,
+            })
+        };
+        let parked = EndpointChange::Parked {
+            until: now_ms() + park_ms(&shared.config),
+            because: HELD_BY_BREAKER,
+        };
+        if records_tx.send(record(parked)).await.is_err() {
+            return;
+        }
+        // A success that closed it before the park was queued may have its reopen written
+        // first: reopen after the park. (A close from now on is queued after it.)
+        if shared.breakers.closed_since(&key, closes)
+            && records_tx
+                .send(record(EndpointChange::Reopened))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// Claims and sends one delivery for each endpoint whose open breaker wants a probe, at most
 /// once a cooldown each (`probed`): the deliveries it holds back are parked, so none of them
 /// would come due for it. The first connector of the endpoint with a pending delivery gives it.
@@ -390,7 +426,8 @@ async fn send_probes(
     shared: &Arc<Shared>,
     probed: &mut HashMap<EndpointKey, Instant>,
     permits: &Arc<Semaphore>,
-    records_tx: &mpsc::Sender<AttemptRecord>,
+    records_tx: &mpsc::Sender<Record>,
+    analyzed: &mut Option<Instant>,
 ) {
     let now = Instant::now();
     probed.retain(|key, at| now.duration_since(*at) < probe_wait(shared, key));
@@ -400,7 +437,14 @@ async fn send_probes(
         }
         probed.insert(key.clone(), now);
         for connector in connectors_at(shared, &key) {
-            match claim(shared, Scope::Probe(&connector)).await {
+            let began = Instant::now();
+            let claimed = claim(shared, Scope::Probe(&connector)).await;
+            if began.elapsed() > SLOW_CLAIM {
+                // Seen: 1.4 s for one probe, the lane check planned on statistics taken
+                // before the endpoint's backlog of thousands built up.
+                refresh_statistics(&shared.store, analyzed).await;
+            }
+            match claimed {
                 Ok((claimed, _)) if claimed.is_empty() => continue,
                 Ok((claimed, events)) => {
                     send_claimed(shared, claimed, events, permits, records_tx).await;
@@ -421,7 +465,7 @@ async fn send_claimed(
     claimed: Vec<Claimed>,
     events: Option<HashMap<String, DeliveryEvent>>,
     permits: &Arc<Semaphore>,
-    records_tx: &mpsc::Sender<AttemptRecord>,
+    records_tx: &mpsc::Sender<Record>,
 ) {
     if claimed.is_empty() {
         return;

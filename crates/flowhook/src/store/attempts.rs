@@ -32,6 +32,57 @@ pub struct AttemptRecord {
     pub(crate) reopened_connectors: Vec<String>,
 }
 
+/// What the dispatcher sends the writer: a claimed delivery's record, or a change to all the
+/// waiting deliveries of an endpoint's connectors at once.
+// Nearly every record is an attempt (the large variant): boxing it would cost an allocation
+// per delivery to save room in a rare one.
+#[allow(clippy::large_enum_variant)]
+pub enum Record {
+    Attempt(AttemptRecord),
+    Endpoint(EndpointRecord),
+}
+
+/// The waiting deliveries of an organisation's connectors to one endpoint, rescheduled in one
+/// statement.
+pub struct EndpointRecord {
+    pub(crate) corp_id: String,
+    pub(crate) connectors: Vec<String>,
+    pub(crate) change: EndpointChange,
+}
+
+pub enum EndpointChange {
+    /// Its breaker opened: every pending delivery not leased is parked until `until`, with
+    /// `because` as its `lastError` (the probe that closes the breaker ends the park).
+    Parked { until: i64, because: &'static str },
+    /// Its breaker closed: every pending delivery is due now.
+    Reopened,
+}
+
+/// The records taken for one batch of the writer, attempts and endpoint changes apart (each
+/// kind keeps the order it came in).
+#[derive(Default)]
+pub struct Records {
+    pub(crate) attempts: Vec<AttemptRecord>,
+    pub(crate) endpoints: Vec<EndpointRecord>,
+}
+
+impl Records {
+    pub fn push(&mut self, record: Record) {
+        match record {
+            Record::Attempt(r) => self.attempts.push(r),
+            Record::Endpoint(e) => self.endpoints.push(e),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.attempts.len() + self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct Attempt {
     pub(crate) number: i64,
     pub(crate) started_at: i64,
@@ -55,8 +106,9 @@ pub struct Attempt {
 ///
 /// [`Statements`]: crate::store::writer
 macro_rules! write_records_in {
-    ($script:ident, $batch:expr, $owner:expr) => {{
+    ($script:ident, $batch:expr, $endpoints:expr, $owner:expr) => {{
         let batch: &[$crate::store::attempts::AttemptRecord] = $batch;
+        let endpoints: &[$crate::store::attempts::EndpointRecord] = $endpoints;
         let owner: Option<&str> = $owner;
         let now = $crate::support::now_ms();
         // The common case — an attempt that delivered — is written with multi-row statements:
@@ -153,6 +205,35 @@ macro_rules! write_records_in {
             if let Some(owner) = owner {
                 q.push(" AND lease_owner = ").push_bind(owner.to_owned());
             }
+        }
+        // Endpoints, in the order they came: parks (not of leased rows: their records say what
+        // became of them) and reopens.
+        for e in endpoints {
+            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
+            match e.change {
+                $crate::store::attempts::EndpointChange::Parked { until, because } => {
+                    q.push_bind(until)
+                        .push(", last_error = ")
+                        .push_bind(because)
+                        .push(", updated_at = ")
+                        .push_bind(now)
+                        .push(" WHERE status = 'pending' AND next_attempt_at < ")
+                        .push_bind(until)
+                        .push(" AND (lease_until IS NULL OR lease_until < ")
+                        .push_bind(now)
+                        .push(")");
+                }
+                $crate::store::attempts::EndpointChange::Reopened => {
+                    q.push_bind(now)
+                        .push(" WHERE status = 'pending' AND next_attempt_at > ")
+                        .push_bind(now);
+                }
+            }
+            q.push(" AND corp_id = ")
+                .push_bind(&e.corp_id)
+                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id");
+            $crate::store::push_in_list(q, e.connectors.iter().map(String::as_str));
+            q.push(")");
         }
         // Last, so nothing written above pushes them back: an endpoint that is back gets its
         // backlog due now, not when each backoff expires.

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::attempts::Records;
 use super::claims::DeliveryEvent;
 use super::deliveries::{DeliveryId, DeliveryStatus};
 use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
@@ -145,7 +146,7 @@ pub struct Handoff {
     pub tx: mpsc::Sender<FreshDelivery>,
     /// The dispatcher's attempt records, written in the writer's own transactions: a batch of
     /// commands and the attempts finished meanwhile share one commit (one fsync).
-    pub records: mpsc::Receiver<super::attempts::AttemptRecord>,
+    pub records: mpsc::Receiver<super::attempts::Record>,
 }
 
 /// Where the writer sends fresh deliveries (the rest of [`Handoff`]).
@@ -172,7 +173,7 @@ pub struct Writer {
 struct Inputs {
     jobs: Option<mpsc::Receiver<Job>>,
     ingests: Option<mpsc::Receiver<IngestJob>>,
-    records: Option<mpsc::Receiver<super::attempts::AttemptRecord>>,
+    records: Option<mpsc::Receiver<super::attempts::Record>>,
     stop: watch::Receiver<bool>,
     /// [`Writer::crash_for_test`].
     faults: mpsc::Receiver<()>,
@@ -796,8 +797,9 @@ macro_rules! write_rows_in {
 /// (`$unhanded` deliveries, or work behind the records), and commits. Returns whether this node's
 /// dispatcher must look (work behind the recorded attempts).
 macro_rules! commit_batch {
-    ($tx:ident, $script:ident, $records:expr, $soon:expr, $unhanded:expr, $size:expr) => {{
+    ($tx:ident, $script:ident, $records:expr, $reopened:expr, $soon:expr, $unhanded:expr, $size:expr) => {{
         let (mut records_wake, ended) = record_wake($records, $soon);
+        records_wake |= $reopened;
         // PostgreSQL: the WITH statement's own SELECT answers whether a recorded lane has
         // another pending delivery and sends the notification (delivered at commit) when
         // other nodes have something to claim — one round trip for the whole batch. Its
@@ -997,7 +999,7 @@ impl Worker {
         }
         while inputs.jobs.is_some() || inputs.records.is_some() || inputs.ingests.is_some() {
             let mut batch = Vec::new();
-            let mut recs = Vec::new();
+            let mut recs = Records::default();
             let mut ingests = Vec::new();
             tokio::select! {
                 job = next(&mut inputs.jobs) => match job {
@@ -1080,12 +1082,7 @@ impl Worker {
     /// After a failed batch: its attempt records in a transaction of their own, then each
     /// command alone, so one bad command cannot fail its neighbours. A command that fails alone
     /// gets the error; one that panics alone gets [`WriteError::Internal`].
-    async fn one_by_one(
-        &self,
-        conn: &mut Option<Conn>,
-        batch: Vec<Job>,
-        recs: &[super::attempts::AttemptRecord],
-    ) {
+    async fn one_by_one(&self, conn: &mut Option<Conn>, batch: Vec<Job>, recs: &Records) {
         if !recs.is_empty() {
             // A record that cannot be written is not lost: the delivery's lease expires and it
             // is sent again (at-least-once).
@@ -1100,7 +1097,13 @@ impl Worker {
             }
         }
         for job in batch {
-            let result = match guarded(self.batch(conn, std::slice::from_ref(&job), &[])).await {
+            let result = match guarded(self.batch(
+                conn,
+                std::slice::from_ref(&job),
+                &Records::default(),
+            ))
+            .await
+            {
                 Ok(Ok(mut r)) => r.pop().unwrap_or(Err(WriteError::Internal)),
                 Ok(Err(e)) => {
                     *conn = None;
@@ -1196,8 +1199,9 @@ impl Worker {
         &self,
         conn: &mut Option<Conn>,
         jobs: &[Job],
-        records: &[super::attempts::AttemptRecord],
+        recorded: &Records,
     ) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
+        let (records, endpoints) = (&recorded.attempts[..], &recorded.endpoints[..]);
         let lock = if matches!(self.store, Store::Postgres(_)) {
             " FOR UPDATE"
         } else {
@@ -1245,15 +1249,18 @@ impl Worker {
             }
             write_rows_in!(script, rows, flagged, lease);
             let owner = self.handoff.as_ref().map(|h| h.owner.as_str());
-            super::attempts::write_records_in!(script, records, owner);
+            super::attempts::write_records_in!(script, records, endpoints, owner);
             let unhanded = fresh.contains(&false);
             let soon = now_ms()
                 + self
                     .handoff
                     .as_ref()
                     .map_or(0, |h| h.poll.as_millis() as i64);
-            let size = jobs.len() + records.len();
-            let records_wake = commit_batch!(tx, script, records, soon, unhanded, size);
+            let size = jobs.len() + recorded.len();
+            let reopened = endpoints
+                .iter()
+                .any(|e| matches!(e.change, super::attempts::EndpointChange::Reopened));
+            let records_wake = commit_batch!(tx, script, records, reopened, soon, unhanded, size);
             // Announce: handed-over deliveries to the dispatcher; the rest wake it.
             let handed = self.announce(&rows, &flagged);
             if rows.deliveries.len() > handed || records_wake {

@@ -428,6 +428,29 @@ async fn a_hanging_endpoint_holds_only_its_cap(db: TestDb) {
         assert!(h["breaker"]["inFlight"].as_u64().unwrap() <= 2, "{h}");
     })
     .await;
+    // The deliveries it sent back busy are parked at once, all together (its claims leave it
+    // out meanwhile): each waits for the probe, none is due.
+    let opened = flowhook::support::now_ms();
+    eventually(
+        "the ten waiting deliveries parked",
+        std::time::Duration::from_secs(3),
+        async || {
+            let parked: Vec<Value> = crate::delivery::deliveries(&a, "&status=pending")
+                .await
+                .into_iter()
+                .filter(|d| {
+                    d["lastError"] == "held: the endpoint's circuit breaker is open"
+                        && d["nextAttemptAt"].as_i64().unwrap() > opened + 240_000
+                })
+                .collect();
+            if parked.len() == 10 {
+                Ok(())
+            } else {
+                Err(parked.len())
+            }
+        },
+    )
+    .await;
 
     let mut c = a;
     c.become_tenant(&c_tenant);
