@@ -116,6 +116,24 @@ struct Caches {
     directories: Mutex<HashMap<String, (i64, Arc<DirectorySnapshot>)>>,
 }
 
+/// Parsed definitions the writer keeps at most: past it the cache starts over (a definition is
+/// immutable, read again when next used), so no organisation publishing version after version
+/// grows the node's memory.
+const DEFINITIONS_ROOM: usize = 1_024;
+
+/// Inserts into a cache of at most `room` entries, emptied first when full.
+fn keep_bounded<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    value: V,
+    room: usize,
+) {
+    if map.len() >= room && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
 /// A delivery committed already leased to this node's dispatcher, with everything needed to
 /// send it: the fresh path skips the claim transaction and the event read.
 #[derive(Debug, Clone)]
@@ -1700,11 +1718,16 @@ impl Worker {
                 StoreError::Corrupt(format!("process `{code}` version {version} is missing"))
             })?;
         let entry = Arc::new(stored.definition);
-        self.caches
-            .definitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, entry.clone());
+        keep_bounded(
+            &mut self
+                .caches
+                .definitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            key,
+            entry.clone(),
+            DEFINITIONS_ROOM,
+        );
         Ok(entry)
     }
 
@@ -1790,6 +1813,20 @@ mod tests {
             status,
             reopened_connectors: reopened.iter().map(|c| (*c).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn a_full_cache_starts_over() {
+        let mut map = HashMap::new();
+        for i in 0..10 {
+            keep_bounded(&mut map, i, i, 4);
+            assert!(map.len() <= 4, "{} entries", map.len());
+        }
+        assert_eq!(map.get(&9), Some(&9), "the newest is kept");
+        let kept = map.len();
+        keep_bounded(&mut map, 9, 90, 1);
+        assert_eq!(map.len(), kept, "replacing a kept key empties nothing");
+        assert_eq!(map.get(&9), Some(&90));
     }
 
     #[test]
