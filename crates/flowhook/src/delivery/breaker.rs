@@ -101,6 +101,9 @@ struct Endpoint {
     /// How many times a success closed it: a park queued for an opening is undone when a
     /// close may have been written before it ([`Breakers::closed_since`]).
     closes: u64,
+    /// Deliveries sent back busy since it last had room: about how many wait, due, for the
+    /// park when its hangs open it.
+    sent_back: u32,
     /// Epoch ms of the last success and the last failure seen.
     last_success_at: Option<i64>,
     last_failure_at: Option<i64>,
@@ -118,6 +121,7 @@ impl Endpoint {
             probing: false,
             probe_blocked: false,
             closes: 0,
+            sent_back: 0,
             last_success_at: None,
             last_failure_at: None,
             in_flight: BTreeMap::new(),
@@ -206,6 +210,16 @@ pub struct Breakers {
     inner: Mutex<Inner>,
 }
 
+/// An endpoint its hangs just opened ([`Breakers::take_to_park`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ToPark {
+    pub key: EndpointKey,
+    /// Its count of closes then (see [`Breakers::closed_since`]).
+    pub closes: u64,
+    /// Deliveries it sent back busy meanwhile: about how many wait to be parked.
+    pub sent_back: u32,
+}
+
 /// What [`Breakers::saturated`] reports: the keys and organisations at their cap.
 pub type Saturated = (Vec<EndpointKey>, Vec<String>);
 
@@ -258,6 +272,7 @@ impl Breakers {
                 e.probe_blocked = true;
                 return Permit::Hold;
             }
+            e.sent_back = e.sent_back.saturating_add(1);
             inner.saturated.insert(key.clone());
             return Permit::Busy(Cap::Endpoint);
         }
@@ -362,16 +377,23 @@ impl Breakers {
         inner.to_park.extend(opened);
     }
 
-    /// The endpoints their hangs opened since the last call, each with its count of closes
-    /// then: their waiting deliveries are to be parked (they stay left out of claims until a
-    /// request of theirs ends). See [`Breakers::closed_since`].
-    pub fn take_to_park(&self) -> Vec<(EndpointKey, u64)> {
+    /// The endpoints their hangs opened since the last call: their waiting deliveries are to
+    /// be parked (they stay left out of claims until a request of theirs ends).
+    pub fn take_to_park(&self) -> Vec<ToPark> {
         let mut inner = self.lock();
-        let keys = std::mem::take(&mut inner.to_park);
-        keys.into_iter()
+        let inner = &mut *inner;
+        std::mem::take(&mut inner.to_park)
+            .into_iter()
             .map(|key| {
-                let closes = inner.endpoints.get(&key).map_or(0, |e| e.closes);
-                (key, closes)
+                let (closes, sent_back) = match inner.endpoints.get_mut(&key) {
+                    Some(e) => (e.closes, std::mem::take(&mut e.sent_back)),
+                    None => (0, 0),
+                };
+                ToPark {
+                    key,
+                    closes,
+                    sent_back,
+                }
             })
             .collect()
     }
@@ -496,7 +518,11 @@ fn end<'a>(inner: &'a mut Inner, key: &EndpointKey, ticket: Ticket) -> Option<&'
     if let Some(n) = inner.orgs.get_mut(&key.corp_id) {
         *n = n.saturating_sub(1);
     }
-    let was = inner.saturated.remove(key) | inner.saturated_orgs.remove(&key.corp_id);
+    if inner.saturated.remove(key) {
+        e.sent_back = 0;
+        inner.freed = true;
+    }
+    let was = inner.saturated_orgs.remove(&key.corp_id);
     inner.freed |= was;
     Some(e)
 }
@@ -659,7 +685,15 @@ mod tests {
             (vec![e.clone()], vec![]),
             "still left out of claims: what it sent back busy is parked at once, not claimed"
         );
-        assert_eq!(b.take_to_park(), vec![(e.clone(), 0)]);
+        assert_eq!(
+            b.take_to_park(),
+            vec![ToPark {
+                key: e.clone(),
+                closes: 0,
+                sent_back: 1
+            }],
+            "with the one delivery it sent back busy"
+        );
         assert!(b.take_to_park().is_empty(), "reported once");
         assert!(!b.closed_since(&e, 0));
         assert_eq!(b.permit(&e, 8, t0 + HANG_AFTER), Permit::Hold);

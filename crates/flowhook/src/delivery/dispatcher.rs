@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
-use super::breaker::{Breakers, Cap, EndpointKey, Permit, Ticket};
+use super::breaker::{Breakers, Cap, EndpointKey, Permit, Ticket, ToPark};
 use super::request::{prepare, EventInfo, Prepared, Signing};
 use super::retry::{Next, Outcome, RetryPolicy};
 use crate::integration::connectors::{Action, Auth, Connector};
@@ -267,7 +267,7 @@ async fn run(
             }
         }
         shared.breakers.tick(Instant::now());
-        park_opened(&shared, &records_tx).await;
+        park_opened(&shared, &records_tx);
         send_probes(&shared, &mut probed, &permits, &records_tx, &mut analyzed).await;
         let mut free = permits.available_permits().min(256);
         if free == 0 {
@@ -384,38 +384,57 @@ async fn open_parked_endpoints(shared: &Shared) -> Result<usize, StoreError> {
     Ok(endpoints.len())
 }
 
-/// Parks at once, in one statement each, the waiting deliveries of the endpoints their hangs
-/// just opened (see `breaker`): claimed instead, each would be read, held and parked alone.
-async fn park_opened(shared: &Shared, records_tx: &mpsc::Sender<Record>) {
-    for (key, closes) in shared.breakers.take_to_park() {
+/// Rows one park statement takes at most, and the pause between two (see [`park_opened`]).
+const PARK_STEP: usize = 50;
+const PARK_PACE: Duration = Duration::from_millis(5);
+
+/// Parks at once the waiting deliveries of the endpoints their hangs just opened (see
+/// `breaker`): claimed instead, each would be read, held and parked alone. By statements of
+/// [`PARK_STEP`] rows, [`PARK_PACE`] apart — as many as the endpoint sent back busy, and one
+/// more — so no one commit of the writer, which every organisation waits for, carries hundreds
+/// of row versions.
+fn park_opened(shared: &Arc<Shared>, records_tx: &mpsc::Sender<Record>) {
+    for ToPark {
+        key,
+        closes,
+        sent_back,
+    } in shared.breakers.take_to_park()
+    {
         let connectors = connectors_at(shared, &key);
         if connectors.is_empty() {
             continue;
         }
-        let record = |change| {
-            Record::Endpoint(EndpointRecord {
-                corp_id: key.corp_id.clone(),
-                connectors: connectors.clone(),
-                change,
-            })
-        };
-        let parked = EndpointChange::Parked {
-            until: now_ms() + park_ms(&shared.config),
-            because: HELD_BY_BREAKER,
-        };
-        if records_tx.send(record(parked)).await.is_err() {
-            return;
-        }
-        // A success that closed it before the park was queued may have its reopen written
-        // first: reopen after the park. (A close from now on is queued after it.)
-        if shared.breakers.closed_since(&key, closes)
-            && records_tx
-                .send(record(EndpointChange::Reopened))
-                .await
-                .is_err()
-        {
-            return;
-        }
+        let (shared, tx) = (shared.clone(), records_tx.clone());
+        tokio::spawn(async move {
+            let record = |change| {
+                Record::Endpoint(EndpointRecord {
+                    corp_id: key.corp_id.clone(),
+                    connectors: connectors.clone(),
+                    change,
+                })
+            };
+            // One `until` for every step: a step takes only rows not parked yet.
+            let until = now_ms() + park_ms(&shared.config);
+            let steps = (sent_back as usize / PARK_STEP + 1).min(200);
+            for step in 0..steps {
+                if step > 0 {
+                    tokio::time::sleep(PARK_PACE).await;
+                }
+                let parked = EndpointChange::Parked {
+                    until,
+                    because: HELD_BY_BREAKER,
+                    at_most: PARK_STEP,
+                };
+                if tx.send(record(parked)).await.is_err() {
+                    return;
+                }
+            }
+            // A success that closed it before the last step was queued may have its reopen
+            // written first: reopen after the park. (A close from now on is queued after it.)
+            if shared.breakers.closed_since(&key, closes) {
+                let _ = tx.send(record(EndpointChange::Reopened)).await;
+            }
+        });
     }
 }
 

@@ -51,9 +51,15 @@ pub struct EndpointRecord {
 }
 
 pub enum EndpointChange {
-    /// Its breaker opened: every pending delivery not leased is parked until `until`, with
-    /// `because` as its `lastError` (the probe that closes the breaker ends the park).
-    Parked { until: i64, because: &'static str },
+    /// Its breaker opened: pending deliveries not leased, `at_most` of them, are parked until
+    /// `until`, with `because` as its `lastError` (the probe that closes the breaker ends the
+    /// park). A large backlog is parked by several, one `until` for all: each takes rows the
+    /// earlier ones left, and no one commit carries them all.
+    Parked {
+        until: i64,
+        because: &'static str,
+        at_most: usize,
+    },
     /// Its breaker closed: every pending delivery is due now.
     Reopened,
 }
@@ -210,30 +216,38 @@ macro_rules! write_records_in {
         // became of them) and reopens.
         for e in endpoints {
             let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
-            match e.change {
-                $crate::store::attempts::EndpointChange::Parked { until, because } => {
+            let at_most = match e.change {
+                $crate::store::attempts::EndpointChange::Parked { until, because, at_most } => {
                     q.push_bind(until)
                         .push(", last_error = ")
                         .push_bind(because)
                         .push(", updated_at = ")
                         .push_bind(now)
-                        .push(" WHERE status = 'pending' AND next_attempt_at < ")
+                        .push(" WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at < ")
                         .push_bind(until)
                         .push(" AND (lease_until IS NULL OR lease_until < ")
                         .push_bind(now)
+                        // Not those parked already (by a record of their own, or a step before).
+                        .push(") AND (last_error IS NULL OR last_error <> ")
+                        .push_bind(because)
                         .push(")");
+                    Some(at_most)
                 }
                 $crate::store::attempts::EndpointChange::Reopened => {
                     q.push_bind(now)
                         .push(" WHERE status = 'pending' AND next_attempt_at > ")
                         .push_bind(now);
+                    None
                 }
-            }
+            };
             q.push(" AND corp_id = ")
                 .push_bind(&e.corp_id)
                 .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id");
             $crate::store::push_in_list(q, e.connectors.iter().map(String::as_str));
             q.push(")");
+            if let Some(n) = at_most {
+                q.push(" LIMIT ").push_bind(i64::try_from(n).unwrap_or(i64::MAX)).push(")");
+            }
         }
         // Last, so nothing written above pushes them back: an endpoint that is back gets its
         // backlog due now, not when each backoff expires.

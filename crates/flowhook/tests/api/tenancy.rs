@@ -420,7 +420,8 @@ async fn a_hanging_endpoint_holds_only_its_cap(db: TestDb) {
         json!({"maxConcurrency": 2, "timeoutMs": 20_000}),
     )
     .await;
-    for i in 0..12 {
+    // More than one park statement's worth (`PARK_STEP`, 50) wait behind the two hanging.
+    for i in 0..62 {
         a.start("alice", "leave", &format!("a{i}"), json!({"days": "1"}))
             .await;
     }
@@ -428,11 +429,11 @@ async fn a_hanging_endpoint_holds_only_its_cap(db: TestDb) {
         assert!(h["breaker"]["inFlight"].as_u64().unwrap() <= 2, "{h}");
     })
     .await;
-    // The deliveries it sent back busy are parked at once, all together (its claims leave it
-    // out meanwhile): each waits for the probe, none is due.
+    // The deliveries it sent back busy are parked at once, by a few statements (its claims
+    // leave it out meanwhile): each waits for the probe, none is due.
     let opened = flowhook::support::now_ms();
     eventually(
-        "the ten waiting deliveries parked",
+        "the sixty waiting deliveries parked",
         std::time::Duration::from_secs(3),
         async || {
             let parked: Vec<Value> = crate::delivery::deliveries(&a, "&status=pending")
@@ -443,7 +444,7 @@ async fn a_hanging_endpoint_holds_only_its_cap(db: TestDb) {
                         && d["nextAttemptAt"].as_i64().unwrap() > opened + 240_000
                 })
                 .collect();
-            if parked.len() == 10 {
+            if parked.len() == 60 {
                 Ok(())
             } else {
                 Err(parked.len())
