@@ -20,8 +20,9 @@
 //! the caller puts it back for a moment, and leaves saturated keys out of its claims. An
 //! endpoint its hangs open is usually at its cap, with its waiting deliveries sent back busy:
 //! it stays left out of the claims, and is reported by [`Breakers::take_to_park`] — the
-//! dispatcher parks all its waiting deliveries in one statement. (Claimed instead, each would be
-//! read, held and parked by a record of its own: hundreds at once, a stall for everyone.) When
+//! dispatcher parks its waiting deliveries by a few set statements, with how many it sent back
+//! busy. (Claimed instead, each would be read, held and parked by a record of its own: hundreds
+//! at once, a stall for everyone.) When
 //! a hanging request ends, the key is no longer left out; what came due meanwhile is claimed and
 //! parked one by one.
 //!
