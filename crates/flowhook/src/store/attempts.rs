@@ -212,12 +212,27 @@ macro_rules! write_records_in {
                 q.push(" AND lease_owner = ").push_bind(owner.to_owned());
             }
         }
-        // Endpoints, in the order they came: parks (not of leased rows: their records say what
-        // became of them) and reopens.
-        for e in endpoints {
-            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
-            let at_most = match e.change {
+        // Endpoint changes: the dispatcher's parks (not of leased rows: their records say what
+        // became of them) and reopens in the order they came, then the reopens of the successes
+        // above — last, so nothing written above pushes them back: an endpoint that is back gets
+        // its backlog due now, not when each backoff expires.
+        let parks = endpoints.iter().map(|e| {
+            let park = match e.change {
                 $crate::store::attempts::EndpointChange::Parked { until, because, at_most } => {
+                    Some((until, because, at_most))
+                }
+                $crate::store::attempts::EndpointChange::Reopened => None,
+            };
+            (e.corp_id.as_str(), &e.connectors[..], park)
+        });
+        let reopens = batch
+            .iter()
+            .filter(|r| !r.reopened_connectors.is_empty())
+            .map(|r| (r.corp_id.as_str(), &r.reopened_connectors[..], None));
+        for (corp_id, connectors, park) in parks.chain(reopens) {
+            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
+            match park {
+                Some((until, because, _)) => {
                     q.push_bind(until)
                         .push(", last_error = ")
                         .push_bind(because)
@@ -231,34 +246,21 @@ macro_rules! write_records_in {
                         .push(") AND (last_error IS NULL OR last_error <> ")
                         .push_bind(because)
                         .push(")");
-                    Some(at_most)
                 }
-                $crate::store::attempts::EndpointChange::Reopened => {
+                None => {
                     q.push_bind(now)
                         .push(" WHERE status = 'pending' AND next_attempt_at > ")
                         .push_bind(now);
-                    None
                 }
-            };
-            q.push(" AND corp_id = ")
-                .push_bind(&e.corp_id)
-                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id");
-            $crate::store::push_in_list(q, e.connectors.iter().map(String::as_str));
-            q.push(")");
-            if let Some(n) = at_most {
-                q.push(" LIMIT ").push_bind(i64::try_from(n).unwrap_or(i64::MAX)).push(")");
             }
-        }
-        // Last, so nothing written above pushes them back: an endpoint that is back gets its
-        // backlog due now, not when each backoff expires.
-        for connector in batch.iter().flat_map(|r| &r.reopened_connectors) {
-            let q = $script.start("UPDATE deliveries SET next_attempt_at = ");
-            q.push_bind(now)
-                .push(" WHERE status = 'pending' AND next_attempt_at > ")
-                .push_bind(now)
-                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id = ")
-                .push_bind(connector)
-                .push(")");
+            q.push(" AND corp_id = ")
+                .push_bind(corp_id)
+                .push(" AND action_id IN (SELECT id FROM actions WHERE connector_id");
+            $crate::store::push_in_list(q, connectors.iter().map(String::as_str));
+            q.push(")");
+            if let Some((_, _, at_most)) = park {
+                q.push(" LIMIT ").push_bind(i64::try_from(at_most).unwrap_or(i64::MAX)).push(")");
+            }
         }
     }};
 }
