@@ -48,6 +48,21 @@ pub struct Recent<T> {
     entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64, T)>>,
 }
 
+/// Inserts into a cache of at most `room` entries, emptied first when full (a key it holds
+/// already is replaced, nothing emptied): the caches on hot paths stay bounded whatever any
+/// organisation sends.
+pub fn insert_bounded<K: std::hash::Hash + Eq, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    key: K,
+    value: V,
+    room: usize,
+) {
+    if map.len() >= room && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
 /// Entries a [`Recent`] keeps at most; it starts over when full.
 const RECENT_ROOM: usize = 10_000;
 
@@ -70,12 +85,11 @@ impl<T: Clone> Recent<T> {
     /// during the read voids it.
     pub fn put(&self, key: &str, generation: u64, value: T) {
         let mut entries = self.entries.lock().expect("cache lock");
-        if entries.len() >= RECENT_ROOM {
-            entries.clear();
-        }
-        entries.insert(
+        insert_bounded(
+            &mut entries,
             key.to_owned(),
             (std::time::Instant::now(), generation, value),
+            RECENT_ROOM,
         );
     }
 
@@ -91,5 +105,24 @@ impl<T: Clone> Recent<T> {
         let v = load.await?;
         self.put(key, generation, v.clone());
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_cache_starts_over() {
+        let mut map = std::collections::HashMap::new();
+        for i in 0..10 {
+            insert_bounded(&mut map, i, i, 4);
+            assert!(map.len() <= 4, "{} entries", map.len());
+        }
+        assert_eq!(map.get(&9), Some(&9), "the newest is kept");
+        let kept = map.len();
+        insert_bounded(&mut map, 9, 90, 1);
+        assert_eq!(map.len(), kept, "replacing a kept key empties nothing");
+        assert_eq!(map.get(&9), Some(&90));
     }
 }

@@ -121,19 +121,6 @@ struct Caches {
 /// grows the node's memory.
 const DEFINITIONS_ROOM: usize = 1_024;
 
-/// Inserts into a cache of at most `room` entries, emptied first when full.
-fn keep_bounded<K: std::hash::Hash + Eq, V>(
-    map: &mut HashMap<K, V>,
-    key: K,
-    value: V,
-    room: usize,
-) {
-    if map.len() >= room && !map.contains_key(&key) {
-        map.clear();
-    }
-    map.insert(key, value);
-}
-
 /// A delivery committed already leased to this node's dispatcher, with everything needed to
 /// send it: the fresh path skips the claim transaction and the event read.
 #[derive(Debug, Clone)]
@@ -1718,7 +1705,7 @@ impl Worker {
                 StoreError::Corrupt(format!("process `{code}` version {version} is missing"))
             })?;
         let entry = Arc::new(stored.definition);
-        keep_bounded(
+        crate::support::insert_bounded(
             &mut self
                 .caches
                 .definitions
@@ -1813,20 +1800,6 @@ mod tests {
             status,
             reopened_connectors: reopened.iter().map(|c| (*c).to_owned()).collect(),
         }
-    }
-
-    #[test]
-    fn a_full_cache_starts_over() {
-        let mut map = HashMap::new();
-        for i in 0..10 {
-            keep_bounded(&mut map, i, i, 4);
-            assert!(map.len() <= 4, "{} entries", map.len());
-        }
-        assert_eq!(map.get(&9), Some(&9), "the newest is kept");
-        let kept = map.len();
-        keep_bounded(&mut map, 9, 90, 1);
-        assert_eq!(map.len(), kept, "replacing a kept key empties nothing");
-        assert_eq!(map.get(&9), Some(&90));
     }
 
     #[test]
