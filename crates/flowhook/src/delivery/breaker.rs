@@ -22,9 +22,8 @@
 //! it stays left out of the claims, and is reported by [`Breakers::take_to_park`] — the
 //! dispatcher parks its waiting deliveries by a few set statements, with how many it sent back
 //! busy. (Claimed instead, each would be read, held and parked by a record of its own: hundreds
-//! at once, a stall for everyone.) When
-//! a hanging request ends, the key is no longer left out; what came due meanwhile is claimed and
-//! parked one by one.
+//! at once, a stall for everyone.) When a hanging request ends, the key is no longer left out;
+//! what came due meanwhile is claimed and parked one by one.
 //!
 //! The dispatcher parks the deliveries an open breaker holds back (far in the future, not at the
 //! cooldown's end: else the whole backlog would be claimed and held again every cooldown), so
