@@ -664,8 +664,21 @@ async fn an_open_breaker_parks_its_backlog_and_keeps_probing(db: TestDb) {
         "/connectors/{}/health",
         connectors[0]["id"].as_str().unwrap()
     ));
-    let (s, health) = org.send("GET", &health_path, None, None).await;
-    assert_eq!(s, StatusCode::OK, "{health}");
+    // Read between two probes: while one is out (every 200 ms, for a few ms) it is half open.
+    let health = eventually(
+        "the breaker open between probes",
+        Duration::from_secs(5),
+        async || {
+            let (s, health) = org.send("GET", &health_path, None, None).await;
+            assert_eq!(s, StatusCode::OK, "{health}");
+            if health["breaker"]["state"] == "open" {
+                Ok(health)
+            } else {
+                Err(health)
+            }
+        },
+    )
+    .await;
     assert_eq!(health["endpoint"], down.url.as_str(), "{health}");
     assert_eq!(health["breaker"]["state"], "open", "{health}");
     assert!(
