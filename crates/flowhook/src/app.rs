@@ -109,6 +109,7 @@ impl Application {
                 tasks,
                 store,
                 known_orgs: Default::default(),
+                known_apps: Default::default(),
                 known_keys: crate::support::Recent::new(crate::http::auth::KEY_TTL),
                 metrics: Metrics::new(),
                 admin_key: config.admin_key.as_deref().map(std::sync::Arc::from),

@@ -108,11 +108,29 @@ async fn organisation(
     app_type: &str,
 ) -> Result<String, ApiError> {
     let not_found = || ApiError::not_found(format!("application `{app_type}` not found"));
-    let corp_id = state
-        .store
-        .app_corp(app_type)
-        .await?
-        .ok_or_else(not_found)?;
+    let known = state
+        .known_apps
+        .lock()
+        .expect("apps lock")
+        .get(app_type)
+        .cloned();
+    let corp_id = match known {
+        Some(corp_id) => corp_id,
+        None => {
+            let corp_id = state
+                .store
+                .app_corp(app_type)
+                .await?
+                .ok_or_else(not_found)?;
+            crate::support::insert_bounded(
+                &mut state.known_apps.lock().expect("apps lock"),
+                app_type.to_owned(),
+                corp_id.clone(),
+                super::KNOWN_APPS,
+            );
+            corp_id
+        }
+    };
     caller
         .check(&corp_id, Scope::Integration)
         .map_err(|e| match e {

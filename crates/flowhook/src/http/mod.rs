@@ -67,6 +67,10 @@ pub struct SharedState {
     /// Organisations known to exist (there is no deletion, so a hit never goes stale): the
     /// check before each command reads the database only for an unknown one.
     pub known_orgs: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// The organisation of each application found (an application is never deleted nor moved,
+    /// so a hit never goes stale; at most [`KNOWN_APPS`]): an ingest call reads no database
+    /// for it.
+    pub known_apps: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Organisation API keys found, by hash, for [`auth::KEY_TTL`]: a request with a known key
     /// reads no database.
     pub known_keys: crate::support::Recent<crate::store::directory::KeyOwner>,
@@ -75,6 +79,9 @@ pub struct SharedState {
     /// Signs approval links (the console checks them; the dispatcher signs each `taskUrl`).
     pub links: std::sync::Arc<crate::delivery::links::Links>,
 }
+
+/// Applications [`AppState::known_apps`] keeps at most; it starts over when full.
+pub const KNOWN_APPS: usize = 10_000;
 
 impl AppState {
     /// New work for the dispatchers: this node's at once, the others' by `NOTIFY` (PostgreSQL).

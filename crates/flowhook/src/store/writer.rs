@@ -1,11 +1,13 @@
 //! The command writer: every state-changing command goes through here, and is acknowledged only
 //! after the transaction that holds its new state, its task rows and its outbox events commits.
 //!
-//! Group commit: one task takes queued commands in batches (up to [`MAX_BATCH`]) and runs each
-//! batch in ONE transaction (on PostgreSQL often one statement, a transaction by itself) — one
-//! fsync for many commands, durability untouched. A command the engine refuses writes nothing
-//! and does not disturb its batch; if the database fails mid-batch, the batch is rolled back and
-//! its commands are retried one transaction each, so one bad command cannot fail its neighbours.
+//! Group commit: one task takes queued commands, ingest calls (`store::ingest`) and the
+//! dispatcher's attempt records in batches (up to [`MAX_BATCH`] of each) and runs each batch in
+//! ONE transaction (on PostgreSQL often one statement, a transaction by itself) — one fsync for
+//! many commands, durability untouched. A command the engine refuses (or an ingest call refused)
+//! writes nothing and does not disturb its batch; if the database fails mid-batch, the batch is
+//! rolled back and its commands and calls are retried one transaction each, so one bad command
+//! cannot fail its neighbours.
 //!
 //! Serialisation: within a node the writer is the only writer, so commands on one instance
 //! apply in order; across PostgreSQL nodes the instance row is locked (`FOR UPDATE`) for the
@@ -21,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::attempts::Records;
 use super::claims::DeliveryEvent;
 use super::deliveries::{DeliveryId, DeliveryStatus};
-use super::ingest::{HandoffRoom, IngestCall, IngestError, Ingested};
+use super::ingest::{IngestCall, IngestError, Ingested};
 use super::{Store, StoreError};
 use crate::engine::definition::Definition;
 use crate::engine::ids::InstanceId;
@@ -106,8 +108,11 @@ struct Job {
 /// An ingest call (`store::ingest`), committed in the writer's batches like a command.
 struct IngestJob {
     call: IngestCall,
-    reply: oneshot::Sender<Result<Vec<Ingested>, IngestError>>,
+    reply: IngestReply,
 }
+
+/// Where an ingest call's result goes.
+type IngestReply = oneshot::Sender<Result<Vec<Ingested>, IngestError>>;
 
 /// Parsed definitions (immutable per version) and directory snapshots (per version).
 #[derive(Default)]
@@ -905,14 +910,15 @@ fn instances_wanted(jobs: &[Job]) -> Vec<&InstanceId> {
 }
 
 /// Plan: the instances of ordered new deliveries whose lanes must be looked up before a
-/// handoff. An instance started in this batch has nothing waiting: no need to look.
+/// handoff. A lane that is `new` — an instance started in this batch, an ingested instance with
+/// no event stored before — has nothing waiting: no need to look.
 fn lanes_to_check<'r>(
-    deliveries: &[NewDelivery<'r>],
-    started: &std::collections::HashSet<&InstanceId>,
+    deliveries: &[&NewDelivery<'r>],
+    new: &std::collections::HashSet<(&str, &InstanceId)>,
 ) -> Vec<&'r InstanceId> {
     let mut lanes: Vec<&InstanceId> = deliveries
         .iter()
-        .filter(|d| d.ordered && !started.contains(d.instance_id))
+        .filter(|d| d.ordered && !new.contains(&(d.corp_id, d.instance_id)))
         .map(|d| d.instance_id)
         .collect();
     lanes.sort_unstable();
@@ -926,7 +932,7 @@ fn lanes_to_check<'r>(
 /// is the organisation's (corp_id, instance_id): an ingested instance of another organisation
 /// may bear the same id.
 fn choose_handoff(
-    deliveries: &[NewDelivery],
+    deliveries: &[&NewDelivery],
     busy: &std::collections::HashSet<(String, InstanceId)>,
     mut room: usize,
 ) -> Vec<bool> {
@@ -1053,45 +1059,56 @@ impl Worker {
                     }
                 }
             }
-            // Ingest calls: a transaction of their own, one for all queued (the writer's
-            // turns alternate, so neither commands nor attempt records wait behind a flood).
-            if !ingests.is_empty() {
-                self.ingest(ingests).await;
-            }
-            if batch.is_empty() && recs.is_empty() {
+            if batch.is_empty() && recs.is_empty() && ingests.is_empty() {
                 continue;
             }
-            match guarded(self.batch(&mut conn, &batch, &recs)).await {
-                Ok(Ok(results)) => {
+            // Commands, ingest calls and attempt records: one transaction, one fsync.
+            let (calls, replies): (Vec<IngestCall>, Vec<_>) =
+                ingests.into_iter().map(|j| (j.call, j.reply)).unzip();
+            match guarded(self.batch(&mut conn, &batch, &recs, &calls)).await {
+                Ok(Ok((results, ingested))) => {
                     for (job, result) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(result);
                     }
+                    for (reply, result) in replies.into_iter().zip(ingested) {
+                        let _ = reply.send(result);
+                    }
                 }
                 failed => {
+                    let size = batch.len() + calls.len();
                     match failed {
                         Ok(Err(e)) => {
-                            tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its commands one by one")
+                            tracing::warn!(error = %e, size, "batch failed; retrying its commands one by one")
                         }
                         Err(panic) => {
-                            tracing::error!(%panic, size = batch.len(), "batch panicked; retrying its commands one by one")
+                            tracing::error!(%panic, size, "batch panicked; retrying its commands one by one")
                         }
                         Ok(Ok(_)) => {}
                     }
                     conn = None;
-                    self.one_by_one(&mut conn, batch, &recs).await;
+                    self.one_by_one(&mut conn, batch, &recs, calls.into_iter().zip(replies))
+                        .await;
                 }
             }
         }
     }
 
     /// After a failed batch: its attempt records in a transaction of their own, then each
-    /// command alone, so one bad command cannot fail its neighbours. A command that fails alone
-    /// gets the error; one that panics alone gets [`WriteError::Internal`].
-    async fn one_by_one(&self, conn: &mut Option<Conn>, batch: Vec<Job>, recs: &Records) {
+    /// command alone and each ingest call alone, so one bad command or call cannot fail its
+    /// neighbours. A command that fails alone gets the error; one that panics alone gets
+    /// [`WriteError::Internal`]. An ingest call that lost a race with another node for a `seq`
+    /// or an event id is tried again (it then reads the winner's row).
+    async fn one_by_one(
+        &self,
+        conn: &mut Option<Conn>,
+        batch: Vec<Job>,
+        recs: &Records,
+        ingests: impl Iterator<Item = (IngestCall, IngestReply)>,
+    ) {
         if !recs.is_empty() {
             // A record that cannot be written is not lost: the delivery's lease expires and it
             // is sent again (at-least-once).
-            let why = match guarded(self.batch(conn, &[], recs)).await {
+            let why = match guarded(self.batch(conn, &[], recs, &[])).await {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(panic) => Some(panic),
@@ -1106,10 +1123,11 @@ impl Worker {
                 conn,
                 std::slice::from_ref(&job),
                 &Records::default(),
+                &[],
             ))
             .await
             {
-                Ok(Ok(mut r)) => r.pop().unwrap_or(Err(WriteError::Internal)),
+                Ok(Ok((mut r, _))) => r.pop().unwrap_or(Err(WriteError::Internal)),
                 Ok(Err(e)) => {
                     *conn = None;
                     Err(WriteError::Store(e))
@@ -1122,76 +1140,31 @@ impl Worker {
             };
             let _ = job.reply.send(result);
         }
-    }
-
-    /// Stores the queued ingest calls in one transaction; if the database fails it, each call
-    /// alone (so one call cannot fail its neighbours), and a call that lost a race with another
-    /// node for a `seq` or an event id is tried again (it then reads the winner's row).
-    async fn ingest(&self, jobs: Vec<IngestJob>) {
-        let (calls, replies): (Vec<IngestCall>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.call, j.reply)).unzip();
-        match guarded(self.ingest_batch(&calls)).await {
-            Ok(Ok(results)) => {
-                for (result, reply) in results.into_iter().zip(replies) {
-                    let _ = reply.send(result);
-                }
-            }
-            failed => {
-                match failed {
+        for (call, reply) in ingests {
+            let mut tries = 0;
+            let result = loop {
+                let none = Records::default();
+                match guarded(self.batch(conn, &[], &none, std::slice::from_ref(&call))).await {
+                    Ok(Ok((_, mut r))) => break r.pop().unwrap_or(Err(IngestError::Internal)),
+                    Ok(Err(StoreError::Sql(sqlx::Error::Database(db))))
+                        if db.is_unique_violation() && tries < RACE_RETRIES =>
+                    {
+                        *conn = None;
+                        tries += 1;
+                    }
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, size = calls.len(), "ingest batch failed; retrying its calls one by one")
+                        *conn = None;
+                        break Err(IngestError::Store(e));
                     }
                     Err(panic) => {
-                        tracing::error!(%panic, size = calls.len(), "ingest batch panicked; retrying its calls one by one")
+                        *conn = None;
+                        tracing::error!(%panic, "an ingest call broke an invariant of the writer; it is refused, nothing of it written");
+                        break Err(IngestError::Internal);
                     }
-                    Ok(Ok(_)) => {}
                 }
-                for (call, reply) in calls.iter().zip(replies) {
-                    let mut tries = 0;
-                    let result = loop {
-                        match guarded(self.ingest_batch(std::slice::from_ref(call))).await {
-                            Ok(Ok(mut r)) => break r.pop().unwrap_or(Err(IngestError::Internal)),
-                            Ok(Err(StoreError::Sql(sqlx::Error::Database(db))))
-                                if db.is_unique_violation() && tries < RACE_RETRIES =>
-                            {
-                                tries += 1;
-                            }
-                            Ok(Err(e)) => break Err(IngestError::Store(e)),
-                            Err(panic) => {
-                                tracing::error!(%panic, "an ingest call broke an invariant of the writer; it is refused, nothing of it written");
-                                break Err(IngestError::Internal);
-                            }
-                        }
-                    };
-                    let _ = reply.send(result);
-                }
-            }
+            };
+            let _ = reply.send(result);
         }
-    }
-
-    /// [`Store::ingest_batch`] with this node's handoff: the fresh deliveries go to the local
-    /// dispatcher at commit; the rest wake it (and, in the transaction, the other nodes).
-    async fn ingest_batch(
-        &self,
-        calls: &[IngestCall],
-    ) -> Result<Vec<Result<Vec<Ingested>, IngestError>>, StoreError> {
-        let room = self.handoff.as_ref().map(|h| HandoffRoom {
-            owner: &h.owner,
-            until: now_ms() + h.lease.as_millis() as i64,
-            room: h.tx.capacity(),
-        });
-        let batch = self.store.ingest_batch(calls, room).await?;
-        if let Some(h) = &self.handoff {
-            for d in batch.fresh {
-                // Room was checked and only this task sends: this cannot fail but for a stopped
-                // dispatcher, and then the lease brings the delivery back.
-                let _ = h.tx.try_send(d);
-            }
-        }
-        if batch.unhanded > 0 {
-            self.dispatch.notify_one();
-        }
-        Ok(batch.results)
     }
 
     /// Runs `jobs` in one transaction. `Err` only for a database failure (nothing committed).
@@ -1199,13 +1172,22 @@ impl Worker {
     /// The number of statements does not grow with the batch: one read of every instance the
     /// batch touches (locked on PostgreSQL), the engine in memory (a later command on the same
     /// instance sees the earlier one's result), then multi-row upserts of instances, events,
-    /// task rows and cc rows.
+    /// task rows and cc rows; the ingest calls' reads ([`read_stored!`]) and events with them,
+    /// and every new delivery in one insert.
+    #[allow(clippy::type_complexity)]
     async fn batch(
         &self,
         conn: &mut Option<Conn>,
         jobs: &[Job],
         recorded: &Records,
-    ) -> Result<Vec<Result<Outcome, WriteError>>, StoreError> {
+        calls: &[IngestCall],
+    ) -> Result<
+        (
+            Vec<Result<Outcome, WriteError>>,
+            Vec<Result<Vec<Ingested>, IngestError>>,
+        ),
+        StoreError,
+    > {
         let (records, endpoints) = (&recorded.attempts[..], &recorded.endpoints[..]);
         let lock = if matches!(self.store, Store::Postgres(_)) {
             " FOR UPDATE"
@@ -1213,12 +1195,16 @@ impl Worker {
             ""
         };
         let wanted = instances_wanted(jobs);
+        // SQLite runs the batch's writes as one script (see `Statements`), and keeps its reads
+        // prepared; PostgreSQL plans the ingest reads anew each time (see `read_stored!`).
+        let script_joined = matches!(self.store, Store::Sqlite(_));
         let conn = self.connection(conn).await?;
         // What the decisions read besides the instances, all at once: one round trip's wait
         // instead of one per organisation and process in turn (before the write gate: nothing
         // here needs it).
         let mut ctx = BatchContext::default();
-        self.prefetch(conn, jobs, &mut ctx).await?;
+        self.prefetch(conn, jobs, calls, &mut ctx).await?;
+        let named = super::ingest::named(calls);
         let _gate = super::write_gate(&self.store).await;
         on_conn!(conn, |c| {
             // Mutable for PostgreSQL's transaction; SQLite's is a `&mut` already.
@@ -1228,30 +1214,67 @@ impl Worker {
             let states = load_states!(tx, wanted, lock);
             // Decide: the engine, in memory (a later command on an instance sees the earlier).
             let (results, changes) = self.decide_all(jobs, states, &mut ctx).await?;
+            // Ingest: what is stored of the calls' events and instances.
+            let stored = super::ingest::read_stored!(tx, named, script_joined);
             // Plan: the rows, the fan-out to deliveries, which of them are handed over.
             self.strategies_for(&changes, &mut ctx).await?;
-            let rows = Rows::of(&changes, &ctx.strategies, now_ms());
+            let now = now_ms();
+            let rows = Rows::of(&changes, &ctx.strategies, now);
+            // Lanes with nothing stored before: an instance started here, or an ingested
+            // instance with no event yet.
+            let mut new: std::collections::HashSet<(&str, &InstanceId)> = changes
+                .iter()
+                .filter(|c| c.started)
+                .map(|c| (c.instance.corp_id.as_str(), &c.instance.id))
+                .collect();
+            for c in calls {
+                for r in &c.events {
+                    let key = (c.corp_id.clone(), r.instance_id.clone());
+                    if !stored.last_seq.contains_key(&key) {
+                        new.insert((c.corp_id.as_str(), &r.instance_id));
+                    }
+                }
+            }
+            let ingest = super::ingest::plan(calls, stored, &ctx.strategies, now);
+            let relayed: Vec<NewDelivery> = ingest
+                .rows
+                .iter()
+                .filter_map(|e| {
+                    let (id, action_id, ordered) = e.delivery.as_ref()?;
+                    Some(NewDelivery {
+                        id: id.clone(),
+                        corp_id: e.corp_id,
+                        event_id: &e.stored.id,
+                        action_id,
+                        instance_id: &e.relayed.instance_id,
+                        seq: e.stored.seq,
+                        ordered: *ordered,
+                        at: now,
+                    })
+                })
+                .collect();
+            let deliveries: Vec<&NewDelivery> = rows.deliveries.iter().chain(&relayed).collect();
             let lease = self.lease();
             let room = lease.map_or(0, |l| l.2);
             let busy = if room > 0 {
-                let started = changes
-                    .iter()
-                    .filter(|c| c.started)
-                    .map(|c| &c.instance.id)
-                    .collect();
-                let lanes = lanes_to_check(&rows.deliveries, &started);
+                let lanes = lanes_to_check(&deliveries, &new);
                 busy_lanes!(tx, lanes)
             } else {
                 Default::default()
             };
-            let fresh = choose_handoff(&rows.deliveries, &busy, room);
-            let flagged: Vec<(&NewDelivery, bool)> =
-                rows.deliveries.iter().zip(fresh.iter().copied()).collect();
-            // Write: one script (SQLite) or one WITH statement and a few (PostgreSQL).
-            let mut script = Statements::new(matches!(self.store, Store::Sqlite(_)));
+            let fresh = choose_handoff(&deliveries, &busy, room);
+            let flagged: Vec<(&NewDelivery, bool)> = deliveries
+                .iter()
+                .copied()
+                .zip(fresh.iter().copied())
+                .collect();
+            // Write: one script (SQLite) or one WITH statement and a few (PostgreSQL). The
+            // ingested events before the deliveries that refer to them.
+            let mut script = Statements::new(script_joined);
             if script.joined {
                 script.start("BEGIN IMMEDIATE");
             }
+            super::ingest::write_events_in!(script, &ingest.rows, now);
             write_rows_in!(script, rows, flagged, lease);
             let owner = self.handoff.as_ref().map(|h| h.owner.as_str());
             super::attempts::write_records_in!(script, records, endpoints, owner);
@@ -1261,17 +1284,17 @@ impl Worker {
                     .handoff
                     .as_ref()
                     .map_or(0, |h| h.poll.as_millis() as i64);
-            let size = jobs.len() + recorded.len();
+            let size = jobs.len() + recorded.len() + calls.len();
             let reopened = endpoints
                 .iter()
                 .any(|e| matches!(e.change, super::attempts::EndpointChange::Reopened));
             let records_wake = commit_batch!(tx, script, records, reopened, soon, unhanded, size);
             // Announce: handed-over deliveries to the dispatcher; the rest wake it.
-            let handed = self.announce(&rows, &flagged);
-            if rows.deliveries.len() > handed || records_wake {
+            let handed = self.announce(&rows, &ingest.rows, &flagged);
+            if deliveries.len() > handed || records_wake {
                 self.dispatch.notify_one();
             }
-            Ok(results)
+            Ok((results, ingest.results))
         })
     }
 
@@ -1372,7 +1395,12 @@ impl Worker {
 
     /// Announce: gives the handed-over deliveries of a committed batch to the local dispatcher
     /// with everything needed to send them; returns how many.
-    fn announce(&self, rows: &Rows, flagged: &[(&NewDelivery, bool)]) -> usize {
+    fn announce(
+        &self,
+        rows: &Rows,
+        relayed: &[super::ingest::NewEvent],
+        flagged: &[(&NewDelivery, bool)],
+    ) -> usize {
         let handed = flagged.iter().filter(|(_, handed)| *handed).count();
         let Some(handoff) = self.handoff.as_ref().filter(|_| handed > 0) else {
             return 0;
@@ -1387,7 +1415,22 @@ impl Worker {
                 )
             })
             .collect();
+        let relayed: HashMap<&str, &super::ingest::NewEvent> =
+            relayed.iter().map(|e| (e.stored.id.as_str(), e)).collect();
         for (d, _) in flagged.iter().filter(|(_, handed)| *handed) {
+            if let Some(e) = relayed.get(d.event_id) {
+                let _ = handoff.tx.try_send(FreshDelivery {
+                    id: d.id.clone(),
+                    corp_id: d.corp_id.to_owned(),
+                    event_id: d.event_id.to_owned(),
+                    action_id: d.action_id.to_owned(),
+                    instance_id: d.instance_id.clone(),
+                    ordered: d.ordered,
+                    created_at: d.at,
+                    event: e.delivery_event(),
+                });
+                continue;
+            }
             let (stored, params, app_type) = events[d.event_id];
             let Ok(params) = serde_json::from_str(params) else {
                 continue; // not possible: just serialised; the lease would cover it
@@ -1422,6 +1465,7 @@ impl Worker {
         &self,
         conn: &mut Conn,
         jobs: &[Job],
+        calls: &[IngestCall],
         ctx: &mut BatchContext,
     ) -> Result<(), StoreError> {
         use futures_util::future::try_join_all;
@@ -1433,6 +1477,14 @@ impl Worker {
             .collect();
         corps.sort_unstable();
         corps.dedup();
+        // Organisations that only relay (ingest calls) need only their strategies.
+        let mut relaying: Vec<&str> = calls
+            .iter()
+            .map(|c| c.corp_id.as_str())
+            .filter(|c| corps.binary_search(c).is_err())
+            .collect();
+        relaying.sort_unstable();
+        relaying.dedup();
         let mut started: Vec<(&str, &str)> = jobs
             .iter()
             .filter_map(|j| match &j.op {
@@ -1466,6 +1518,8 @@ impl Worker {
                 }
                 None => std::time::Instant::now(),
             };
+            // One script reads both: a relaying organisation's directory comes along (cached).
+            corps.extend(relaying);
             corps
                 .retain(|c| !(ctx.strategies.contains_key(*c) && ctx.directories.contains_key(*c)));
             started.retain(|(c, p)| !ctx.latest.contains_key(&((*c).to_owned(), (*p).to_owned())));
@@ -1482,9 +1536,10 @@ impl Worker {
             });
             return Ok(());
         }
-        let (directories, strategies, latest) = tokio::join!(
+        let (directories, strategies, relayed, latest) = tokio::join!(
             try_join_all(corps.iter().map(|c| self.fresh_directory(c))),
             try_join_all(corps.iter().map(|c| self.store.strategy(c))),
+            try_join_all(relaying.iter().map(|c| self.store.strategy(c))),
             try_join_all(
                 started
                     .iter()
@@ -1495,6 +1550,9 @@ impl Worker {
             corps.iter().zip(directories?.into_iter().zip(strategies?))
         {
             ctx.directories.insert((*corp).to_owned(), directory);
+            ctx.strategies.insert((*corp).to_owned(), strategy);
+        }
+        for (corp, strategy) in relaying.iter().zip(relayed?) {
             ctx.strategies.insert((*corp).to_owned(), strategy);
         }
         for ((corp, code), latest) in started.iter().zip(latest?) {
@@ -1802,6 +1860,10 @@ mod tests {
         }
     }
 
+    fn refs<'a, 'r>(ds: &'a [NewDelivery<'r>]) -> Vec<&'a NewDelivery<'r>> {
+        ds.iter().collect()
+    }
+
     #[test]
     fn only_the_head_of_each_lane_is_handed_over() {
         let ds = [
@@ -1812,7 +1874,7 @@ mod tests {
             delivery("acme", "i2", 2, false),
         ];
         assert_eq!(
-            choose_handoff(&ds, &HashSet::new(), 10),
+            choose_handoff(&refs(&ds), &HashSet::new(), 10),
             [true, false, true, true, true],
             "the second of i1's lane waits; unordered ones all go"
         );
@@ -1826,7 +1888,7 @@ mod tests {
         ];
         let busy = HashSet::from([("acme".to_owned(), "order-1".into())]);
         assert_eq!(
-            choose_handoff(&ds, &busy, 10),
+            choose_handoff(&refs(&ds), &busy, 10),
             [false, true],
             "globex's instance of the same id is a lane of its own"
         );
@@ -1839,10 +1901,10 @@ mod tests {
             .map(|i| delivery("acme", i, 1, true))
             .collect();
         assert_eq!(
-            choose_handoff(&ds, &HashSet::new(), 2),
+            choose_handoff(&refs(&ds), &HashSet::new(), 2),
             [true, true, false, false]
         );
-        assert_eq!(choose_handoff(&ds, &HashSet::new(), 0), [false; 4]);
+        assert_eq!(choose_handoff(&refs(&ds), &HashSet::new(), 0), [false; 4]);
     }
 
     #[test]
@@ -1854,8 +1916,11 @@ mod tests {
             delivery("acme", "loose", 1, false),
         ];
         let new = InstanceId::from("new");
-        let started = HashSet::from([&new]);
-        assert_eq!(lanes_to_check(&ds, &started), ["old"]);
+        let started = HashSet::from([("acme", &new)]);
+        assert_eq!(lanes_to_check(&refs(&ds), &started), ["old"]);
+        // A new lane is the organisation's: another's instance of the same id is looked up.
+        let other = [delivery("globex", "new", 2, true)];
+        assert_eq!(lanes_to_check(&refs(&other), &started), ["new"]);
     }
 
     #[test]

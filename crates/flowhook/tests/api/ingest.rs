@@ -132,6 +132,101 @@ async fn futures_join_all<F: std::future::Future>(
     out.into_iter().map(Option::unwrap).collect()
 }
 
+mod commands_and_relayed_events_share_the_writer_s_batches {
+    crate::on_both_backends!(super::commands_and_relayed_events_share_the_writer_s_batches);
+}
+
+/// Commands and ingest calls queued together are decided and committed together, in the
+/// writer's batches: 16 starts and 32 relayed events at once, and among them a call naming one
+/// of the organisation's own instances — refused alone, nothing of it written — while every
+/// other is stored and delivered: each relayed lane numbered 1 to 8 in order, and the first
+/// task of each started instance.
+async fn commands_and_relayed_events_share_the_writer_s_batches(db: TestDb) {
+    let mut org = Org::setup_with(&db, "acme", |c| fast(c, 60_000)).await;
+    let receiver = Receiver::start().await;
+    connect(&org, &receiver, json!({"type": "none"})).await;
+    let own = org
+        .start("alice", "leave", "Alice: leave", json!({"days": "1"}))
+        .await;
+    let org = &org;
+    let starts = (0..16).map(|i| async move {
+        let body = json!({"processCode": "leave", "title": format!("leave {i}"), "formData": {"days": "1"}});
+        org.send("POST", &org.path("/instances"), Some("alice"), Some(body))
+            .await
+    });
+    let relays = (0..32).map(|i| async move {
+        let body = event(&format!("ext-{}", i % 4), 0, Some(&format!("m-{i}")), false);
+        org.send("POST", "/api/v1/apps/APP_ACME/events", None, Some(body))
+            .await
+    });
+    let refused = org.send(
+        "POST",
+        "/api/v1/apps/APP_ACME/events",
+        None,
+        Some(event(&own, 0, Some("m-own"), false)),
+    );
+    let (started, relayed, (s, r)) =
+        tokio::join!(futures_join_all(starts), futures_join_all(relays), refused);
+    assert_eq!(
+        (s, r["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("own_instance")),
+        "{r}"
+    );
+    for (s, r) in &started {
+        assert_eq!(*s, StatusCode::CREATED, "{r}");
+    }
+    let mut seqs: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (i, (s, r)) in relayed.iter().enumerate() {
+        assert_eq!(*s, StatusCode::CREATED, "{r}");
+        seqs.entry(format!("ext-{}", i % 4))
+            .or_default()
+            .push(r["event"]["seq"].as_i64().unwrap());
+    }
+    for (instance, mut s) in seqs {
+        s.sort_unstable();
+        assert_eq!(s, (1..=8).collect::<Vec<_>>(), "{instance}");
+    }
+    // 32 relayed, and a created task for each of the 17 instances started.
+    let is_relayed = |c: &crate::receiver::Captured| {
+        c.header("x-flowhook-event-id")
+            .is_some_and(|id| id.starts_with("m-"))
+    };
+    receiver
+        .wait_until(15, "32 relayed and 17 started", |got| {
+            got.iter().filter(|c| is_relayed(c)).count() >= 32
+                && got.iter().filter(|c| !is_relayed(c)).count() >= 17
+        })
+        .await;
+    let got = receiver.accepted();
+    assert!(
+        got.iter()
+            .all(|c| c.header("x-flowhook-event-id") != Some("m-own")),
+        "the refused call wrote nothing"
+    );
+    let mut lanes: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for c in got.iter().filter(|c| is_relayed(c)) {
+        let v = verify(c, "APP_ACME", &org.system_token);
+        let flowhook_sign::event::TaskEvent::Created(t) = v.event else {
+            panic!("created only")
+        };
+        let instance = t.task_id.unwrap().rsplit_once("-t").unwrap().0.to_owned();
+        lanes.entry(instance).or_default().push(seq_of(c));
+    }
+    assert_eq!(lanes.len(), 4);
+    for (instance, s) in lanes {
+        assert_eq!(
+            s,
+            (1..=8).collect::<Vec<_>>(),
+            "{instance} once each, in order"
+        );
+    }
+    let (s, stored) = org
+        .send("GET", &org.path(&format!("/instances/{own}")), None, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{stored}");
+    assert_eq!(stored["status"], "running", "{stored}");
+}
+
 mod a_batch_is_stored_all_or_none_in_its_order {
     crate::on_both_backends!(super::a_batch_is_stored_all_or_none_in_its_order);
 }
