@@ -1418,22 +1418,21 @@ impl Worker {
         let relayed: HashMap<&str, &super::ingest::NewEvent> =
             relayed.iter().map(|e| (e.stored.id.as_str(), e)).collect();
         for (d, _) in flagged.iter().filter(|(_, handed)| *handed) {
-            if let Some(e) = relayed.get(d.event_id) {
-                let _ = handoff.tx.try_send(FreshDelivery {
-                    id: d.id.clone(),
-                    corp_id: d.corp_id.to_owned(),
-                    event_id: d.event_id.to_owned(),
-                    action_id: d.action_id.to_owned(),
-                    instance_id: d.instance_id.clone(),
-                    ordered: d.ordered,
-                    created_at: d.at,
-                    event: e.delivery_event(),
-                });
-                continue;
-            }
-            let (stored, params, app_type) = events[d.event_id];
-            let Ok(params) = serde_json::from_str(params) else {
-                continue; // not possible: just serialised; the lease would cover it
+            let event = match relayed.get(d.event_id) {
+                Some(e) => e.delivery_event(),
+                None => {
+                    let (stored, params, app_type) = events[d.event_id];
+                    let Ok(params) = serde_json::from_str(params) else {
+                        continue; // not possible: just serialised; the lease would cover it
+                    };
+                    DeliveryEvent {
+                        kind: stored.kind,
+                        seq: stored.seq,
+                        app_type: app_type.to_owned(),
+                        params,
+                        source_id: None,
+                    }
+                }
             };
             // Room was checked and only this task sends: this cannot fail but for a
             // stopped dispatcher, and then the lease brings the delivery back.
@@ -1445,13 +1444,7 @@ impl Worker {
                 instance_id: d.instance_id.clone(),
                 ordered: d.ordered,
                 created_at: d.at,
-                event: DeliveryEvent {
-                    kind: stored.kind,
-                    seq: stored.seq,
-                    app_type: app_type.to_owned(),
-                    params,
-                    source_id: None,
-                },
+                event,
             });
         }
         handed

@@ -87,20 +87,30 @@ async fn concurrent_calls_share_commits_and_keep_each_lane_in_order(db: TestDb) 
         .await;
     let got = receiver.accepted();
     assert_eq!(got.len(), 64, "each once");
+    let lanes = relayed_lanes(got.iter(), &org.system_token);
+    for (instance, s) in lanes {
+        assert_eq!(s, (1..=16).collect::<Vec<_>>(), "{instance} in order");
+    }
+    org.instances.clear();
+    org.app.stop().await;
+}
+
+/// The relayed `task.created` calls received, verified, by instance (the task id's prefix, see
+/// [`event`]): each lane's `seq`s in the order they arrived.
+fn relayed_lanes<'a>(
+    got: impl Iterator<Item = &'a crate::receiver::Captured>,
+    token: &str,
+) -> std::collections::BTreeMap<String, Vec<i64>> {
     let mut lanes: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-    for c in &got {
-        let v = verify(c, "APP_ACME", &org.system_token);
+    for c in got {
+        let v = verify(c, "APP_ACME", token);
         let flowhook_sign::event::TaskEvent::Created(t) = v.event else {
             panic!("created only")
         };
         let instance = t.task_id.unwrap().rsplit_once("-t").unwrap().0.to_owned();
         lanes.entry(instance).or_default().push(seq_of(c));
     }
-    for (instance, s) in lanes {
-        assert_eq!(s, (1..=16).collect::<Vec<_>>(), "{instance} in order");
-    }
-    org.instances.clear();
-    org.app.stop().await;
+    lanes
 }
 
 /// Runs the futures concurrently on this task.
@@ -203,15 +213,7 @@ async fn commands_and_relayed_events_share_the_writer_s_batches(db: TestDb) {
             .all(|c| c.header("x-flowhook-event-id") != Some("m-own")),
         "the refused call wrote nothing"
     );
-    let mut lanes: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-    for c in got.iter().filter(|c| is_relayed(c)) {
-        let v = verify(c, "APP_ACME", &org.system_token);
-        let flowhook_sign::event::TaskEvent::Created(t) = v.event else {
-            panic!("created only")
-        };
-        let instance = t.task_id.unwrap().rsplit_once("-t").unwrap().0.to_owned();
-        lanes.entry(instance).or_default().push(seq_of(c));
-    }
+    let lanes = relayed_lanes(got.iter().filter(|c| is_relayed(c)), &org.system_token);
     assert_eq!(lanes.len(), 4);
     for (instance, s) in lanes {
         assert_eq!(
